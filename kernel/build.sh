@@ -3,8 +3,11 @@
 # the fragments in kernel/fragments/, everything built in, no modules.
 #
 # The result is cached outside the source tree, keyed by a hash of the fragments,
-# this script and the kernel source version, so a rebuild only happens when one of
-# them changes. Prints the directory holding vmlinux, bzImage, config and release.
+# the kernel source version and cache_epoch (bump it when a change to this script
+# changes what it builds), so a rebuild only happens when one of them changes.
+# Object files are kept in one build directory per source version, so a change
+# of fragments rebuilds only what it touches. Prints the directory holding
+# vmlinux, bzImage, config and release.
 #
 # Environment: COCOON_CACHE (default /var/cache/cocoon), KERNEL_TARBALL (default
 # /usr/src/linux-source-6.1.tar.xz), JOBS (default nproc).
@@ -21,14 +24,22 @@ die() { echo "kernel: error: $*" >&2; exit 1; }
 [ -f "$tarball" ] || die "kernel source $tarball not found (apt-get install linux-source-6.1)"
 srcver="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s-%Y "$tarball")"
 
-key="$( (cd "$here" && cat build.sh fragments/*.conf; echo "$srcver") | sha256sum | cut -c1-16)"
+cache_epoch=1
+key="$( (cd "$here" && cat fragments/*.conf; echo "$srcver $cache_epoch") | sha256sum | cut -c1-16)"
 out="$cache/kernel/$key"
 if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ -f "$out/release" ]; then
 	echo "$out"
 	exit 0
 fi
 
-mkdir -p "$cache/src" "$cache/kernel"
+mkdir -p "$cache/src" "$cache/kernel" "$cache/build"
+# One build at a time per cache: concurrent `make test` runs share it.
+exec 9>"$cache/build/.lock"
+flock 9
+if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ -f "$out/release" ]; then
+	echo "$out"
+	exit 0
+fi
 src="$cache/src/linux-source-$srcver"
 if [ ! -f "$src/Makefile" ]; then
 	log "extracting $tarball"
@@ -39,11 +50,12 @@ if [ ! -f "$src/Makefile" ]; then
 	rm -rf "$tmp"
 fi
 
-build="$cache/build/$key"
+build="$cache/build/linux-$srcver"
 mkdir -p "$build"
 merged="$build/fragments.conf"
 cat "$here"/fragments/*.conf > "$merged"
 
+rm -f "$build/.config"
 log "configuring ($key): allnoconfig + $(ls "$here"/fragments | tr '\n' ' ')"
 make -s -C "$src" O="$build" KCONFIG_ALLCONFIG="$merged" allnoconfig >/dev/null
 
@@ -78,7 +90,7 @@ cp "$build/vmlinux" "$tmpout/vmlinux"
 cp "$build/arch/x86/boot/bzImage" "$tmpout/bzImage"
 cp "$build/.config" "$tmpout/config"
 make -s -C "$src" O="$build" kernelrelease > "$tmpout/release"
+chmod 0755 "$tmpout"
 rm -rf "$out"
 mv "$tmpout" "$out"
-rm -rf "$build"
 echo "$out"

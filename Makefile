@@ -1,0 +1,81 @@
+# cocoon: build, test and benchmark. Everything runs as root on Debian 12.
+#   make run    build everything and boot a sandbox (prints the guest kernel and agent version)
+#   make test   install dependencies, build, run unit and integration tests
+
+GO        ?= go
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+PREFIX    ?= /usr/local
+SHAREDIR  ?= /usr/share/cocoon
+CONFDIR   ?= /etc/cocoon
+BIN       := bin
+OUT       := out
+export COCOON_CACHE ?= /var/cache/cocoon
+
+GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
+AGENT_LDFLAGS := -s -w -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
+INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
+
+.PHONY: all deps build kernel image run test unit integration bench install uninstall clean proto
+
+all: build
+
+deps:
+	@bash packaging/deps.sh
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-runtime ./cmd/runtime
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-proxy ./cmd/proxy
+	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/cocoon-agent ./cmd/agent
+
+# The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
+# the first build takes about 15 minutes on 2 cores, later ones are instant.
+kernel:
+	@mkdir -p $(OUT)
+	@dir=$$(bash kernel/build.sh) && \
+	  cp -f $$dir/vmlinux $$dir/bzImage $(OUT)/ && cp -f $$dir/release $(OUT)/kernel.release && \
+	  echo "kernel: $$(cat $(OUT)/kernel.release) ($$dir)"
+
+image: build
+	@mkdir -p $(OUT)
+	$(BIN)/mkinitrd -agent $(BIN)/cocoon-agent -o $(OUT)/initrd.img
+	@printf '%s\n' '# Development configuration: the assets built in this tree.' \
+	  '[hypervisor]' 'kernel = "vmlinux"' 'initrd = "initrd.img"' \
+	  '[runtime]' 'proxy_path = "../$(BIN)/cocoon-proxy"' > $(OUT)/configuration.toml
+
+run: deps kernel image
+	$(BIN)/cocoon-runtime --config $(OUT)/configuration.toml probe
+
+test: deps kernel image unit integration
+
+unit:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	$(GO) test -race -count=1 ./...
+
+integration:
+	COCOON_TEST_OUT=$(CURDIR)/$(OUT) COCOON_TEST_BIN=$(CURDIR)/$(BIN) COCOON_TEST_KERNEL=$(CURDIR)/$(OUT)/vmlinux \
+	  $(GO) test -tags integration -count=1 -p 1 -timeout 25m $(INTEGRATION_PKGS)
+
+bench: deps kernel image
+	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
+
+install: build kernel image
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BIN)/cocoon-runtime $(BIN)/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(OUT)/vmlinux $(OUT)/bzImage $(OUT)/initrd.img $(OUT)/kernel.release $(DESTDIR)$(SHAREDIR)/
+	test -e $(DESTDIR)$(CONFDIR)/configuration.toml || install -m 0644 config/configuration.toml $(DESTDIR)$(CONFDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy
+	rm -rf $(DESTDIR)$(SHAREDIR)
+
+clean:
+	rm -rf $(BIN) $(OUT)
+
+proto:
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@v1.2.10
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc -I api --go_out=api --go_opt=paths=source_relative \
+	  --go-ttrpc_out=api --go-ttrpc_opt=paths=source_relative api/agent.proto

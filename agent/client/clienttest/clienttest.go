@@ -1,0 +1,200 @@
+// Package clienttest provides a fake cocoon agent for tests of code that uses
+// agent/client: it speaks the real protocol (yamux, stream headers, ttrpc)
+// over an in-memory pipe, and answers with functions the test chooses.
+package clienttest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/containerd/ttrpc"
+	"github.com/hashicorp/yamux"
+)
+
+// Agent is a fake agent service: each method calls its function field when
+// set, and otherwise answers as a healthy agent would.
+type Agent struct {
+	CheckFunc          func(context.Context, *api.CheckRequest) (*api.CheckResponse, error)
+	VersionFunc        func(context.Context, *api.VersionRequest) (*api.VersionResponse, error)
+	DestroySandboxFunc func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error)
+	// StdioFunc receives every stdio stream, and owns it; when nil, stdio
+	// streams are closed at once.
+	StdioFunc func(api.StreamHeader, net.Conn)
+}
+
+var _ api.AgentService = (*Agent)(nil)
+
+// Check calls CheckFunc, or answers that the agent serves.
+func (a *Agent) Check(ctx context.Context, req *api.CheckRequest) (*api.CheckResponse, error) {
+	if a.CheckFunc != nil {
+		return a.CheckFunc(ctx, req)
+	}
+	return &api.CheckResponse{Serving: true}, nil
+}
+
+// Version calls VersionFunc, or answers a fixed version.
+func (a *Agent) Version(ctx context.Context, req *api.VersionRequest) (*api.VersionResponse, error) {
+	if a.VersionFunc != nil {
+		return a.VersionFunc(ctx, req)
+	}
+	return &api.VersionResponse{AgentVersion: "clienttest", KernelRelease: "6.1.0-fake", ApiVersion: api.APIVersion}, nil
+}
+
+// DestroySandbox calls DestroySandboxFunc, or answers success.
+func (a *Agent) DestroySandbox(ctx context.Context, req *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
+	if a.DestroySandboxFunc != nil {
+		return a.DestroySandboxFunc(ctx, req)
+	}
+	return &api.DestroySandboxResponse{}, nil
+}
+
+// ServeConn runs a on conn as cocoon-agent runs on its port: a yamux server
+// session whose every stream starts with an api.StreamHeader; RPC streams
+// are served with ttrpc, stdio streams go to a.StdioFunc. It returns when
+// conn closes or ctx is done, once every stream handler has returned.
+func ServeConn(ctx context.Context, conn io.ReadWriteCloser, a *Agent) error {
+	cfg := yamux.DefaultConfig()
+	cfg.EnableKeepAlive = false
+	cfg.LogOutput = io.Discard
+	cfg.StreamCloseTimeout = 0
+	sess, err := yamux.Server(conn, cfg)
+	if err != nil {
+		return fmt.Errorf("starting yamux server: %w", err)
+	}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		return fmt.Errorf("starting ttrpc server: %w", err)
+	}
+	api.RegisterAgentService(srv, a)
+	rpcConns := newChanListener()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Serve(ctx, rpcConns)
+	}()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := api.ReadStreamHeader(st)
+			if err != nil {
+				st.Close()
+				return
+			}
+			c := halfCloser{st}
+			switch {
+			case h.Kind == api.StreamRPC:
+				rpcConns.push(c)
+			case a.StdioFunc != nil:
+				a.StdioFunc(h, c)
+			default:
+				c.Close()
+			}
+		}()
+	}
+	sess.Close()
+	srv.Close()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// NewDialer starts a fake agent serving a and returns a dialer whose every
+// Dial opens one yamux stream to it, as a connection to cocoon-proxy does.
+// The fake stops at tb's cleanup; the returned stop function stops it
+// earlier, as the VM's death would.
+func NewDialer(tb testing.TB, a *Agent) (d client.Dialer, stop func()) {
+	hostEnd, agentEnd := net.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		ServeConn(ctx, agentEnd, a)
+	}()
+	cfg := yamux.DefaultConfig()
+	cfg.EnableKeepAlive = false
+	cfg.LogOutput = io.Discard
+	cfg.StreamCloseTimeout = 0
+	sess, err := yamux.Client(hostEnd, cfg)
+	if err != nil {
+		tb.Fatalf("starting yamux client: %v", err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			sess.Close()
+			<-served
+		})
+	}
+	tb.Cleanup(stop)
+	return client.DialerFunc(func(ctx context.Context) (client.Conn, error) {
+		st, err := sess.OpenStream()
+		if err != nil {
+			return nil, fmt.Errorf("opening fake agent stream: %w", err)
+		}
+		return halfCloser{st}, nil
+	}), stop
+}
+
+// halfCloser is a yamux stream as a client.Conn: yamux's Close is already a
+// half-close (FIN, then the stream still reads).
+type halfCloser struct{ *yamux.Stream }
+
+// CloseWrite sends FIN.
+func (h halfCloser) CloseWrite() error { return h.Stream.Close() }
+
+// chanListener is a net.Listener fed by push.
+type chanListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return fakeAddr{} }
+
+type fakeAddr struct{}
+
+func (fakeAddr) Network() string { return "fake" }
+func (fakeAddr) String() string  { return "fake-agent" }

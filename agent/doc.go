@@ -1,0 +1,23 @@
+// Package agent is the guest side of cocoon: the code of cocoon-agent, the
+// program that runs as PID 1 inside every sandbox VM.
+//
+// Its duties, in the order cmd/agent performs them:
+//
+//   - init: mount the kernel file systems, give itself a console, set PATH
+//     (SetupStdio, SetupGuest);
+//   - reap orphans, while letting the code that starts processes wait for its
+//     own children (Reaper);
+//   - find the agent channel (a virtio-serial port multiplexed with yamux, or
+//     AF_VSOCK) and accept the streams the host opens on it (Transport);
+//   - read the api.StreamHeader that starts every stream and dispatch it: RPC
+//     streams to the ttrpc Agent service, stdio streams to a handler (Server,
+//     Service);
+//   - power the guest off when the sandbox is destroyed (PowerOff).
+//
+// The package only builds for Linux: it runs in the guest and nowhere else.
+package agent
+
+// Version is the agent's version, set at build time with
+// -ldflags '-X github.com/cocoon-containers/cocoon/agent.Version=...'.
+// It is the only package-level variable, and nothing writes it at run time.
+var Version = "dev"

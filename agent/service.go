@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/api"
+)
+
+// DefaultPowerOffDelay is how long DestroySandbox waits, after its reply is
+// queued, before powering off: time for the reply to cross yamux and the
+// serial port to the host, which under TCG takes milliseconds, not seconds.
+const DefaultPowerOffDelay = 200 * time.Millisecond
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	// PowerOff is called once DestroySandbox has replied, after
+	// PowerOffDelay; in the guest it is PowerOff, which does not return.
+	PowerOff func()
+	// PowerOffDelay defaults to DefaultPowerOffDelay.
+	PowerOffDelay time.Duration
+	// UptimePath is the file Version reads the uptime from; "/proc/uptime"
+	// when empty.
+	UptimePath string
+	// Log receives the service's messages.
+	Log *logrus.Entry
+}
+
+// Service implements api.AgentService.
+type Service struct {
+	cfg         ServiceConfig
+	destroyOnce sync.Once
+}
+
+var _ api.AgentService = (*Service)(nil)
+
+// NewService returns the agent service.
+func NewService(cfg ServiceConfig) *Service {
+	if cfg.PowerOffDelay == 0 {
+		cfg.PowerOffDelay = DefaultPowerOffDelay
+	}
+	if cfg.UptimePath == "" {
+		cfg.UptimePath = "/proc/uptime"
+	}
+	return &Service{cfg: cfg}
+}
+
+// Check reports that the agent serves: it only starts serving once its init
+// duties are done.
+func (s *Service) Check(ctx context.Context, _ *api.CheckRequest) (*api.CheckResponse, error) {
+	return &api.CheckResponse{Serving: true}, nil
+}
+
+// Version reports the agent's build, the guest kernel and its uptime.
+func (s *Service) Version(ctx context.Context, _ *api.VersionRequest) (*api.VersionResponse, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return nil, fmt.Errorf("reading kernel release: %w", err)
+	}
+	uptime, err := readUptime(s.cfg.UptimePath)
+	if err != nil {
+		return nil, err
+	}
+	return &api.VersionResponse{
+		AgentVersion:  Version,
+		KernelRelease: unix.ByteSliceToString(uts.Release[:]),
+		UptimeSeconds: uptime,
+		ApiVersion:    api.APIVersion,
+	}, nil
+}
+
+// DestroySandbox replies, then powers the guest off after a short delay.
+// Calling it again changes nothing.
+func (s *Service) DestroySandbox(ctx context.Context, _ *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
+	s.destroyOnce.Do(func() {
+		s.cfg.Log.Info("sandbox destroyed: powering off")
+		if s.cfg.PowerOff == nil {
+			s.cfg.Log.Warn("no power-off configured")
+			return
+		}
+		time.AfterFunc(s.cfg.PowerOffDelay, s.cfg.PowerOff)
+	})
+	return &api.DestroySandboxResponse{}, nil
+}
+
+// readUptime returns the first field of /proc/uptime, in seconds.
+func readUptime(path string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading uptime: %w", err)
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	v, err := strconv.ParseFloat(first, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parsing uptime %q: %w", first, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,217 @@
+// Command bench measures cocoon side by side with its floors: the time from
+// nothing to an agent that answers, beside a bare QEMU boot of the same
+// kernel whose /init powers off at once (the VM floor), and the memory an
+// idle sandbox costs the host. `make bench` runs it; it prints a table.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
+	"github.com/cocoon-containers/cocoon/packaging/initrd"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+func main() {
+	out := flag.String("out", "out", "directory with vmlinux, initrd.img and configuration.toml")
+	bin := flag.String("bin", "bin", "directory with the cocoon binaries")
+	runs := flag.Int("runs", 5, "runs per measurement")
+	flag.Parse()
+	logrus.SetLevel(logrus.WarnLevel)
+	if err := run(context.Background(), *out, *bin, *runs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	m       *sandbox.Manager
+	work    string
+	floorRD string
+}
+
+func run(ctx context.Context, out, bin string, runs int) error {
+	cfg, err := config.Load(filepath.Join(out, "configuration.toml"))
+	if err != nil {
+		return err
+	}
+	accel, why := qemu.DetectAccelerator()
+	work, err := os.MkdirTemp("", "cocoon-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	b := &bench{
+		work: work,
+		m: &sandbox.Manager{
+			Root:        filepath.Join(work, "sandboxes"),
+			Config:      cfg,
+			Hypervisor:  qemu.New(),
+			Accelerator: accel,
+			Log:         logrus.NewEntry(logrus.StandardLogger()),
+		},
+	}
+	if err := b.buildFloor(); err != nil {
+		return err
+	}
+	fmt.Printf("cocoon bench: %s (%s), machine %s, %d vCPU, %d MiB, %d runs, interleaved\n\n",
+		accel, why, cfg.Hypervisor.Machine, cfg.Hypervisor.VCPUs, cfg.Hypervisor.MemoryMiB, runs)
+
+	var floor, floorOff, ready []time.Duration
+	var pss []float64
+	for i := 0; i < runs; i++ {
+		up, off, err := b.floorBoot(ctx, i)
+		if err != nil {
+			return err
+		}
+		floor = append(floor, up)
+		floorOff = append(floorOff, off)
+		d, mem, err := b.sandboxBoot(ctx, i)
+		if err != nil {
+			return err
+		}
+		ready = append(ready, d)
+		pss = append(pss, mem)
+	}
+	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
+	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
+	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
+	row("VM floor: QEMU start to QEMU exit (s)", seconds(floorOff))
+	row("cocoon: sandbox create to agent ready (s)", seconds(ready))
+	row("idle sandbox memory, QEMU + proxy PSS (MiB)", pss)
+	return nil
+}
+
+func row(name string, v []float64) {
+	sort.Float64s(v)
+	fmt.Printf("| %-45s | %6.2f / %6.2f / %6.2f |\n", name, v[0], v[len(v)/2], v[len(v)-1])
+}
+
+func seconds(ds []time.Duration) []float64 {
+	v := make([]float64, len(ds))
+	for i, d := range ds {
+		v[i] = d.Seconds()
+	}
+	return v
+}
+
+// buildFloor makes an initrd whose /init powers off at once.
+func (b *bench) buildFloor() error {
+	initBin := filepath.Join(b.work, "floorinit")
+	cmd := exec.Command("go", "build", "-o", initBin, "./bench/floorinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building floorinit: %w: %s", err, out)
+	}
+	b.floorRD = filepath.Join(b.work, "floor.img")
+	return initrd.Build(initrd.Options{AgentPath: initBin, Output: b.floorRD})
+}
+
+// floorBoot boots the configured kernel with the floor initrd, the same
+// machine and devices as a sandbox, and times it until QEMU exits.
+func (b *bench) floorBoot(ctx context.Context, i int) (up, off time.Duration, err error) {
+	h := b.m.Config.Hypervisor
+	dir := filepath.Join(b.work, fmt.Sprintf("floor-%d", i))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second*b.m.Accelerator.TimeoutScale()/10)
+	defer cancel()
+	start := time.Now()
+	vm, err := b.m.Hypervisor.Start(ctx, hypervisor.VMConfig{
+		ID: fmt.Sprintf("floor-%d", i), Dir: dir, Binary: h.Path, Machine: h.Machine,
+		Accelerator: b.m.Accelerator, VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB,
+		Kernel: h.Kernel, Initrd: b.floorRD, ConsoleLog: filepath.Join(dir, "console.log"),
+		AgentSocket: filepath.Join(dir, "agent.sock"),
+		SharedDirs:  []hypervisor.SharedDir{{Tag: sandbox.ShareTag, HostPath: dir}},
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("floor boot: %w", err)
+	}
+	defer vm.Stop(context.Background())
+	if err := awaitUp(ctx, filepath.Join(dir, "agent.sock")); err != nil {
+		console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
+		return 0, 0, fmt.Errorf("floor boot: %w; console:\n%s", err, console)
+	}
+	upAt := time.Since(start)
+	if err := vm.Wait(ctx); err != nil {
+		return 0, 0, fmt.Errorf("floor boot: guest did not power off: %w", err)
+	}
+	return upAt, time.Since(start), vm.Stop(ctx)
+}
+
+// awaitUp connects to the agent port's socket and waits for the line the
+// floor's /init writes, then acknowledges it.
+func awaitUp(ctx context.Context, sock string) error {
+	var conn net.Conn
+	var err error
+	for {
+		var d net.Dialer
+		if conn, err = d.DialContext(ctx, "unix", sock); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connecting to %s: %w", sock, err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		return fmt.Errorf("waiting for the guest's /init: %w", err)
+	}
+	_, err = conn.Write([]byte("k"))
+	return err
+}
+
+// sandboxBoot times Manager.Create (QEMU, proxy, agent ready) and measures
+// the idle sandbox's memory before destroying it.
+func (b *bench) sandboxBoot(ctx context.Context, i int) (time.Duration, float64, error) {
+	start := time.Now()
+	sb, err := b.m.Create(ctx, fmt.Sprintf("bench-%d", i))
+	if err != nil {
+		return 0, 0, err
+	}
+	d := time.Since(start)
+	defer sb.Destroy(context.Background())
+	time.Sleep(time.Second)
+	st := sb.State()
+	mem := pssMiB(st.VM.PID) + pssMiB(st.ProxyPID)
+	return d, mem, sb.Destroy(ctx)
+}
+
+// pssMiB reads a process's proportional set size.
+func pssMiB(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var kb float64
+		if _, err := fmt.Sscanf(line, "Pss: %f kB", &kb); err == nil {
+			return kb / 1024
+		}
+	}
+	return 0
+}

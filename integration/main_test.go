@@ -1,0 +1,67 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cocoon-containers/cocoon/internal/proc"
+)
+
+// env describes where `make` put the assets under test.
+type env struct {
+	out string // vmlinux, initrd.img, kernel.release, configuration.toml
+	bin string // cocoon-runtime, cocoon-proxy, cocoon-agent
+}
+
+func testEnv(t testing.TB) env {
+	t.Helper()
+	e := env{out: os.Getenv("COCOON_TEST_OUT"), bin: os.Getenv("COCOON_TEST_BIN")}
+	if e.out == "" {
+		e.out, _ = filepath.Abs("../out")
+	}
+	if e.bin == "" {
+		e.bin, _ = filepath.Abs("../bin")
+	}
+	for _, f := range []string{filepath.Join(e.out, "vmlinux"), filepath.Join(e.out, "initrd.img"), filepath.Join(e.bin, "cocoon-proxy")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("missing test asset (run `make kernel image` or `make test`): %v", err)
+		}
+	}
+	return e
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if leaks := leftovers(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "integration: left behind after the suite:\n  %s\n", strings.Join(leaks, "\n  "))
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// leftovers lists cocoon processes still running: QEMU started by cocoon,
+// proxies and shims. Every test must clean up after itself.
+func leftovers() []string {
+	var found []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		cl, err := proc.Cmdline(pid)
+		if err != nil || !proc.Alive(pid) {
+			continue
+		}
+		if strings.Contains(cl, "cocoon-proxy") || strings.Contains(cl, "cocoon-shim") ||
+			(strings.Contains(cl, "qemu-system") && strings.Contains(cl, "cocoon")) {
+			found = append(found, fmt.Sprintf("pid %d: %s", pid, cl))
+		}
+	}
+	return found
+}

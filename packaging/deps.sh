@@ -1,0 +1,30 @@
+#!/bin/bash
+# Installs the Debian packages that building and testing cocoon need.
+# Idempotent and quiet when everything is already present.
+set -euo pipefail
+
+pkgs=(
+	qemu-system-x86 qemu-system-data   # the VMM and its firmware (qboot)
+	linux-source-6.1                   # guest kernel source
+	build-essential flex bison bc libelf-dev xz-utils   # kernel build
+	libseccomp-dev                     # static libseccomp for the agent
+	busybox-static                     # test container root file systems
+	protobuf-compiler                  # make proto
+	iproute2                           # tests: namespaces, veth, tc
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has no package lists yet; refresh them at most once a day.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n1)" ]; then
+	apt-get update -qq >/dev/null
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

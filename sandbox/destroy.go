@@ -1,0 +1,73 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cocoon-containers/cocoon/api"
+
+	"github.com/cocoon-containers/cocoon/internal/proc"
+)
+
+// Destroy powers the guest off through its agent, stops whatever is left
+// (VM, proxy) and removes the sandbox directory. It succeeds on a sandbox
+// whose VM or proxy already died.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	return s.teardown(ctx, true /* graceful */)
+}
+
+func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
+	var errs []error
+	if s.vm != nil {
+		if graceful {
+			s.powerOff(ctx)
+		}
+		sctx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
+		if err := s.vm.Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if pid := s.state.ProxyPID; pid > 0 {
+		// The proxy exits by itself once QEMU has closed the agent socket.
+		pctx, cancel := context.WithTimeout(ctx, s.m.scaled(200*time.Millisecond))
+		if err := proc.Wait(pctx, pid); err != nil {
+			tctx, tcancel := context.WithTimeout(ctx, time.Second)
+			if err := proc.Terminate(tctx, pid); err != nil {
+				errs = append(errs, fmt.Errorf("stopping proxy: %w", err))
+			}
+			tcancel()
+		}
+		cancel()
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		errs = append(errs, fmt.Errorf("removing sandbox directory: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroying sandbox %s: %w", s.state.ID, err)
+	}
+	return nil
+}
+
+// powerOff asks the agent to sync and power off, and waits for the VM to
+// exit; failures only mean that Stop has more to do.
+func (s *Sandbox) powerOff(ctx context.Context) {
+	actx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
+	defer cancel()
+	c, err := s.Agent(actx)
+	if err != nil {
+		s.m.Log.WithError(err).Debug("agent unreachable; stopping the VM instead")
+		return
+	}
+	defer c.Close()
+	if _, err := c.DestroySandbox(actx, &api.DestroySandboxRequest{}); err != nil {
+		s.m.Log.WithError(err).Debug("agent did not power off; stopping the VM instead")
+		return
+	}
+	wctx, wcancel := context.WithTimeout(ctx, s.m.scaled(500*time.Millisecond))
+	defer wcancel()
+	_ = s.vm.Wait(wctx)
+}

@@ -1,0 +1,167 @@
+// Package sandbox is cocoon's host-side orchestration: a sandbox is one VM,
+// the proxy that multiplexes its agent channel, and the connection to the
+// agent inside it. Creation has two phases, boot (nothing container-specific:
+// kernel, initrd, agent ready) and attach (a container's share, NIC, limits),
+// so that pre-booted VMs can later serve the second phase.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/store"
+)
+
+// DefaultRoot is where sandbox directories live.
+const DefaultRoot = "/run/cocoon/sandboxes"
+
+// File names inside a sandbox directory.
+const (
+	stateFile   = "state.json"
+	lockFile    = "lock"
+	agentSocket = "agent.sock"
+	proxySocket = "proxy.sock"
+	consoleLog  = "console.log"
+	proxyLog    = "proxy.log"
+	sharedDir   = "shared"
+	// ShareTag is the mount tag of the shared directory in the guest.
+	ShareTag = "cocoon-share"
+)
+
+// ErrNotFound is returned by Load for a sandbox that does not exist.
+var ErrNotFound = errors.New("sandbox not found")
+
+// ErrExists is returned by Create for an ID already in use.
+var ErrExists = errors.New("sandbox already exists")
+
+// State is what is persisted about a sandbox so another process can find it.
+type State struct {
+	ID          string                 `json:"id"`
+	VM          hypervisor.State       `json:"vm"`
+	Accelerator hypervisor.Accelerator `json:"accelerator"`
+	Transport   string                 `json:"transport"`
+	VsockCID    uint32                 `json:"vsockCid,omitempty"`
+	ProxyPID    int                    `json:"proxyPid,omitempty"`
+	Created     time.Time              `json:"created"`
+}
+
+// Manager creates and finds sandboxes under one root directory.
+type Manager struct {
+	// Root holds one directory per sandbox.
+	Root string
+	// Config is the effective configuration.
+	Config *config.Config
+	// Hypervisor boots the VMs.
+	Hypervisor hypervisor.Hypervisor
+	// Accelerator is the resolved accelerator (never "auto").
+	Accelerator hypervisor.Accelerator
+	// Log receives host-side diagnostics.
+	Log *logrus.Entry
+}
+
+// Sandbox is a running VM with its agent channel.
+type Sandbox struct {
+	m     *Manager
+	dir   string
+	state State
+	vm    hypervisor.VM
+}
+
+// ID returns the sandbox ID.
+func (s *Sandbox) ID() string { return s.state.ID }
+
+// Dir returns the sandbox's private directory.
+func (s *Sandbox) Dir() string { return s.dir }
+
+// SharedDir returns the host directory the guest sees as its shared mount.
+func (s *Sandbox) SharedDir() string { return filepath.Join(s.dir, sharedDir) }
+
+// State returns the persisted state.
+func (s *Sandbox) State() State { return s.state }
+
+// ConsoleLog returns the path of the guest console log.
+func (s *Sandbox) ConsoleLog() string { return filepath.Join(s.dir, consoleLog) }
+
+func (m *Manager) dir(id string) string { return filepath.Join(m.Root, id) }
+
+// scaled returns d multiplied by the accelerator's slowdown.
+func (m *Manager) scaled(d time.Duration) time.Duration {
+	return d * m.Accelerator.TimeoutScale()
+}
+
+// Create boots a new sandbox and returns once its agent answers. On any
+// failure everything it started or created is removed again.
+func (m *Manager) Create(ctx context.Context, id string) (_ *Sandbox, retErr error) {
+	if err := store.ValidateID(id); err != nil {
+		return nil, fmt.Errorf("creating sandbox: %w", err)
+	}
+	if err := os.MkdirAll(m.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating sandbox root: %w", err)
+	}
+	dir := m.dir(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("creating sandbox %s: %w", id, ErrExists)
+		}
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
+	}
+	s := &Sandbox{m: m, dir: dir, state: State{
+		ID:          id,
+		Accelerator: m.Accelerator,
+		Transport:   m.transport(),
+		Created:     time.Now().UTC(),
+	}}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.scaled(3*time.Second))
+			defer cancel()
+			if err := s.teardown(cctx, false /* graceful */); err != nil {
+				m.Log.WithError(err).Warn("cleaning up a failed sandbox")
+			}
+		}
+	}()
+	if err := os.Mkdir(s.SharedDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
+	}
+	if err := s.boot(ctx); err != nil {
+		return nil, fmt.Errorf("booting sandbox %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// Load finds a sandbox created earlier, possibly by another process.
+func (m *Manager) Load(ctx context.Context, id string) (*Sandbox, error) {
+	if err := store.ValidateID(id); err != nil {
+		return nil, fmt.Errorf("loading sandbox: %w", err)
+	}
+	s := &Sandbox{m: m, dir: m.dir(id)}
+	if err := store.ReadJSON(filepath.Join(s.dir, stateFile), &s.state); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("loading sandbox %s: %w", id, ErrNotFound)
+		}
+		return nil, fmt.Errorf("loading sandbox %s: %w", id, err)
+	}
+	vm, err := m.Hypervisor.Attach(ctx, s.state.VM)
+	if err != nil && !errors.Is(err, hypervisor.ErrNotRunning) {
+		return nil, fmt.Errorf("loading sandbox %s: %w", id, err)
+	}
+	s.vm = vm // nil when the VM is gone: Destroy still cleans up
+	return s, nil
+}
+
+// Lock serializes operations on one sandbox across processes.
+func (s *Sandbox) Lock() (*store.Lock, error) {
+	return store.LockFile(filepath.Join(s.dir, lockFile))
+}
+
+func (s *Sandbox) save() error {
+	return store.WriteJSON(filepath.Join(s.dir, stateFile), s.state)
+}
