@@ -12,7 +12,10 @@ OUT       := out
 export COCOON_CACHE ?= /var/cache/cocoon
 
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
-AGENT_LDFLAGS := -s -w -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
+# The agent is the guest's /init and its own "runc init": static, with cgo for
+# libcontainer's nsenter and seccomp (Debian's libseccomp-dev ships libseccomp.a).
+AGENT_TAGS    := seccomp osusergo netgo
+AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
 .PHONY: all deps build kernel image run test unit integration bench install uninstall clean proto
@@ -26,8 +29,9 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-runtime ./cmd/runtime
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-proxy ./cmd/proxy
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-shim ./cmd/shim
 	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/cocoon-agent ./cmd/agent
+	CGO_ENABLED=1 $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/cocoon-agent ./cmd/agent
 
 # The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
 # the first build takes about 15 minutes on 2 cores, later ones are instant.
@@ -63,12 +67,12 @@ bench: deps kernel image
 
 install: build kernel image
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(CONFDIR)
-	install -m 0755 $(BIN)/cocoon-runtime $(BIN)/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/cocoon-runtime $(BIN)/cocoon-proxy $(BIN)/cocoon-shim $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(OUT)/vmlinux $(OUT)/bzImage $(OUT)/initrd.img $(OUT)/kernel.release $(DESTDIR)$(SHAREDIR)/
 	test -e $(DESTDIR)$(CONFDIR)/configuration.toml || install -m 0644 config/configuration.toml $(DESTDIR)$(CONFDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy
+	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/cocoon-shim
 	rm -rf $(DESTDIR)$(SHAREDIR)
 
 clean:

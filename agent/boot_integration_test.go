@@ -24,7 +24,8 @@ type testGuest struct {
 	exited chan error
 }
 
-func bootGuest(t *testing.T) *testGuest {
+// bootGuest boots a guest; extra QEMU arguments follow the standard ones.
+func bootGuest(t *testing.T, extra ...string) *testGuest {
 	t.Helper()
 	out := os.Getenv("COCOON_TEST_OUT")
 	if out == "" {
@@ -40,17 +41,18 @@ func bootGuest(t *testing.T) *testGuest {
 	g := &testGuest{sock: filepath.Join(dir, "agent.sock"), exited: make(chan error, 1)}
 	console := filepath.Join(dir, "console.log")
 	g.start = time.Now()
-	qemu := exec.Command("qemu-system-x86_64",
+	args := []string{
 		"-M", "q35", "-accel", "tcg", "-m", "512", "-smp", "1",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-bios", "/usr/share/qemu/qboot.rom",
 		"-kernel", kernel, "-initrd", initrdPath,
 		"-append", "console=ttyS0 panic=1 cocoon.log=debug",
-		"-serial", "file:"+console,
+		"-serial", "file:" + console,
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=agent,path="+g.sock+",server=on,wait=off",
-		"-device", "virtserialport,chardev=agent,name="+api.AgentPortName,
-	)
+		"-chardev", "socket,id=agent,path=" + g.sock + ",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name=" + api.AgentPortName,
+	}
+	qemu := exec.Command("qemu-system-x86_64", append(args, extra...)...)
 	qemu.Stderr = os.Stderr
 	if err := qemu.Start(); err != nil {
 		t.Fatalf("starting qemu: %v", err)

@@ -38,13 +38,17 @@ func guestMounts() []guestMount {
 }
 
 // SetupGuest performs the init duties of PID 1 that come before serving:
-// it mounts /proc, /sys, /dev, /dev/pts, /dev/shm, /run, /tmp and
-// /sys/fs/cgroup, links /dev/ptmx and /dev/fd, points stdio at the console
-// (again, now that /dev is mounted) and sets PATH. It is idempotent: what is
-// already mounted stays as it is. It returns the first error but tries every
-// step, so one missing kernel feature does not hide the others.
+// it moves its root off the initramfs (see leaveInitramfs), mounts /proc,
+// /sys, /dev, /dev/pts, /dev/shm, /run, /tmp and /sys/fs/cgroup, links
+// /dev/ptmx and /dev/fd, points stdio at the console (again, now that /dev
+// is mounted) and sets PATH. It is idempotent: what is already mounted stays
+// as it is. It returns the first error but tries every step, so one missing
+// kernel feature does not hide the others.
 func SetupGuest(log *logrus.Entry) error {
 	var errs []error
+	if err := leaveInitramfs(log); err != nil {
+		errs = append(errs, err)
+	}
 	for _, m := range guestMounts() {
 		if err := mountOnce(log, m); err != nil {
 			errs = append(errs, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/agent/container"
 	"github.com/cocoon-containers/cocoon/api"
 )
 
@@ -20,8 +21,15 @@ import (
 // serial port to the host, which under TCG takes milliseconds, not seconds.
 const DefaultPowerOffDelay = 200 * time.Millisecond
 
+// destroyKillTimeout bounds how long DestroySandbox waits for the containers
+// to die when the host's call has no deadline.
+const destroyKillTimeout = 10 * time.Second
+
 // ServiceConfig configures a Service.
 type ServiceConfig struct {
+	// Containers runs the containers. When nil, the container calls fail
+	// with FailedPrecondition (tests of the transport need none).
+	Containers *container.Manager
 	// PowerOff is called once DestroySandbox has replied, after
 	// PowerOffDelay; in the guest it is PowerOff, which does not return.
 	PowerOff func()
@@ -30,6 +38,13 @@ type ServiceConfig struct {
 	// UptimePath is the file Version reads the uptime from; "/proc/uptime"
 	// when empty.
 	UptimePath string
+	// EtcDir is where CreateSandbox writes resolv.conf; "/etc" when empty.
+	EtcDir string
+	// ProcSysDir is where CreateSandbox sets sysctls; "/proc/sys" when empty.
+	ProcSysDir string
+	// Guest makes the system calls of CreateSandbox and SetGuestTime;
+	// zero fields are the real calls.
+	Guest GuestOps
 	// Log receives the service's messages.
 	Log *logrus.Entry
 }
@@ -50,6 +65,13 @@ func NewService(cfg ServiceConfig) *Service {
 	if cfg.UptimePath == "" {
 		cfg.UptimePath = "/proc/uptime"
 	}
+	if cfg.EtcDir == "" {
+		cfg.EtcDir = "/etc"
+	}
+	if cfg.ProcSysDir == "" {
+		cfg.ProcSysDir = "/proc/sys"
+	}
+	cfg.Guest.setDefaults()
 	return &Service{cfg: cfg}
 }
 
@@ -63,11 +85,11 @@ func (s *Service) Check(ctx context.Context, _ *api.CheckRequest) (*api.CheckRes
 func (s *Service) Version(ctx context.Context, _ *api.VersionRequest) (*api.VersionResponse, error) {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
-		return nil, fmt.Errorf("reading kernel release: %w", err)
+		return nil, rpcError(fmt.Errorf("reading kernel release: %w", err))
 	}
 	uptime, err := readUptime(s.cfg.UptimePath)
 	if err != nil {
-		return nil, err
+		return nil, rpcError(err)
 	}
 	return &api.VersionResponse{
 		AgentVersion:  Version,
@@ -77,10 +99,20 @@ func (s *Service) Version(ctx context.Context, _ *api.VersionRequest) (*api.Vers
 	}, nil
 }
 
-// DestroySandbox replies, then powers the guest off after a short delay.
-// Calling it again changes nothing.
+// DestroySandbox kills every container, replies, then powers the guest off
+// after a short delay. Calling it again changes nothing.
 func (s *Service) DestroySandbox(ctx context.Context, _ *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
 	s.destroyOnce.Do(func() {
+		if m := s.cfg.Containers; m != nil {
+			if _, ok := ctx.Deadline(); !ok {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, destroyKillTimeout)
+				defer cancel()
+			}
+			if err := m.Shutdown(ctx); err != nil {
+				s.cfg.Log.WithError(err).Warn("stopping the containers before powering off")
+			}
+		}
 		s.cfg.Log.Info("sandbox destroyed: powering off")
 		if s.cfg.PowerOff == nil {
 			s.cfg.Log.Warn("no power-off configured")

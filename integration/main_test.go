@@ -36,17 +36,31 @@ func testEnv(t testing.TB) env {
 }
 
 func TestMain(m *testing.M) {
+	// Every sandbox of this suite lives under t.TempDir(), hence under this
+	// run's own TMPDIR: the leak check looks for processes naming it, so
+	// that cocoon VMs run by anything else on the machine don't count.
+	tmp, err := os.MkdirTemp("", "cocoon-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
 	code := m.Run()
-	if leaks := leftovers(); len(leaks) > 0 {
+	if leaks := leftovers(tmp); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "integration: left behind after the suite:\n  %s\n", strings.Join(leaks, "\n  "))
+		code = 1
+	}
+	if err := os.Remove(tmp); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: %s not empty after the suite: %v\n", tmp, err)
 		code = 1
 	}
 	os.Exit(code)
 }
 
-// leftovers lists cocoon processes still running: QEMU started by cocoon,
-// proxies and shims. Every test must clean up after itself.
-func leftovers() []string {
+// leftovers lists cocoon processes of this run still running: QEMU,
+// proxies and shims whose command line names dir. Every test must clean up
+// after itself.
+func leftovers(dir string) []string {
 	var found []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -58,8 +72,10 @@ func leftovers() []string {
 		if err != nil || !proc.Alive(pid) {
 			continue
 		}
-		if strings.Contains(cl, "cocoon-proxy") || strings.Contains(cl, "cocoon-shim") ||
-			(strings.Contains(cl, "qemu-system") && strings.Contains(cl, "cocoon")) {
+		if !strings.Contains(cl, dir) {
+			continue
+		}
+		if strings.Contains(cl, "cocoon-proxy") || strings.Contains(cl, "cocoon-shim") || strings.Contains(cl, "qemu-system") {
 			found = append(found, fmt.Sprintf("pid %d: %s", pid, cl))
 		}
 	}

@@ -150,6 +150,12 @@ type server struct {
 	sess *yamux.Session
 	bufs sync.Pool // *[]byte copy buffers
 
+	// openMu serializes OpenStream: yamux picks a stream's ID before it
+	// queues the stream's SYN, so concurrent opens can send SYNs out of ID
+	// order, and the agent takes a SYN for an ID at or below one it has
+	// seen for the first frame of a new host (agent/port.go).
+	openMu sync.Mutex
+
 	mu      sync.Mutex
 	closing bool
 	conns   map[net.Conn]struct{}
@@ -240,7 +246,9 @@ func (s *server) handle(c net.Conn) {
 	// OpenStream does not wait for the agent: it only blocks when
 	// acceptBacklog streams are already waiting for it, and returns when
 	// the session closes.
+	s.openMu.Lock()
 	st, err := s.sess.OpenStream()
+	s.openMu.Unlock()
 	if err != nil {
 		s.log.WithError(err).Warn("opening stream to the agent")
 		return

@@ -77,7 +77,7 @@ func (s *Sandbox) boot(ctx context.Context) error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	if s.state.Transport == api.TransportSerial {
+	if s.state.Transport == api.TransportSerial && m.AgentDialer == nil {
 		pid, err := s.startProxy()
 		if err != nil {
 			return err
@@ -136,6 +136,9 @@ func (m *Manager) proxyPath() (string, error) {
 }
 
 func (s *Sandbox) dialer() client.Dialer {
+	if s.m.AgentDialer != nil {
+		return s.m.AgentDialer
+	}
 	if s.state.Transport == api.TransportVsock {
 		return client.VsockDialer{CID: s.state.VsockCID, Port: api.DefaultVsockPort}
 	}
@@ -151,11 +154,6 @@ func (s *Sandbox) clientOptions() client.Options {
 		ConsoleLog:  s.ConsoleLog(),
 		Log:         s.m.Log,
 	}
-}
-
-// Agent connects to the sandbox's agent.
-func (s *Sandbox) Agent(ctx context.Context) (*client.Client, error) {
-	return client.Connect(ctx, s.dialer(), s.clientOptions())
 }
 
 // randomCID picks a vsock context ID; 0–2 are reserved.

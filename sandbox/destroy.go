@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cocoon-containers/cocoon/api"
@@ -13,8 +12,9 @@ import (
 )
 
 // Destroy powers the guest off through its agent, stops whatever is left
-// (VM, proxy) and removes the sandbox directory. It succeeds on a sandbox
-// whose VM or proxy already died.
+// (VM, proxy), unmounts whatever is still mounted in the share (containers
+// that were never removed, a crashed run's) and removes the sandbox
+// directory. It succeeds on a sandbox whose VM or proxy already died.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.teardown(ctx, true /* graceful */)
 }
@@ -43,7 +43,12 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		}
 		cancel()
 	}
-	if err := os.RemoveAll(s.dir); err != nil {
+	if err := s.Close(); err != nil {
+		s.m.Log.WithError(err).Debug("closing the agent connection")
+	}
+	// Never remove the directory while something is mounted under it:
+	// that would delete a container's root file system or volumes.
+	if err := removeUnmounted(s.dir); err != nil {
 		errs = append(errs, fmt.Errorf("removing sandbox directory: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {

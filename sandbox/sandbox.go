@@ -11,12 +11,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/cocoon-containers/cocoon/agent/client"
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/store"
 )
 
@@ -51,6 +54,10 @@ type State struct {
 	VsockCID    uint32                 `json:"vsockCid,omitempty"`
 	ProxyPID    int                    `json:"proxyPid,omitempty"`
 	Created     time.Time              `json:"created"`
+	// Attached is set once the attach phase (Attach) has run.
+	Attached bool `json:"attached,omitempty"`
+	// Hostname is the guest's hostname, set by Attach.
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // Manager creates and finds sandboxes under one root directory.
@@ -65,6 +72,10 @@ type Manager struct {
 	Accelerator hypervisor.Accelerator
 	// Log receives host-side diagnostics.
 	Log *logrus.Entry
+	// AgentDialer, when set, replaces the agent transport of every sandbox:
+	// no proxy is started and every stream to the agent is opened with it.
+	// Unit tests set it to a clienttest fake.
+	AgentDialer client.Dialer
 }
 
 // Sandbox is a running VM with its agent channel.
@@ -73,6 +84,9 @@ type Sandbox struct {
 	dir   string
 	state State
 	vm    hypervisor.VM
+
+	mu    sync.Mutex     // guards agent
+	agent *client.Client // shared connection, see Client
 }
 
 // ID returns the sandbox ID.
@@ -83,6 +97,11 @@ func (s *Sandbox) Dir() string { return s.dir }
 
 // SharedDir returns the host directory the guest sees as its shared mount.
 func (s *Sandbox) SharedDir() string { return filepath.Join(s.dir, sharedDir) }
+
+// Share returns the layout of the shared directory on both sides.
+func (s *Sandbox) Share() oci.Share {
+	return oci.Share{HostDir: s.SharedDir(), GuestDir: oci.GuestSharePath}
+}
 
 // State returns the persisted state.
 func (s *Sandbox) State() State { return s.state }
@@ -97,8 +116,10 @@ func (m *Manager) scaled(d time.Duration) time.Duration {
 	return d * m.Accelerator.TimeoutScale()
 }
 
-// Create boots a new sandbox and returns once its agent answers. On any
-// failure everything it started or created is removed again.
+// Create boots a new sandbox and returns once its agent answers: the boot
+// phase, with nothing container-specific, so that booted sandboxes can wait
+// in a pool. Attach must run before containers are created. On any failure
+// everything Create started or created is removed again.
 func (m *Manager) Create(ctx context.Context, id string) (_ *Sandbox, retErr error) {
 	if err := store.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("creating sandbox: %w", err)
@@ -129,6 +150,9 @@ func (m *Manager) Create(ctx context.Context, id string) (_ *Sandbox, retErr err
 		}
 	}()
 	if err := os.Mkdir(s.SharedDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
+	}
+	if err := privateShare(s.SharedDir()); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
 	if err := s.boot(ctx); err != nil {

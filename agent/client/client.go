@@ -6,15 +6,12 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/containerd/ttrpc"
 	"github.com/sirupsen/logrus"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 const (
@@ -137,53 +134,31 @@ func (c *Client) callContext(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, c.callTimeout)
 }
 
-// callError wraps the error of a call to method. A call that ran out of
-// time reports the context's error, whichever side noticed first: the agent
-// gets the deadline too and may answer DeadlineExceeded before the client's
-// context expires.
-func callError(ctx context.Context, method string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("agent %s: %w", method, ctxErr)
+// call runs one RPC with the client's deadline (see callContext) and wraps
+// its error with method (see callError).
+func call[Req, Resp any](ctx context.Context, c *Client, method string, fn func(context.Context, Req) (Resp, error), req Req) (Resp, error) {
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	resp, err := fn(ctx, req)
+	if err != nil {
+		var zero Resp
+		return zero, callError(ctx, method, err)
 	}
-	switch status.Code(err) {
-	case codes.DeadlineExceeded:
-		return fmt.Errorf("agent %s: %w", method, context.DeadlineExceeded)
-	case codes.Canceled:
-		return fmt.Errorf("agent %s: %w", method, context.Canceled)
-	}
-	return fmt.Errorf("agent %s: %w", method, err)
+	return resp, nil
 }
 
 // Check asks whether the agent serves requests.
 func (c *Client) Check(ctx context.Context, req *api.CheckRequest) (*api.CheckResponse, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.svc.Check(ctx, req)
-	if err != nil {
-		return nil, callError(ctx, "check", err)
-	}
-	return resp, nil
+	return call(ctx, c, "check", c.svc.Check, req)
 }
 
 // Version asks the agent for its version and the guest kernel's.
 func (c *Client) Version(ctx context.Context, req *api.VersionRequest) (*api.VersionResponse, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.svc.Version(ctx, req)
-	if err != nil {
-		return nil, callError(ctx, "version", err)
-	}
-	return resp, nil
+	return call(ctx, c, "version", c.svc.Version, req)
 }
 
 // DestroySandbox asks the agent to stop every container and power the
 // guest off; it answers before the power-off, after which Done closes.
 func (c *Client) DestroySandbox(ctx context.Context, req *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
-	resp, err := c.svc.DestroySandbox(ctx, req)
-	if err != nil {
-		return nil, callError(ctx, "destroy sandbox", err)
-	}
-	return resp, nil
+	return call(ctx, c, "destroy sandbox", c.svc.DestroySandbox, req)
 }

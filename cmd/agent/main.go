@@ -1,10 +1,13 @@
 // Command cocoon-agent is the init process (PID 1) of every cocoon guest: it
-// sets up the guest, reaps orphans and serves the agent API to the host.
+// sets up the guest, reaps orphans, serves the agent API to the host and
+// runs the containers with runc's libcontainer.
 //
-// Build it static:
+// It is also its own "runc init": libcontainer starts every container
+// process by re-executing the agent with the argument "init" (main handles
+// that before anything else). Build it static, with seccomp:
 //
-//	CGO_ENABLED=0 go build -trimpath \
-//	  -ldflags '-s -w -X github.com/cocoon-containers/cocoon/agent.Version=...' \
+//	CGO_ENABLED=1 go build -trimpath -tags 'seccomp osusergo netgo' \
+//	  -ldflags '-s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=...' \
 //	  -o bin/cocoon-agent ./cmd/agent
 package main
 
@@ -14,10 +17,14 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runc init's namespace setup, in C, before Go starts
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/agent"
+	"github.com/cocoon-containers/cocoon/agent/container"
+	"github.com/cocoon-containers/cocoon/agent/reaper"
 	"github.com/cocoon-containers/cocoon/api"
 )
 
@@ -26,8 +33,12 @@ import (
 const portWaitTimeout = 30 * time.Second
 
 func main() {
-	// Re-exec hooks (runc's libcontainer "init") go here, before anything
-	// else runs: they must not see the agent's setup.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// "runc init": the Go side of a container process's setup, after
+		// nsenter's C code has joined or created its namespaces. It
+		// ends in exec of the container's program, or exits.
+		libcontainer.Init()
+	}
 
 	pid1 := os.Getpid() == 1
 	if pid1 {
@@ -78,10 +89,33 @@ func run(logger *logrus.Logger, log *logrus.Entry, pid1 bool) int {
 			log.WithError(err).Warn("bad log level")
 		}
 	}
+	// libcontainer logs through logrus's standard logger, and forwards
+	// runc init's messages to it: send them where the agent's go.
+	std := logrus.StandardLogger()
+	std.SetOutput(logger.Out)
+	std.SetFormatter(logger.Formatter)
+	std.SetLevel(logger.GetLevel())
 	log.WithField("version", agent.Version).Info("cocoon-agent starting")
 
-	reaper := agent.NewReaper(log)
-	go reaper.Run(ctx)
+	rp := reaper.New(log)
+	go rp.Run(ctx)
+
+	pivot, err := agent.PivotRootWorks()
+	if err != nil {
+		log.WithError(err).Warn("checking for pivot_root")
+	}
+	if !pivot {
+		log.Warn("the root is the initramfs: containers use MS_MOVE and chroot instead of pivot_root")
+	}
+	containers, err := container.NewManager(container.Config{
+		NoPivotRoot: !pivot,
+		Reaper:      rp,
+		Log:         log.WithField("component", "containers"),
+	})
+	if err != nil {
+		log.WithError(err).Error("starting the container manager")
+		return 1
+	}
 
 	transport, err := agent.TransportFromParams(params, log)
 	if err != nil {
@@ -97,10 +131,11 @@ func run(logger *logrus.Logger, log *logrus.Entry, pid1 bool) int {
 	}
 
 	svc := agent.NewService(agent.ServiceConfig{
-		PowerOff: func() { agent.PowerOff(log) },
-		Log:      log,
+		Containers: containers,
+		PowerOff:   func() { agent.PowerOff(log) },
+		Log:        log,
 	})
-	srv, err := agent.NewServer(agent.ServerConfig{Service: svc, Log: log})
+	srv, err := agent.NewServer(agent.ServerConfig{Service: svc, Stdio: svc.Stdio, Log: log})
 	if err != nil {
 		log.WithError(err).Error("creating the server")
 		return 1

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cocoon-containers/cocoon/agent/client"
 	"github.com/cocoon-containers/cocoon/api"
@@ -18,11 +20,29 @@ import (
 )
 
 // Agent is a fake agent service: each method calls its function field when
-// set, and otherwise answers as a healthy agent would.
+// set, and otherwise answers as a healthy agent would. Tests that need a
+// stateful agent keep the state in their functions' closures.
 type Agent struct {
 	CheckFunc          func(context.Context, *api.CheckRequest) (*api.CheckResponse, error)
 	VersionFunc        func(context.Context, *api.VersionRequest) (*api.VersionResponse, error)
 	DestroySandboxFunc func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error)
+	// The container API: a nil function answers success with an empty
+	// response (WaitProcess: exit status 0).
+	CreateSandboxFunc   func(context.Context, *api.CreateSandboxRequest) (*api.Empty, error)
+	SetGuestTimeFunc    func(context.Context, *api.SetGuestTimeRequest) (*api.Empty, error)
+	CreateContainerFunc func(context.Context, *api.CreateContainerRequest) (*api.CreateContainerResponse, error)
+	StartContainerFunc  func(context.Context, *api.ContainerRequest) (*api.Empty, error)
+	ExecProcessFunc     func(context.Context, *api.ExecProcessRequest) (*api.ExecProcessResponse, error)
+	SignalProcessFunc   func(context.Context, *api.SignalProcessRequest) (*api.Empty, error)
+	WaitProcessFunc     func(context.Context, *api.ProcessRequest) (*api.WaitProcessResponse, error)
+	CloseStdinFunc      func(context.Context, *api.ProcessRequest) (*api.Empty, error)
+	ResizeTtyFunc       func(context.Context, *api.ResizeTtyRequest) (*api.Empty, error)
+	ListProcessesFunc   func(context.Context, *api.ContainerRequest) (*api.ListProcessesResponse, error)
+	StatsContainerFunc  func(context.Context, *api.ContainerRequest) (*api.StatsContainerResponse, error)
+	PauseContainerFunc  func(context.Context, *api.ContainerRequest) (*api.Empty, error)
+	ResumeContainerFunc func(context.Context, *api.ContainerRequest) (*api.Empty, error)
+	UpdateContainerFunc func(context.Context, *api.UpdateContainerRequest) (*api.Empty, error)
+	RemoveContainerFunc func(context.Context, *api.RemoveContainerRequest) (*api.Empty, error)
 	// StdioFunc receives every stdio stream, and owns it; when nil, stdio
 	// streams are closed at once.
 	StdioFunc func(api.StreamHeader, net.Conn)
@@ -52,6 +72,126 @@ func (a *Agent) DestroySandbox(ctx context.Context, req *api.DestroySandboxReque
 		return a.DestroySandboxFunc(ctx, req)
 	}
 	return &api.DestroySandboxResponse{}, nil
+}
+
+// CreateSandbox calls CreateSandboxFunc, or answers success.
+func (a *Agent) CreateSandbox(ctx context.Context, req *api.CreateSandboxRequest) (*api.Empty, error) {
+	if a.CreateSandboxFunc != nil {
+		return a.CreateSandboxFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// SetGuestTime calls SetGuestTimeFunc, or answers success.
+func (a *Agent) SetGuestTime(ctx context.Context, req *api.SetGuestTimeRequest) (*api.Empty, error) {
+	if a.SetGuestTimeFunc != nil {
+		return a.SetGuestTimeFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// CreateContainer calls CreateContainerFunc, or answers success.
+func (a *Agent) CreateContainer(ctx context.Context, req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+	if a.CreateContainerFunc != nil {
+		return a.CreateContainerFunc(ctx, req)
+	}
+	return &api.CreateContainerResponse{}, nil
+}
+
+// StartContainer calls StartContainerFunc, or answers success.
+func (a *Agent) StartContainer(ctx context.Context, req *api.ContainerRequest) (*api.Empty, error) {
+	if a.StartContainerFunc != nil {
+		return a.StartContainerFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// ExecProcess calls ExecProcessFunc, or answers success.
+func (a *Agent) ExecProcess(ctx context.Context, req *api.ExecProcessRequest) (*api.ExecProcessResponse, error) {
+	if a.ExecProcessFunc != nil {
+		return a.ExecProcessFunc(ctx, req)
+	}
+	return &api.ExecProcessResponse{}, nil
+}
+
+// SignalProcess calls SignalProcessFunc, or answers success.
+func (a *Agent) SignalProcess(ctx context.Context, req *api.SignalProcessRequest) (*api.Empty, error) {
+	if a.SignalProcessFunc != nil {
+		return a.SignalProcessFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// WaitProcess calls WaitProcessFunc, or answers success.
+func (a *Agent) WaitProcess(ctx context.Context, req *api.ProcessRequest) (*api.WaitProcessResponse, error) {
+	if a.WaitProcessFunc != nil {
+		return a.WaitProcessFunc(ctx, req)
+	}
+	return &api.WaitProcessResponse{}, nil
+}
+
+// CloseStdin calls CloseStdinFunc, or answers success.
+func (a *Agent) CloseStdin(ctx context.Context, req *api.ProcessRequest) (*api.Empty, error) {
+	if a.CloseStdinFunc != nil {
+		return a.CloseStdinFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// ResizeTty calls ResizeTtyFunc, or answers success.
+func (a *Agent) ResizeTty(ctx context.Context, req *api.ResizeTtyRequest) (*api.Empty, error) {
+	if a.ResizeTtyFunc != nil {
+		return a.ResizeTtyFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// ListProcesses calls ListProcessesFunc, or answers success.
+func (a *Agent) ListProcesses(ctx context.Context, req *api.ContainerRequest) (*api.ListProcessesResponse, error) {
+	if a.ListProcessesFunc != nil {
+		return a.ListProcessesFunc(ctx, req)
+	}
+	return &api.ListProcessesResponse{}, nil
+}
+
+// StatsContainer calls StatsContainerFunc, or answers success.
+func (a *Agent) StatsContainer(ctx context.Context, req *api.ContainerRequest) (*api.StatsContainerResponse, error) {
+	if a.StatsContainerFunc != nil {
+		return a.StatsContainerFunc(ctx, req)
+	}
+	return &api.StatsContainerResponse{}, nil
+}
+
+// PauseContainer calls PauseContainerFunc, or answers success.
+func (a *Agent) PauseContainer(ctx context.Context, req *api.ContainerRequest) (*api.Empty, error) {
+	if a.PauseContainerFunc != nil {
+		return a.PauseContainerFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// ResumeContainer calls ResumeContainerFunc, or answers success.
+func (a *Agent) ResumeContainer(ctx context.Context, req *api.ContainerRequest) (*api.Empty, error) {
+	if a.ResumeContainerFunc != nil {
+		return a.ResumeContainerFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// UpdateContainer calls UpdateContainerFunc, or answers success.
+func (a *Agent) UpdateContainer(ctx context.Context, req *api.UpdateContainerRequest) (*api.Empty, error) {
+	if a.UpdateContainerFunc != nil {
+		return a.UpdateContainerFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// RemoveContainer calls RemoveContainerFunc, or answers success.
+func (a *Agent) RemoveContainer(ctx context.Context, req *api.RemoveContainerRequest) (*api.Empty, error) {
+	if a.RemoveContainerFunc != nil {
+		return a.RemoveContainerFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
 }
 
 // ServeConn runs a on conn as cocoon-agent runs on its port: a yamux server
@@ -148,7 +288,7 @@ func NewDialer(tb testing.TB, a *Agent) (d client.Dialer, stop func()) {
 		if err != nil {
 			return nil, fmt.Errorf("opening fake agent stream: %w", err)
 		}
-		return halfCloser{st}, nil
+		return &hostConn{halfCloser: halfCloser{st}}, nil
 	}), stop
 }
 
@@ -158,6 +298,30 @@ type halfCloser struct{ *yamux.Stream }
 
 // CloseWrite sends FIN.
 func (h halfCloser) CloseWrite() error { return h.Stream.Close() }
+
+// hostConn is the host's end of a stream, which behaves as a connection
+// to cocoon-proxy does: Close ends both directions (reads in progress fail
+// with net.ErrClosed), CloseWrite only the host's.
+type hostConn struct {
+	halfCloser
+	closed atomic.Bool
+}
+
+// Read reads from the stream; after Close it fails with net.ErrClosed.
+func (h *hostConn) Read(b []byte) (int, error) {
+	n, err := h.Stream.Read(b)
+	if err != nil && h.closed.Load() {
+		err = net.ErrClosed
+	}
+	return n, err
+}
+
+// Close sends FIN and interrupts reads.
+func (h *hostConn) Close() error {
+	h.closed.Store(true)
+	_ = h.Stream.SetReadDeadline(time.Unix(1, 0))
+	return h.Stream.Close()
+}
 
 // chanListener is a net.Listener fed by push.
 type chanListener struct {

@@ -1,4 +1,7 @@
-package agent
+// Package reaper owns every wait(2) of the agent process: it reaps the
+// orphans that reach the agent as PID 1 of the guest, and delivers the exit
+// status of the children that other code starts through it.
+package reaper
 
 import (
 	"context"
@@ -7,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -18,17 +22,23 @@ import (
 // be reaped. A reaper that calls wait4(-1) on SIGCHLD would also collect the
 // exit statuses of children that other code (exec.Cmd.Wait, runc's
 // libcontainer) waits for itself, and those waits would fail with ECHILD.
-// Waiting only for PIDs nobody registered is not possible either: wait4(-1)
-// does not say whose a zombie is before it reaps it.
+// Waiting only for PIDs nobody registered is not practical either:
+// waitid(P_ALL, WNOWAIT) peeks at one zombie only, always the same one, and
+// scanning /proc for zombie children races with PID reuse.
 //
 // So the reaper owns all waits, and code that starts a process does it inside
 // Start. Start holds the reaper's lock while its function runs: nothing is
 // reaped in the meantime, so the function may start children and wait for
-// them itself (libcontainer's bootstrap processes, exec.Cmd.Run), and the PID
-// it returns is registered before the reaper can collect it. That PID's exit
-// status is then delivered on the channel Start returns; the caller must not
-// wait for it by other means (cmd.Wait, os.Process.Wait) after Start returns.
-// Every other child is an orphan: reaped and logged.
+// them itself (libcontainer's bootstrap processes: "runc init" stage 0 and
+// stage 1, which libcontainer waits for with os.Process.Wait; exec.Cmd.Run),
+// and the PID it returns is registered before the reaper can collect it.
+// That PID's exit status is then delivered on the channel Start returns; the
+// caller must not wait for it by other means (cmd.Wait, os.Process.Wait,
+// libcontainer's Process.Wait) after Start returns. Every other child is an
+// orphan: reaped and logged.
+//
+// The cost: while a Start function runs (a container start takes tens of
+// milliseconds, more under TCG), exit statuses wait; none is lost.
 type Reaper struct {
 	log *logrus.Entry
 
@@ -41,9 +51,11 @@ type Reaper struct {
 type ExitStatus struct {
 	Pid    int
 	Status unix.WaitStatus
+	// At is when the reaper collected the status.
+	At time.Time
 }
 
-// ExitCode returns the exit code a shell would report: the status of a
+// ExitCode returns the exit code a shell (and runc) reports: the status of a
 // process that exited, 128+signal for one a signal killed.
 func (e ExitStatus) ExitCode() int {
 	if e.Status.Signaled() {
@@ -52,8 +64,8 @@ func (e ExitStatus) ExitCode() int {
 	return e.Status.ExitStatus()
 }
 
-// NewReaper returns a reaper; it reaps nothing until Run is called.
-func NewReaper(log *logrus.Entry) *Reaper {
+// New returns a reaper; it reaps nothing until Run is called.
+func New(log *logrus.Entry) *Reaper {
 	return &Reaper{log: log, waiters: make(map[int]chan ExitStatus)}
 }
 
@@ -102,7 +114,7 @@ func (r *Reaper) reap() {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if err == nil && pid > 0 {
-			r.deliverLocked(ExitStatus{Pid: pid, Status: ws})
+			r.deliverLocked(ExitStatus{Pid: pid, Status: ws, At: time.Now()})
 		}
 		r.mu.Unlock()
 		switch {

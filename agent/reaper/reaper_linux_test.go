@@ -1,8 +1,12 @@
-package agent
+package reaper
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,9 +18,42 @@ import (
 // The reaper tests reap the test process's own children; no other test in
 // this package starts processes.
 
+func testLog(t *testing.T) *logrus.Entry {
+	t.Helper()
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	if testing.Verbose() {
+		l.SetOutput(os.Stderr)
+		l.SetLevel(logrus.DebugLevel)
+	}
+	return logrus.NewEntry(l).WithField("test", t.Name())
+}
+
+// poll waits for cond, failing the test after timeout.
+func poll(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// becomeSubreaper makes the test process adopt orphaned grandchildren, as
+// PID 1 does in the guest.
+func becomeSubreaper(t *testing.T) {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("becoming a child subreaper: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+}
+
 func startReaper(t *testing.T) *Reaper {
 	t.Helper()
-	r := NewReaper(testLog(t))
+	r := New(testLog(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -96,14 +133,11 @@ func TestReaperLetsStartWaitForItsOwnChildren(t *testing.T) {
 func TestReaperReapsOrphans(t *testing.T) {
 	// Become a subreaper, as PID 1 is, so that grandchildren whose parent
 	// exits become our children.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Skipf("cannot become a child subreaper: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+	becomeSubreaper(t)
 
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
-	r := NewReaper(logrus.NewEntry(logger))
+	r := New(logrus.NewEntry(logger))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
@@ -141,5 +175,71 @@ func TestReaperStartError(t *testing.T) {
 	}
 	if _, err := r.Start(func() (int, error) { return 0, nil }); err == nil {
 		t.Error("Start accepted pid 0")
+	}
+}
+
+func TestReaperRegisteredChildrenAndOrphans(t *testing.T) {
+	// Everything at once, as in a busy guest: several goroutines start
+	// children through Start, each also running helpers it waits for itself
+	// inside Start (as libcontainer does with runc init's stages), while
+	// the children leave orphans behind. Every registered child gets its
+	// own status, no inner wait fails with ECHILD, and no zombie is left.
+	becomeSubreaper(t)
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	r := New(logrus.NewEntry(logger))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	const workers, orphansEach = 8, 2
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for i := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch, err := r.Start(func() (int, error) {
+				if err := exec.Command("true").Run(); err != nil {
+					return 0, fmt.Errorf("inner wait: %w", err)
+				}
+				cmd := exec.Command("sh", "-c", fmt.Sprintf("sleep 0.05 & sleep 0.1 & exit %d", i+1))
+				if err := cmd.Start(); err != nil {
+					return 0, err
+				}
+				return cmd.Process.Pid, nil
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case e := <-ch:
+				if e.ExitCode() != i+1 {
+					errs <- fmt.Errorf("worker %d: exit code %d", i, e.ExitCode())
+				}
+			case <-time.After(10 * time.Second):
+				errs <- fmt.Errorf("worker %d: no exit status", i)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	poll(t, 10*time.Second, "the orphans to be reaped", func() bool {
+		n := 0
+		for _, e := range hook.AllEntries() {
+			if e.Message == "reaped orphan" {
+				n++
+			}
+		}
+		return n == workers*orphansEach
+	})
+	var ws unix.WaitStatus
+	if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); err != unix.ECHILD {
+		t.Errorf("children left unreaped: wait4 = %d, %v", pid, err)
 	}
 }

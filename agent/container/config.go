@@ -1,0 +1,116 @@
+package container
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/configs/validate"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// rlimitTypes maps the spec's rlimit names to resource numbers (runc's
+// rlimit_linux.go, which lives in runc's main package).
+var rlimitTypes = map[string]int{
+	"RLIMIT_CPU":        unix.RLIMIT_CPU,
+	"RLIMIT_FSIZE":      unix.RLIMIT_FSIZE,
+	"RLIMIT_DATA":       unix.RLIMIT_DATA,
+	"RLIMIT_STACK":      unix.RLIMIT_STACK,
+	"RLIMIT_CORE":       unix.RLIMIT_CORE,
+	"RLIMIT_RSS":        unix.RLIMIT_RSS,
+	"RLIMIT_NPROC":      unix.RLIMIT_NPROC,
+	"RLIMIT_NOFILE":     unix.RLIMIT_NOFILE,
+	"RLIMIT_MEMLOCK":    unix.RLIMIT_MEMLOCK,
+	"RLIMIT_AS":         unix.RLIMIT_AS,
+	"RLIMIT_LOCKS":      unix.RLIMIT_LOCKS,
+	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_MSGQUEUE":   unix.RLIMIT_MSGQUEUE,
+	"RLIMIT_NICE":       unix.RLIMIT_NICE,
+	"RLIMIT_RTPRIO":     unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME":     unix.RLIMIT_RTTIME,
+}
+
+func convertRlimits(in []specs.POSIXRlimit) ([]configs.Rlimit, error) {
+	var out []configs.Rlimit
+	for _, rl := range in {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, invalidf("unknown rlimit type %q", rl.Type)
+		}
+		out = append(out, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	return out, nil
+}
+
+// newConfig converts a checked spec into libcontainer's configuration with
+// runc's specconv, as runc create does, with the guest's cgroup path.
+func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error) {
+	cgroupPath := path.Join(m.cfg.CgroupParent, id)
+	if p := spec.Linux.CgroupsPath; p != "" && p != cgroupPath {
+		m.cfg.Log.WithFields(logrus.Fields{"container": id, "spec": p, "guest": cgroupPath}).
+			Debug("using the guest's cgroup path instead of the spec's")
+	}
+	spec.Linux.CgroupsPath = cgroupPath
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:  id,
+		NoPivotRoot: m.cfg.NoPivotRoot,
+		Spec:        spec,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("converting spec: %w", errSpecconv(err))
+	}
+	// Exec'd processes that set no rlimits of their own get the
+	// container's (runc passes them on the init process only).
+	if config.Rlimits, err = convertRlimits(spec.Process.Rlimits); err != nil {
+		return nil, err
+	}
+	if err := validate.Validate(config); err != nil {
+		return nil, fmt.Errorf("checking spec: %w: %w", ErrInvalidArgument, err)
+	}
+	return config, nil
+}
+
+// newProcess builds libcontainer's Process from an OCI process, as runc's
+// newProcess does.
+func newProcess(p *specs.Process) (*libcontainer.Process, error) {
+	lp := &libcontainer.Process{
+		Args:            p.Args,
+		Env:             p.Env,
+		UID:             int(p.User.UID),
+		GID:             int(p.User.GID),
+		Cwd:             p.Cwd,
+		NoNewPrivileges: &p.NoNewPrivileges,
+		Scheduler:       p.Scheduler,
+		IOPriority:      p.IOPriority,
+		LogLevel:        strconv.Itoa(int(logrus.GetLevel())),
+	}
+	if p.ConsoleSize != nil {
+		lp.ConsoleWidth = uint16(p.ConsoleSize.Width)
+		lp.ConsoleHeight = uint16(p.ConsoleSize.Height)
+	}
+	if c := p.Capabilities; c != nil {
+		lp.Capabilities = &configs.Capabilities{
+			Bounding:    c.Bounding,
+			Effective:   c.Effective,
+			Inheritable: c.Inheritable,
+			Permitted:   c.Permitted,
+			Ambient:     c.Ambient,
+		}
+	}
+	for _, g := range p.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	var err error
+	if lp.Rlimits, err = convertRlimits(p.Rlimits); err != nil {
+		return nil, err
+	}
+	if lp.CPUAffinity, err = configs.ConvertCPUAffinity(p.ExecCPUAffinity); err != nil {
+		return nil, invalidf("process.execCPUAffinity: %v", err)
+	}
+	return lp, nil
+}

@@ -1,0 +1,168 @@
+// Command cocoon-shim relays one process of a cocoon container: the
+// container's init process or one exec'd process. It is what runc's callers
+// wait for: cocoon-runtime create and exec start it detached and write its
+// PID to --pid-file, so containerd-shim-runc-v2, conmon or Docker wait for
+// it, take its exit status for the process's and signal it. It relays its
+// stdio (or its terminal) to the process's streams in the guest, forwards
+// the signals it receives, and exits with the process's status, or 255 when
+// the sandbox goes away.
+//
+// How cocoon-runtime starts it:
+//
+//   - fds 0, 1 and 2 are the process's stdio as the caller gave them to the
+//     runtime (pipes, FIFOs, files or /dev/null); with --terminal all three
+//     are the pty slave whose master went to --console-socket, opened
+//     read-write. Other descriptors are closed at start unless --ready-fd
+//     names one; pass the ready pipe as ExtraFiles[0] (fd 3), which also
+//     replaces a descriptor leaked as fd 3.
+//   - SysProcAttr{Setsid: true}, and with --terminal also Setctty: true,
+//     Ctty: 0, so that the slave is the shim's controlling terminal: the
+//     shim then gets SIGWINCH when the caller resizes the master (and SIGHUP
+//     when it closes it, which it forwards).
+//   - No Pdeathsig: the shim outlives the runtime. The environment is not
+//     used.
+//   - The process must have been created (CreateContainer or ExecProcess)
+//     with the api.StdioConfig that matches --stdin, --stdout and --stderr
+//     (shim.AttachedStdio computes both from the same files).
+//   - With --ready-fd, the runtime reads the pipe to its end: "ready\n"
+//     means the streams are attached (start the process now); anything else
+//     is the shim's error, and the shim exits 255.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/shim"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	// Catch every signal first: none may take its default action (a
+	// SIGTERM is the process's, not the shim's), and those that arrive
+	// before the shim is connected wait in the channel.
+	sigs := make(chan os.Signal, 128)
+	signal.Notify(sigs)
+	status := 0 // --help
+	if err := newApp(sigs, &status).Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "cocoon-shim: %v\n", err)
+		os.Exit(shim.StatusLost)
+	}
+	os.Exit(status)
+}
+
+// newApp returns the command line application; its action stores the
+// process's exit status in status.
+func newApp(sigs <-chan os.Signal, status *int) *cli.App {
+	return &cli.App{
+		Name:            "cocoon-shim",
+		Usage:           "relay one process of a cocoon container: stdio, signals, exit status",
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "proxy-socket", Usage: "reach the agent through the sandbox's cocoon-proxy socket `PATH`"},
+			&cli.StringFlag{Name: "vsock", Usage: "reach the agent over vsock at `CID:PORT`"},
+			&cli.StringFlag{Name: "container", Usage: "the container's `ID` (required)"},
+			&cli.StringFlag{Name: "exec", Usage: "the exec'd process's `ID`; empty for the container's init process"},
+			&cli.BoolFlag{Name: "terminal", Usage: "fds 0, 1 and 2 are a pty slave: relay it to the process's terminal"},
+			&cli.BoolFlag{Name: "stdin", Usage: "attach the process's stdin to fd 0 (default: unless fd 0 is /dev/null)"},
+			&cli.BoolFlag{Name: "stdout", Usage: "attach the process's stdout to fd 1 (default: unless fd 1 is /dev/null)"},
+			&cli.BoolFlag{Name: "stderr", Usage: "attach the process's stderr to fd 2 (default: unless fd 2 is /dev/null)"},
+			&cli.IntFlag{Name: "ready-fd", Value: -1, Usage: "write \"ready\" (or the error) to descriptor `FD` once attached, and close it"},
+			&cli.UintFlag{Name: "timeout-scale", Value: 1, Usage: "multiply every timeout by `N` (10 under TCG)"},
+			&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` (default: none)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected arguments: %q", c.Args().Slice())
+			}
+			if c.String("container") == "" {
+				return fmt.Errorf("no --container given")
+			}
+			s, err := run(c, sigs)
+			*status = s
+			return err
+		},
+	}
+}
+
+// run connects to the agent and relays the process; it returns the exit
+// status, and an error already reported.
+func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
+	ready := newReadyPipe(c.Int("ready-fd"))
+	closed, fdErr := shim.CloseInheritedFDs(ready.fd())
+	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
+	if err != nil {
+		ready.fail(err)
+		return shim.StatusLost, err
+	}
+	log = log.WithField("container", c.String("container"))
+	if e := c.String("exec"); e != "" {
+		log = log.WithField("exec", e)
+	}
+	if fdErr != nil {
+		log.WithError(fdErr).Warn("closing inherited descriptors")
+	} else if len(closed) > 0 {
+		log.WithField("fds", closed).Debug("closed inherited descriptors")
+	}
+	fail := func(err error) (int, error) {
+		ready.fail(err)
+		log.WithError(err).Error("exiting")
+		fmt.Fprintf(os.Stderr, "cocoon-shim: %v\n", err)
+		return shim.StatusLost, nil // reported
+	}
+
+	d, err := shim.NewDialer(c.String("proxy-socket"), c.String("vsock"))
+	if err != nil {
+		return fail(err)
+	}
+	scale := time.Duration(max(c.Uint("timeout-scale"), 1))
+	ctx := context.Background()
+	agent, err := shim.Connect(ctx, d, client.Options{Scale: scale, Log: log})
+	if err != nil {
+		return fail(err)
+	}
+	defer agent.Close()
+
+	cfg := shim.Config{
+		ContainerID: c.String("container"),
+		ExecID:      c.String("exec"),
+		Signals:     sigs,
+		Ready:       ready.ok,
+		Scale:       scale,
+		Log:         log,
+	}
+	attached := func(flag string, f *os.File) bool {
+		if c.IsSet(flag) {
+			return c.Bool(flag)
+		}
+		return shim.IsAttached(f)
+	}
+	if c.Bool("terminal") {
+		cfg.Console = os.Stdin
+		cfg.Stdout = os.Stdout
+	} else {
+		if attached("stdin", os.Stdin) {
+			cfg.Stdin = os.Stdin
+		}
+		if attached("stdout", os.Stdout) {
+			cfg.Stdout = os.Stdout
+		}
+		if attached("stderr", os.Stderr) {
+			cfg.Stderr = os.Stderr
+		}
+	}
+	log.WithField("terminal", cfg.Console != nil).Debug("relaying")
+	status, err := shim.Run(ctx, agent, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	log.WithField("status", status).Debug("process exited")
+	return status, nil
+}

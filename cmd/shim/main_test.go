@@ -1,0 +1,536 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/proxy"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// These tests run the real cocoon-shim binary against a fake agent behind
+// the real cocoon-proxy on a unix socket, and check what its callers see:
+// its exit status, its stdio, the signals it forwards.
+
+// shimBinary is the cocoon-shim that TestMain builds.
+var shimBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cocoon-shim-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shimBinary = filepath.Join(dir, "cocoon-shim")
+	if out, err := exec.Command("go", "build", "-o", shimBinary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building cocoon-shim: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const waitTimeout = 20 * time.Second
+
+// sandbox is a fake sandbox: clienttest's agent behind the real proxy. The
+// test plays the process.
+type sandbox struct {
+	sock    string
+	streams chan stdioStream
+	signals chan *api.SignalProcessRequest
+	resizes chan *api.ResizeTtyRequest
+	exit    chan int32
+	kill    func()
+}
+
+type stdioStream struct {
+	h    api.StreamHeader
+	conn net.Conn
+}
+
+func newSandbox(t *testing.T) *sandbox {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyEnd, agentEnd := fileConn(t, fds[0]), fileConn(t, fds[1])
+	dir, err := os.MkdirTemp("", "ccn-shim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := &sandbox{
+		sock:    filepath.Join(dir, "proxy.sock"),
+		streams: make(chan stdioStream, 16),
+		signals: make(chan *api.SignalProcessRequest, 16),
+		resizes: make(chan *api.ResizeTtyRequest, 16),
+		exit:    make(chan int32, 1),
+	}
+	l, err := net.Listen("unix", sb.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyCtx, stopProxy := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		proxy.Serve(proxyCtx, proxyEnd, l, proxy.Options{})
+	}()
+	killed := make(chan struct{})
+	agent := &clienttest.Agent{
+		StdioFunc: func(h api.StreamHeader, c net.Conn) { sb.streams <- stdioStream{h, c} },
+		SignalProcessFunc: func(_ context.Context, req *api.SignalProcessRequest) (*api.Empty, error) {
+			sb.signals <- req
+			return &api.Empty{}, nil
+		},
+		ResizeTtyFunc: func(_ context.Context, req *api.ResizeTtyRequest) (*api.Empty, error) {
+			sb.resizes <- req
+			return &api.Empty{}, nil
+		},
+		WaitProcessFunc: func(ctx context.Context, _ *api.ProcessRequest) (*api.WaitProcessResponse, error) {
+			select {
+			case st := <-sb.exit:
+				return &api.WaitProcessResponse{ExitStatus: st}, nil
+			case <-killed:
+				return nil, status.Error(codes.Unavailable, "agent going away")
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+	}
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan struct{})
+	go func() {
+		defer close(agentDone)
+		clienttest.ServeConn(agentCtx, agentEnd, agent)
+	}()
+	sb.kill = sync.OnceFunc(func() {
+		close(killed)
+		stopAgent()
+		<-agentDone
+		agentEnd.Close()
+	})
+	t.Cleanup(func() {
+		sb.kill()
+		stopProxy()
+		<-served
+		for len(sb.streams) > 0 {
+			(<-sb.streams).conn.Close()
+		}
+		os.RemoveAll(dir)
+	})
+	return sb
+}
+
+func fileConn(t *testing.T, fd int) net.Conn {
+	t.Helper()
+	f := os.NewFile(uintptr(fd), "socketpair")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// attached waits for n streams of the shim.
+func (sb *sandbox) attached(t *testing.T, n int) map[api.Stdio]net.Conn {
+	t.Helper()
+	got := map[api.Stdio]net.Conn{}
+	for range n {
+		select {
+		case s := <-sb.streams:
+			t.Cleanup(func() { s.conn.Close() })
+			got[s.h.Stdio] = s.conn
+		case <-time.After(waitTimeout):
+			t.Fatalf("%d of %d streams attached", len(got), n)
+		}
+	}
+	return got
+}
+
+func closeWrite(t *testing.T, c net.Conn) {
+	t.Helper()
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shimCmd returns a cocoon-shim command for the sandbox's container "c",
+// started as cocoon-runtime starts it (in its own session).
+func (sb *sandbox) shimCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(shimBinary, append([]string{"--proxy-socket", sb.sock, "--container", "c"}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd
+}
+
+// exitCode waits for cmd and returns its exit code.
+func exitCode(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(waitTimeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("cocoon-shim did not exit")
+		return -1
+	}
+}
+
+func TestExitStatusAndStdio(t *testing.T) {
+	for _, want := range []int32{0, 3, 137, 143} {
+		t.Run(fmt.Sprint(want), func(t *testing.T) {
+			sb := newSandbox(t)
+			var stdout, stderr bytes.Buffer
+			cmd := sb.shimCmd("--exec", "e")
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr // stdin: /dev/null
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			s := sb.attached(t, 2)
+			if s[api.Stdout] == nil || s[api.Stderr] == nil {
+				t.Fatalf("attached %v; want stdout and stderr only", s)
+			}
+			fmt.Fprintf(s[api.Stdout], "out %d\n", want)
+			fmt.Fprintf(s[api.Stderr], "err %d\n", want)
+			closeWrite(t, s[api.Stdout])
+			closeWrite(t, s[api.Stderr])
+			sb.exit <- want
+			if got := exitCode(t, cmd); got != int(want) {
+				t.Errorf("exit code %d, want %d; stderr %q", got, want, stderr.String())
+			}
+			if stdout.String() != fmt.Sprintf("out %d\n", want) || stderr.String() != fmt.Sprintf("err %d\n", want) {
+				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+			}
+			select {
+			case s := <-sb.streams:
+				t.Errorf("unexpected %s stream (stdin is /dev/null)", s.h.Stdio)
+			default:
+			}
+		})
+	}
+}
+
+func TestStdinEOF(t *testing.T) {
+	sb := newSandbox(t)
+	cmd := sb.shimCmd("--stdout=false", "--stderr=false")
+	cmd.Stdin = strings.NewReader("some input")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	in := sb.attached(t, 1)[api.Stdin]
+	if in == nil {
+		t.Fatal("stdin not attached")
+	}
+	in.SetReadDeadline(time.Now().Add(waitTimeout))
+	if b, err := io.ReadAll(in); err != nil || string(b) != "some input" {
+		t.Fatalf("process read %q, %v", b, err)
+	}
+	sb.exit <- 0
+	if got := exitCode(t, cmd); got != 0 {
+		t.Errorf("exit code %d", got)
+	}
+}
+
+// TestSignalsAndDescriptors sends the running shim signals, as
+// containerd-shim-runc-v2 does to an exec'd process's PID, and checks that
+// it closed a descriptor it inherited and reported ready.
+func TestSignalsAndDescriptors(t *testing.T) {
+	sb := newSandbox(t)
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer readyR.Close()
+	leakR, leakW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leakR.Close()
+	cmd := sb.shimCmd("--exec", "e", "--ready-fd", "3")
+	cmd.ExtraFiles = []*os.File{readyW, leakW} // fds 3 and 4
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readyW.Close()
+	leakW.Close()
+	readyR.SetReadDeadline(time.Now().Add(waitTimeout))
+	if b, err := io.ReadAll(readyR); err != nil || string(b) != "ready\n" {
+		t.Fatalf("ready pipe: %q, %v", b, err)
+	}
+	leakR.SetReadDeadline(time.Now().Add(waitTimeout))
+	if b, err := io.ReadAll(leakR); err != nil || len(b) > 0 {
+		t.Errorf("inherited fd 4: read %q, %v; want EOF (closed by the shim)", b, err)
+	}
+
+	for _, sig := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM} {
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case req := <-sb.signals:
+			if req.GetSignal() != uint32(sig) || req.GetContainerId() != "c" || req.GetExecId() != "e" {
+				t.Errorf("SignalProcess(%v), want %v", req, sig)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("%v not forwarded", sig)
+		}
+	}
+	sb.exit <- 143
+	if got := exitCode(t, cmd); got != 143 {
+		t.Errorf("exit code %d, want 143", got)
+	}
+}
+
+func TestLostSandbox(t *testing.T) {
+	sb := newSandbox(t)
+	var stderr bytes.Buffer
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer readyR.Close()
+	cmd := sb.shimCmd("--ready-fd", "3")
+	cmd.Stderr = &stderr
+	cmd.ExtraFiles = []*os.File{readyW}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readyW.Close()
+	if line, err := bufio.NewReader(readyR).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("ready pipe: %q, %v", line, err)
+	}
+	sb.attached(t, 1) // stderr
+	sb.kill()
+	if got := exitCode(t, cmd); got != 255 {
+		t.Errorf("exit code %d, want 255", got)
+	}
+	if !strings.HasPrefix(stderr.String(), "cocoon-shim: lost the sandbox: ") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("stderr %q, want one line about the lost sandbox", stderr.String())
+	}
+	t.Logf("stderr: %s", stderr.String())
+}
+
+func TestNeverConnects(t *testing.T) {
+	var stderr bytes.Buffer
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer readyR.Close()
+	cmd := exec.Command(shimBinary, "--proxy-socket", filepath.Join(t.TempDir(), "proxy.sock"), "--container", "c", "--ready-fd", "3", "--timeout-scale", "10")
+	cmd.Stderr = &stderr
+	cmd.ExtraFiles = []*os.File{readyW}
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readyW.Close()
+	b, _ := io.ReadAll(readyR)
+	if got := exitCode(t, cmd); got != 255 {
+		t.Errorf("exit code %d, want 255", got)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+	const want = "cocoon-shim: connecting to the agent: "
+	if !strings.HasPrefix(string(b), want) || !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("ready pipe %q, stderr %q; want %q...", b, stderr.String(), want)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for name, args := range map[string][]string{
+		"no container": {"--proxy-socket", "/x"},
+		"no agent":     {"--container", "c"},
+		"both agents":  {"--container", "c", "--proxy-socket", "/x", "--vsock", "3:1024"},
+		"bad vsock":    {"--container", "c", "--vsock", "three"},
+		"arguments":    {"--container", "c", "--proxy-socket", "/x", "extra"},
+		"unknown flag": {"--container", "c", "--bundle", "/x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			cmd := exec.Command(shimBinary, args...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.Run()
+			if got := cmd.ProcessState.ExitCode(); got != 255 {
+				t.Errorf("exit code %d, want 255", got)
+			}
+			if !strings.HasPrefix(stderr.String(), "cocoon-shim: ") {
+				t.Errorf("stderr %q", stderr.String())
+			}
+			if stdout.Len() > 0 { // the process's stdout: no usage text there
+				t.Errorf("stdout %q", stdout.String())
+			}
+		})
+	}
+}
+
+// TestTerminal starts the shim as the runtime does for a process with a
+// terminal: fds 0-2 are the pty slave, which becomes its controlling
+// terminal, so that resizing the master sends it SIGWINCH.
+func TestTerminal(t *testing.T) {
+	sb := newSandbox(t)
+	master, slave := openPty(t)
+	setWinsize(t, master, 24, 80)
+	cmd := sb.shimCmd("--terminal")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close() // the runtime's copy
+	term := sb.attached(t, 1)[api.Terminal]
+	if term == nil {
+		t.Fatal("terminal not attached")
+	}
+	if r := resize(t, sb); r.GetRows() != 24 || r.GetCols() != 80 {
+		t.Errorf("first resize %v, want 24x80", r)
+	}
+	if _, err := master.Write([]byte("echo hi\r")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len("echo hi\r"))
+	term.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.ReadFull(term, got); err != nil || string(got) != "echo hi\r" {
+		t.Fatalf("process read %q, %v", got, err)
+	}
+	term.Write([]byte("hi\r\n"))
+	got = make([]byte, 4)
+	master.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.ReadFull(master, got); err != nil || string(got) != "hi\r\n" {
+		t.Fatalf("master read %q, %v", got, err)
+	}
+	setWinsize(t, master, 40, 100) // the kernel sends the shim SIGWINCH
+	if r := resize(t, sb); r.GetRows() != 40 || r.GetCols() != 100 {
+		t.Errorf("resize %v, want 40x100", r)
+	}
+	closeWrite(t, term)
+	sb.exit <- 0
+	if got := exitCode(t, cmd); got != 0 {
+		t.Errorf("exit code %d", got)
+	}
+}
+
+func resize(t *testing.T, sb *sandbox) *api.ResizeTtyRequest {
+	t.Helper()
+	select {
+	case r := <-sb.resizes:
+		return r
+	case <-time.After(waitTimeout):
+		t.Fatal("no resize")
+		return nil
+	}
+}
+
+func TestLargeOutput(t *testing.T) {
+	const size = 64 << 20
+	sb := newSandbox(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := sb.shimCmd("--stderr=false")
+	cmd.Stdout = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	read := make(chan int64, 1)
+	go func() {
+		n, _ := io.CopyBuffer(io.Discard, r, make([]byte, 1<<20))
+		read <- n
+	}()
+	out := sb.attached(t, 1)[api.Stdout]
+	chunk := make([]byte, 1<<20)
+	begin := time.Now()
+	for range size / len(chunk) {
+		if _, err := out.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWrite(t, out)
+	sb.exit <- 0
+	if got := exitCode(t, cmd); got != 0 {
+		t.Errorf("exit code %d", got)
+	}
+	if n := <-read; n != size {
+		t.Fatalf("read %d bytes, want %d", n, size)
+	}
+	d := time.Since(begin)
+	t.Logf("process stdout -> cocoon-shim -> pipe: 64 MiB in %v: %.0f MB/s", d.Round(time.Millisecond), size/d.Seconds()/1e6)
+}
+
+// openPty opens a pseudo-terminal pair.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	var n int
+	if err := control(m, func(fd int) error {
+		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+			return err
+		}
+		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+func setWinsize(t *testing.T, f *os.File, rows, cols uint16) {
+	t.Helper()
+	if err := control(f, func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}

@@ -1,0 +1,196 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ErrUnsupported is wrapped by errors about specs that ask for what a
+// container in a VM cannot have.
+var ErrUnsupported = errors.New("not supported in a vm")
+
+// Bind is a bind mount the host makes into the share before the agent
+// creates the container.
+type Bind struct {
+	// Source is the host path to mount, absolute.
+	Source string
+	// Target is the mount point inside the share's host directory.
+	Target string
+	// Guest is where the guest sees Target.
+	Guest string
+	// ReadOnly makes the host mount read-only too (defence in depth: the
+	// guest kernel is not trusted to honour "ro").
+	ReadOnly bool
+	// File is set when Source is not a directory: Target is then a file.
+	File bool
+}
+
+// GuestSpec is a container's spec translated for the guest.
+type GuestSpec struct {
+	// Spec is what the agent gets: a copy of the bundle's spec with guest
+	// paths.
+	Spec *specs.Spec
+	// Binds are the host bind mounts to make, the root file system first.
+	Binds []Bind
+	// Hooks are the bundle's hooks that run in the runtime's namespaces
+	// (prestart, createRuntime, createContainer, poststart, poststop),
+	// stripped from Spec: their paths are host paths, and the host runtime
+	// runs them. startContainer hooks, whose paths resolve in the
+	// container, stay in Spec for the guest.
+	Hooks *specs.Hooks
+	// NetNSPath is the host network namespace the caller made for the
+	// container (Docker's or CNI's), dropped from Spec: the guest's network
+	// is the container's, and the runtime mirrors this namespace's
+	// interfaces into the guest. Empty when the spec named none.
+	NetNSPath string
+	// HostCgroupsPath is the spec's cgroups path, which names a host
+	// cgroup; the guest's container gets GuestCgroupsPath(id) instead.
+	HostCgroupsPath string
+}
+
+// GuestCgroupsPath is the cgroup of container id inside the guest.
+func GuestCgroupsPath(id string) string { return "/cocoon/" + id }
+
+// isBind reports whether m is a bind mount, by type or by option.
+func isBind(m specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+// ForGuest translates b's spec for container id in a sandbox whose shared
+// directory is share:
+//
+//   - root.path becomes the guest path of the rootfs in the share;
+//   - bind mount sources become guest paths of mounts in the share (a
+//     relative source is relative to the bundle, as runc has it), and each
+//     becomes a Bind; other mounts are unchanged;
+//   - a network namespace with a path is dropped (NetNSPath), and joining
+//     any other namespace by path is ErrUnsupported: host paths mean
+//     nothing in the guest;
+//   - host hooks are moved to Hooks; host security labels (AppArmor, SELinux),
+//     Intel RDT and network devices are dropped; the cgroups path becomes
+//     GuestCgroupsPath(id).
+//
+// b.Spec is not modified.
+func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
+	if err := checkID(id); err != nil {
+		return nil, fmt.Errorf("translating spec: %w", err)
+	}
+	spec, err := clone(b.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("translating spec: %w", err)
+	}
+	g := &GuestSpec{Spec: spec}
+	g.Hooks, spec.Hooks = splitHooks(spec.Hooks)
+
+	hostRoot, guestRoot := share.Rootfs(id)
+	g.Binds = append(g.Binds, Bind{Source: b.Rootfs, Target: hostRoot, Guest: guestRoot})
+	spec.Root.Path = guestRoot
+
+	for i := range spec.Mounts {
+		m := &spec.Mounts[i]
+		if !isBind(*m) {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(b.Dir, src)
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("translating spec: %w", invalid("mounts[%d] (%s): source %s does not exist", i, m.Destination, src))
+			}
+			return nil, fmt.Errorf("translating spec: mounts[%d] (%s): %w", i, m.Destination, err)
+		}
+		host, guest := share.Mount(id, i)
+		g.Binds = append(g.Binds, Bind{
+			Source:   filepath.Clean(src),
+			Target:   host,
+			Guest:    guest,
+			ReadOnly: slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rro"),
+			File:     !fi.IsDir(),
+		})
+		m.Source = guest
+	}
+
+	if spec.Process != nil {
+		stripProcess(spec.Process)
+	}
+	if l := spec.Linux; l != nil {
+		var kept []specs.LinuxNamespace
+		for _, ns := range l.Namespaces {
+			switch {
+			case ns.Path == "":
+				kept = append(kept, ns)
+			case ns.Type == specs.NetworkNamespace:
+				g.NetNSPath = ns.Path
+			default:
+				return nil, fmt.Errorf("translating spec: joining the %s namespace at %s: %w", ns.Type, ns.Path, ErrUnsupported)
+			}
+		}
+		l.Namespaces = kept
+		g.HostCgroupsPath = l.CgroupsPath
+		l.CgroupsPath = GuestCgroupsPath(id)
+		l.MountLabel = ""
+		l.IntelRdt = nil
+		l.NetDevices = nil
+	}
+	return g, nil
+}
+
+// splitHooks separates the hooks that run on the host from those that run
+// in the container; either is nil when empty.
+func splitHooks(h *specs.Hooks) (host, guest *specs.Hooks) {
+	if h == nil {
+		return nil, nil
+	}
+	if len(h.StartContainer) > 0 {
+		guest = &specs.Hooks{StartContainer: h.StartContainer}
+	}
+	host = &specs.Hooks{
+		Prestart:        h.Prestart, //nolint:staticcheck // still sent by Docker
+		CreateRuntime:   h.CreateRuntime,
+		CreateContainer: h.CreateContainer,
+		Poststart:       h.Poststart,
+		Poststop:        h.Poststop,
+	}
+	if len(host.Prestart)+len(host.CreateRuntime)+len(host.CreateContainer)+len(host.Poststart)+len(host.Poststop) == 0 {
+		host = nil
+	}
+	return host, guest
+}
+
+// GuestProcess returns a copy of p (an exec'd process) without what only
+// the host has: AppArmor profile and SELinux label.
+func GuestProcess(p *specs.Process) (*specs.Process, error) {
+	c, err := clone(p)
+	if err != nil {
+		return nil, fmt.Errorf("translating process: %w", err)
+	}
+	stripProcess(c)
+	return c, nil
+}
+
+func stripProcess(p *specs.Process) {
+	p.ApparmorProfile = ""
+	p.SelinuxLabel = ""
+}
+
+// clone deep-copies v through JSON, the form the agent receives anyway.
+func clone[T any](v *T) (*T, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var c T
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

@@ -1,0 +1,269 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestShareLayout(t *testing.T) {
+	s := Share{HostDir: "/run/cocoon/sandboxes/sb/shared"}
+	host, guest := s.Rootfs("c1")
+	if host != "/run/cocoon/sandboxes/sb/shared/c1/rootfs" || guest != "/run/cocoon/shared/c1/rootfs" {
+		t.Errorf("rootfs %s, %s", host, guest)
+	}
+	host, guest = s.Mount("c1", 3)
+	if host != "/run/cocoon/sandboxes/sb/shared/c1/mounts/3" || guest != "/run/cocoon/shared/c1/mounts/3" {
+		t.Errorf("mount %s, %s", host, guest)
+	}
+	if d := s.ContainerDir("c1"); d != "/run/cocoon/sandboxes/sb/shared/c1" {
+		t.Errorf("container dir %s", d)
+	}
+	s.GuestDir = "/mnt/share"
+	if _, guest := s.Rootfs("c1"); guest != "/mnt/share/c1/rootfs" {
+		t.Errorf("rootfs with another guest dir: %s", guest)
+	}
+}
+
+// hostFiles are the host paths a Docker-like spec binds: a volume
+// directory and the resolv.conf/hosts/hostname files.
+type hostFiles struct {
+	bundle, rootfs, volume, resolv, hosts string
+}
+
+func makeHostFiles(t *testing.T) hostFiles {
+	t.Helper()
+	d := t.TempDir()
+	h := hostFiles{
+		bundle: filepath.Join(d, "bundle"),
+		rootfs: filepath.Join(d, "bundle", "rootfs"),
+		volume: filepath.Join(d, "volume"),
+		resolv: filepath.Join(d, "resolv.conf"),
+		hosts:  filepath.Join(d, "bundle", "hosts"),
+	}
+	for _, dir := range []string{h.rootfs, h.volume} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{h.resolv, h.hosts} {
+		if err := os.WriteFile(f, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+func TestForGuest(t *testing.T) {
+	h := makeHostFiles(t)
+	share := Share{HostDir: "/sb/shared"}
+	base := func() *specs.Spec {
+		return &specs.Spec{
+			Version: "1.0.2",
+			Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"},
+			Root:    &specs.Root{Path: "rootfs"},
+			Linux:   &specs.Linux{CgroupsPath: "system.slice:docker:c1"},
+		}
+	}
+	rootBind := Bind{Source: h.rootfs, Target: "/sb/shared/c1/rootfs", Guest: "/run/cocoon/shared/c1/rootfs"}
+
+	tests := map[string]struct {
+		edit      func(*specs.Spec)
+		wantSpec  func(*specs.Spec) // applied to base() after the common rewrites
+		wantBinds []Bind
+		wantNetNS string
+		wantHooks bool
+	}{
+		"rootfs only": {
+			edit:      func(*specs.Spec) {},
+			wantSpec:  func(*specs.Spec) {},
+			wantBinds: []Bind{rootBind},
+		},
+		"read-only rootfs stays read-only in the guest, not on the host": {
+			edit:      func(s *specs.Spec) { s.Root.Readonly = true },
+			wantSpec:  func(s *specs.Spec) { s.Root.Readonly = true },
+			wantBinds: []Bind{rootBind},
+		},
+		"docker mounts": {
+			edit: func(s *specs.Spec) {
+				s.Mounts = []specs.Mount{
+					{Destination: "/proc", Type: "proc", Source: "proc"},
+					{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755"}},
+					{Destination: "/data", Type: "bind", Source: h.volume, Options: []string{"rbind", "rprivate"}},
+					{Destination: "/etc/resolv.conf", Source: h.resolv, Options: []string{"rbind", "ro"}},
+					{Destination: "/etc/hosts", Type: "none", Source: "hosts", Options: []string{"bind"}},
+				}
+			},
+			wantSpec: func(s *specs.Spec) {
+				s.Mounts = []specs.Mount{
+					{Destination: "/proc", Type: "proc", Source: "proc"},
+					{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755"}},
+					{Destination: "/data", Type: "bind", Source: "/run/cocoon/shared/c1/mounts/2", Options: []string{"rbind", "rprivate"}},
+					{Destination: "/etc/resolv.conf", Source: "/run/cocoon/shared/c1/mounts/3", Options: []string{"rbind", "ro"}},
+					{Destination: "/etc/hosts", Type: "none", Source: "/run/cocoon/shared/c1/mounts/4", Options: []string{"bind"}},
+				}
+			},
+			wantBinds: []Bind{
+				rootBind,
+				{Source: h.volume, Target: "/sb/shared/c1/mounts/2", Guest: "/run/cocoon/shared/c1/mounts/2"},
+				{Source: h.resolv, Target: "/sb/shared/c1/mounts/3", Guest: "/run/cocoon/shared/c1/mounts/3", ReadOnly: true, File: true},
+				{Source: h.hosts, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4", File: true},
+			},
+		},
+		"network namespace path dropped, new namespaces kept": {
+			edit: func(s *specs.Spec) {
+				s.Linux.Namespaces = []specs.LinuxNamespace{
+					{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: "/var/run/netns/cni-1"}, {Type: specs.MountNamespace},
+				}
+			},
+			wantSpec: func(s *specs.Spec) {
+				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace}}
+			},
+			wantBinds: []Bind{rootBind},
+			wantNetNS: "/var/run/netns/cni-1",
+		},
+		"new network namespace kept": {
+			edit: func(s *specs.Spec) {
+				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}
+			},
+			wantSpec: func(s *specs.Spec) {
+				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}
+			},
+			wantBinds: []Bind{rootBind},
+		},
+		"start hooks stay in the guest": {
+			edit: func(s *specs.Spec) {
+				s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/announce"}}}
+			},
+			wantSpec: func(s *specs.Spec) {
+				s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/announce"}}}
+			},
+			wantBinds: []Bind{rootBind},
+		},
+		"hooks and host labels stripped": {
+			edit: func(s *specs.Spec) {
+				s.Hooks = &specs.Hooks{
+					Prestart:        []specs.Hook{{Path: "/usr/bin/docker-proxy"}},
+					CreateContainer: []specs.Hook{{Path: "/usr/bin/nvidia-hook"}},
+					Poststop:        []specs.Hook{{Path: "/bin/true"}},
+				}
+				s.Process.ApparmorProfile = "docker-default"
+				s.Process.SelinuxLabel = "system_u:system_r:container_t:s0"
+				s.Linux.MountLabel = "system_u:object_r:container_file_t:s0"
+				s.Linux.IntelRdt = &specs.LinuxIntelRdt{ClosID: "x"}
+				s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth1": {Name: "eth1"}}
+			},
+			wantSpec:  func(s *specs.Spec) {},
+			wantBinds: []Bind{rootBind},
+			wantHooks: true,
+		},
+		"no linux section": {
+			edit:      func(s *specs.Spec) { s.Linux = nil },
+			wantSpec:  func(s *specs.Spec) { s.Linux = nil },
+			wantBinds: []Bind{rootBind},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			spec := base()
+			tc.edit(spec)
+			before, _ := json.Marshal(spec)
+			b := &Bundle{Dir: h.bundle, Spec: spec, Rootfs: h.rootfs}
+			g, err := ForGuest(b, "c1", share)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, _ := json.Marshal(spec)
+			if string(before) != string(after) {
+				t.Errorf("ForGuest modified the bundle's spec")
+			}
+
+			want := base()
+			want.Root.Path = "/run/cocoon/shared/c1/rootfs"
+			if want.Linux != nil {
+				want.Linux.CgroupsPath = "/cocoon/c1"
+			}
+			tc.wantSpec(want)
+			gotJSON, _ := json.MarshalIndent(g.Spec, "", " ")
+			wantJSON, _ := json.MarshalIndent(want, "", " ")
+			if string(gotJSON) != string(wantJSON) {
+				t.Errorf("guest spec\n%s\nwant\n%s", gotJSON, wantJSON)
+			}
+			if !reflect.DeepEqual(g.Binds, tc.wantBinds) {
+				t.Errorf("binds\n%+v\nwant\n%+v", g.Binds, tc.wantBinds)
+			}
+			if g.NetNSPath != tc.wantNetNS {
+				t.Errorf("netns %q, want %q", g.NetNSPath, tc.wantNetNS)
+			}
+			if (g.Hooks != nil) != tc.wantHooks {
+				t.Errorf("hooks %+v", g.Hooks)
+			}
+			if spec.Linux != nil && g.HostCgroupsPath != "system.slice:docker:c1" {
+				t.Errorf("host cgroups path %q", g.HostCgroupsPath)
+			}
+		})
+	}
+}
+
+func TestForGuestErrors(t *testing.T) {
+	h := makeHostFiles(t)
+	tests := map[string]struct {
+		id       string
+		edit     func(*specs.Spec)
+		want     string
+		sentinel error
+	}{
+		"missing bind source": {
+			id: "c1",
+			edit: func(s *specs.Spec) {
+				s.Mounts = []specs.Mount{{Destination: "/v", Type: "bind", Source: "/nonexistent/volume"}}
+			},
+			want:     "translating spec: mounts[0] (/v): source /nonexistent/volume does not exist",
+			sentinel: ErrInvalidBundle,
+		},
+		"joining a host pid namespace": {
+			id: "c1",
+			edit: func(s *specs.Spec) {
+				s.Linux = &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace, Path: "/proc/42/ns/pid"}}}
+			},
+			want:     "translating spec: joining the pid namespace at /proc/42/ns/pid: not supported in a vm",
+			sentinel: ErrUnsupported,
+		},
+		"id with a slash": {id: "../x", edit: func(*specs.Spec) {}, want: `translating spec: container id "../x" cannot name a directory`},
+		"dot-dot id":      {id: "..", edit: func(*specs.Spec) {}, want: `translating spec: container id ".." cannot name a directory`},
+		"empty id":        {id: "", edit: func(*specs.Spec) {}, want: `translating spec: container id "" cannot name a directory`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			spec := &specs.Spec{Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"}, Root: &specs.Root{Path: "rootfs"}}
+			tc.edit(spec)
+			_, err := ForGuest(&Bundle{Dir: h.bundle, Spec: spec, Rootfs: h.rootfs}, tc.id, Share{HostDir: "/sb/shared"})
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %s", err, tc.want)
+			}
+			if tc.sentinel != nil && !errors.Is(err, tc.sentinel) {
+				t.Errorf("error does not wrap %v", tc.sentinel)
+			}
+		})
+	}
+}
+
+func TestGuestProcess(t *testing.T) {
+	p := &specs.Process{Args: []string{"sh"}, Cwd: "/", ApparmorProfile: "docker-default", SelinuxLabel: "l", Env: []string{"A=1"}}
+	g, err := GuestProcess(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.ApparmorProfile != "" || g.SelinuxLabel != "" || strings.Join(g.Env, ",") != "A=1" {
+		t.Errorf("guest process %+v", g)
+	}
+	if p.ApparmorProfile != "docker-default" {
+		t.Error("GuestProcess modified its argument")
+	}
+}

@@ -1,0 +1,174 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/oci"
+)
+
+// mountInfo is the kernel's list of the mounts this process sees.
+const mountInfo = "/proc/self/mountinfo"
+
+// privateShare bind-mounts dir on itself and makes it private, so that the
+// container mounts made under it never propagate to other mount namespaces
+// (on a host whose / is shared, they otherwise would), and unmounting dir
+// lazily takes them all along. It must run before the VMM opens dir.
+func privateShare(dir string) error {
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind-mounting share %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return fmt.Errorf("making share %s private: %w", dir, err)
+	}
+	return nil
+}
+
+// bindMount makes b: it creates the mount point (a file for a file
+// source), bind-mounts the source recursively, keeps the new mount private
+// and, for a read-only bind, remounts it read-only.
+func bindMount(b oci.Bind) error {
+	if err := os.MkdirAll(filepath.Dir(b.Target), 0o700); err != nil {
+		return fmt.Errorf("creating mount point: %w", err)
+	}
+	if b.File {
+		f, err := os.OpenFile(b.Target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("creating mount point: %w", err)
+		}
+		f.Close()
+	} else if err := os.Mkdir(b.Target, 0o700); err != nil {
+		return fmt.Errorf("creating mount point: %w", err)
+	}
+	if err := unix.Mount(b.Source, b.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s on %s: %w", b.Source, b.Target, err)
+	}
+	if err := unix.Mount("", b.Target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s private: %w", b.Target, err)
+	}
+	if b.ReadOnly {
+		var st unix.Statfs_t
+		if err := unix.Statfs(b.Target, &st); err != nil {
+			return fmt.Errorf("remounting %s read-only: %w", b.Target, err)
+		}
+		// Keep the flags the source had: dropping a locked one fails.
+		keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+		if err := unix.Mount("", b.Target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep, ""); err != nil {
+			return fmt.Errorf("remounting %s read-only: %w", b.Target, err)
+		}
+	}
+	return nil
+}
+
+// realPath resolves dir for comparison with mount points, which the kernel
+// reports without symbolic links.
+func realPath(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r, nil
+	}
+	return abs, nil
+}
+
+// mountsUnder lists the mount points at or under dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	dir, err := realPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing mounts under %s: %w", dir, err)
+	}
+	data, err := os.ReadFile(mountInfo)
+	if err != nil {
+		return nil, fmt.Errorf("listing mounts under %s: %w", dir, err)
+	}
+	var found []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountPoint(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			found = append(found, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("listing mounts under %s: %w", dir, err)
+	}
+	// Deepest first; a path mounted several times appears several times.
+	sort.SliceStable(found, func(i, j int) bool { return len(found[i]) > len(found[j]) })
+	return found, nil
+}
+
+// unescapeMountPoint undoes the octal escapes (\040 for a space, ...) of
+// a path in mountinfo.
+func unescapeMountPoint(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmountAll lazily unmounts every mount at or under dir, deepest first,
+// and fails unless none is left: only then may dir be removed without
+// reaching into what was mounted there.
+func unmountAll(dir string) error {
+	mps, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, mp := range mps {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", mp, err))
+		}
+	}
+	left, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		errs = append(errs, fmt.Errorf("still mounted under %s: %s", dir, strings.Join(left, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// removeUnmounted unmounts everything under dir, then removes dir; it
+// removes nothing if a mount is left.
+func removeUnmounted(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := unmountAll(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	return nil
+}
