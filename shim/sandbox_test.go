@@ -5,146 +5,30 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cocoon-containers/cocoon/shim/shimtest"
+
 	"github.com/cocoon-containers/cocoon/agent/client"
-	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/proxy"
 	"github.com/cocoon-containers/cocoon/shim"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // waitTimeout bounds every wait of the tests for the shim or the fake.
 const waitTimeout = 10 * time.Second
 
-// sandbox is a fake sandbox: the fake agent of clienttest behind the real
-// cocoon-proxy, serving a unix socket, as a shim finds a real sandbox. The
-// test plays the process: it receives the stdio streams the shim attaches,
-// the signals and resizes it sends, and answers WaitProcess.
-type sandbox struct {
-	sock    string
-	streams chan stdioStream
-	signals chan *api.SignalProcessRequest
-	resizes chan *api.ResizeTtyRequest
-	// exit answers the pending WaitProcess with an exit status.
-	exit chan int32
-	// kill stops the agent, as the VM's death would.
-	kill func()
-}
+// sandbox is shimtest's fake sandbox, with this file's helpers.
+type sandbox struct{ *shimtest.Sandbox }
 
-// stdioStream is one stream the shim attached.
-type stdioStream struct {
-	h    api.StreamHeader
-	conn net.Conn
-}
-
-func newSandbox(t *testing.T) *sandbox {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyEnd, agentEnd := fileConn(t, fds[0]), fileConn(t, fds[1])
-	dir, err := os.MkdirTemp("", "ccn-shim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb := &sandbox{
-		sock:    filepath.Join(dir, "proxy.sock"),
-		streams: make(chan stdioStream, 16),
-		signals: make(chan *api.SignalProcessRequest, 16),
-		resizes: make(chan *api.ResizeTtyRequest, 16),
-		exit:    make(chan int32, 1),
-	}
-	l, err := net.Listen("unix", sb.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyCtx, stopProxy := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		proxy.Serve(proxyCtx, proxyEnd, l, proxy.Options{})
-	}()
-
-	killed := make(chan struct{})
-	agent := &clienttest.Agent{
-		StdioFunc: func(h api.StreamHeader, c net.Conn) { sb.streams <- stdioStream{h, c} },
-		SignalProcessFunc: func(_ context.Context, req *api.SignalProcessRequest) (*api.Empty, error) {
-			sb.signals <- req
-			return &api.Empty{}, nil
-		},
-		ResizeTtyFunc: func(_ context.Context, req *api.ResizeTtyRequest) (*api.Empty, error) {
-			sb.resizes <- req
-			return &api.Empty{}, nil
-		},
-		WaitProcessFunc: func(ctx context.Context, req *api.ProcessRequest) (*api.WaitProcessResponse, error) {
-			select {
-			case st := <-sb.exit:
-				return &api.WaitProcessResponse{ExitStatus: st}, nil
-			case <-killed:
-				return nil, status.Error(codes.Unavailable, "agent going away")
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		},
-	}
-	agentCtx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan struct{})
-	go func() {
-		defer close(agentDone)
-		clienttest.ServeConn(agentCtx, agentEnd, agent)
-	}()
-	sb.kill = sync.OnceFunc(func() {
-		close(killed)
-		stopAgent()
-		<-agentDone
-		agentEnd.Close()
-	})
-	t.Cleanup(func() {
-		sb.kill()
-		stopProxy()
-		select {
-		case <-served:
-		case <-time.After(waitTimeout):
-			t.Error("the proxy did not stop")
-		}
-		for {
-			select {
-			case s := <-sb.streams:
-				s.conn.Close()
-				continue
-			default:
-			}
-			break
-		}
-		os.RemoveAll(dir)
-	})
-	return sb
-}
-
-func fileConn(t *testing.T, fd int) net.Conn {
-	t.Helper()
-	f := os.NewFile(uintptr(fd), "socketpair")
-	defer f.Close()
-	c, err := net.FileConn(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func newSandbox(t *testing.T) *sandbox { return &sandbox{shimtest.NewSandbox(t)} }
 
 // connect returns an agent client through the sandbox's proxy.
 func (sb *sandbox) connect(t *testing.T) *client.Client {
 	t.Helper()
-	c, err := shim.Connect(context.Background(), client.ProxyDialer{Path: sb.sock}, client.Options{})
+	c, err := shim.Connect(context.Background(), client.ProxyDialer{Path: sb.Sock}, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,15 +43,15 @@ func (sb *sandbox) attached(t *testing.T, n int, cid, eid string) map[api.Stdio]
 	got := map[api.Stdio]net.Conn{}
 	for range n {
 		select {
-		case s := <-sb.streams:
-			t.Cleanup(func() { s.conn.Close() })
-			if s.h.ContainerID != cid || s.h.ExecID != eid {
-				t.Errorf("stream %s for %q/%q, want %q/%q", s.h.Stdio, s.h.ContainerID, s.h.ExecID, cid, eid)
+		case s := <-sb.Streams:
+			t.Cleanup(func() { s.Conn.Close() })
+			if s.Header.ContainerID != cid || s.Header.ExecID != eid {
+				t.Errorf("stream %s for %q/%q, want %q/%q", s.Header.Stdio, s.Header.ContainerID, s.Header.ExecID, cid, eid)
 			}
-			if got[s.h.Stdio] != nil {
-				t.Fatalf("%s attached twice", s.h.Stdio)
+			if got[s.Header.Stdio] != nil {
+				t.Fatalf("%s attached twice", s.Header.Stdio)
 			}
-			got[s.h.Stdio] = s.conn
+			got[s.Header.Stdio] = s.Conn
 		case <-time.After(waitTimeout):
 			t.Fatalf("%d of %d streams attached", len(got), n)
 		}
@@ -179,8 +63,8 @@ func (sb *sandbox) attached(t *testing.T, n int, cid, eid string) map[api.Stdio]
 func (sb *sandbox) noMoreStreams(t *testing.T) {
 	t.Helper()
 	select {
-	case s := <-sb.streams:
-		t.Errorf("unexpected %s stream", s.h.Stdio)
+	case s := <-sb.Streams:
+		t.Errorf("unexpected %s stream", s.Header.Stdio)
 	default:
 	}
 }
@@ -189,7 +73,7 @@ func (sb *sandbox) noMoreStreams(t *testing.T) {
 func (sb *sandbox) signal(t *testing.T) *api.SignalProcessRequest {
 	t.Helper()
 	select {
-	case req := <-sb.signals:
+	case req := <-sb.Signals:
 		return req
 	case <-time.After(waitTimeout):
 		t.Fatal("no signal forwarded")
@@ -201,7 +85,7 @@ func (sb *sandbox) signal(t *testing.T) *api.SignalProcessRequest {
 func (sb *sandbox) resize(t *testing.T) *api.ResizeTtyRequest {
 	t.Helper()
 	select {
-	case req := <-sb.resizes:
+	case req := <-sb.Resizes:
 		return req
 	case <-time.After(waitTimeout):
 		t.Fatal("no resize")

@@ -37,7 +37,7 @@ func TestStdoutAndStderrStaySeparate(t *testing.T) {
 	}
 	closeWrite(t, out)
 	closeWrite(t, errs)
-	sb.exit <- 3
+	sb.Exit <- 3
 	r := finished(t, done)
 	if r.err != nil || r.status != 3 {
 		t.Fatalf("Run: %d, %v; want 3", r.status, r.err)
@@ -62,7 +62,7 @@ func TestStdinEOFReachesTheProcess(t *testing.T) {
 	if err != nil || string(got) != "line 1\nline 2" {
 		t.Fatalf("process read %q, %v", got, err)
 	}
-	sb.exit <- 0
+	sb.Exit <- 0
 	if r := finished(t, done); r.err != nil || r.status != 0 {
 		t.Fatalf("Run: %d, %v", r.status, r.err)
 	}
@@ -81,7 +81,7 @@ func TestUnwrittenStdinBlocksNothing(t *testing.T) {
 	s := sb.attached(t, 2, "c", "")
 	s[api.Stdout].Write([]byte("bye"))
 	closeWrite(t, s[api.Stdout])
-	sb.exit <- 0
+	sb.Exit <- 0
 	if r := finished(t, done); r.err != nil || r.status != 0 || stdout.String() != "bye" {
 		t.Fatalf("Run: %d, %v, stdout %q", r.status, r.err, stdout.String())
 	}
@@ -101,7 +101,7 @@ func TestExitStatusPassesThrough(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sb := newSandbox(t)
 			done := start(sb.connect(t), shim.Config{ContainerID: "c"})
-			sb.exit <- tc.status
+			sb.Exit <- tc.status
 			if r := finished(t, done); r.err != nil || r.status != int(tc.status) {
 				t.Fatalf("Run: %d, %v; want %d", r.status, r.err, tc.status)
 			}
@@ -112,7 +112,7 @@ func TestExitStatusPassesThrough(t *testing.T) {
 func TestStatusOutOfRange(t *testing.T) {
 	sb := newSandbox(t)
 	done := start(sb.connect(t), shim.Config{ContainerID: "c"})
-	sb.exit <- 256
+	sb.Exit <- 256
 	if r := finished(t, done); r.err == nil || r.status != shim.StatusLost {
 		t.Fatalf("Run: %d, %v; want %d and an error", r.status, r.err, shim.StatusLost)
 	}
@@ -136,12 +136,12 @@ func TestSignalsAreForwarded(t *testing.T) {
 			t.Errorf("SignalProcess(%v), want %v to c/e", req, want)
 		}
 	}
-	sb.exit <- 128 + int32(syscall.SIGTERM)
+	sb.Exit <- 128 + int32(syscall.SIGTERM)
 	if r := finished(t, done); r.err != nil || r.status != 143 {
 		t.Fatalf("Run: %d, %v; want 143", r.status, r.err)
 	}
 	select {
-	case req := <-sb.signals:
+	case req := <-sb.Signals:
 		t.Errorf("unexpected SignalProcess(%v)", req)
 	default:
 	}
@@ -202,7 +202,7 @@ func TestTerminal(t *testing.T) {
 		t.Errorf("resize %v, want 50x132", r)
 	}
 	closeWrite(t, term)
-	sb.exit <- 0
+	sb.Exit <- 0
 	if r := finished(t, done); r.err != nil || r.status != 0 {
 		t.Fatalf("Run: %d, %v", r.status, r.err)
 	}
@@ -218,7 +218,7 @@ func TestTerminal(t *testing.T) {
 		return nil
 	})
 	select {
-	case req := <-sb.signals:
+	case req := <-sb.Signals:
 		t.Errorf("SIGWINCH forwarded: %v", req)
 	default:
 	}
@@ -230,7 +230,7 @@ func TestLostSandbox(t *testing.T) {
 	done := start(sb.connect(t), shim.Config{ContainerID: "c", Stdout: &stdout})
 	out := sb.attached(t, 1, "c", "")[api.Stdout]
 	out.Write([]byte("before"))
-	sb.kill()
+	sb.Kill()
 	r := finished(t, done)
 	if r.status != shim.StatusLost || !errors.Is(r.err, shim.ErrLostSandbox) {
 		t.Fatalf("Run: %d, %v; want %d, %v", r.status, r.err, shim.StatusLost, shim.ErrLostSandbox)
@@ -244,7 +244,7 @@ func TestLostSandbox(t *testing.T) {
 func TestLostSandboxBeforeAttaching(t *testing.T) {
 	sb := newSandbox(t)
 	c := sb.connect(t)
-	sb.kill()
+	sb.Kill()
 	select {
 	case <-c.Done():
 	case <-time.After(waitTimeout):
@@ -262,7 +262,7 @@ func TestOutputLeftOpenAfterExit(t *testing.T) {
 	done := start(sb.connect(t), shim.Config{ContainerID: "c", Stdout: &stdout, DrainTimeout: 200 * time.Millisecond})
 	out := sb.attached(t, 1, "c", "")[api.Stdout]
 	out.Write([]byte("partial"))
-	sb.exit <- 7 // but the stream stays open
+	sb.Exit <- 7 // but the stream stays open
 	begin := time.Now()
 	r := finished(t, done)
 	if r.err != nil || r.status != 7 {
@@ -296,7 +296,7 @@ func TestOutputReaderGone(t *testing.T) {
 	if b, err := io.ReadAll(out); err != nil || len(b) > 0 {
 		t.Errorf("agent read %q, %v; want EOF", b, err)
 	}
-	sb.exit <- 141
+	sb.Exit <- 141
 	if r := finished(t, done); r.err != nil || r.status != 141 {
 		t.Fatalf("Run: %d, %v", r.status, r.err)
 	}
@@ -313,6 +313,6 @@ func TestReady(t *testing.T) {
 		t.Fatal("not ready")
 	}
 	closeWrite(t, out)
-	sb.exit <- 0
+	sb.Exit <- 0
 	finished(t, done)
 }

@@ -38,7 +38,7 @@ func TestLargeOutput(t *testing.T) {
 		}
 	}
 	closeWrite(t, out)
-	sb.exit <- 0
+	sb.Exit <- 0
 	if res := finished(t, done); res.err != nil || res.status != 0 {
 		t.Fatalf("Run: %d, %v", res.status, res.err)
 	}
@@ -75,7 +75,7 @@ func TestLargeInput(t *testing.T) {
 		t.Fatalf("process read %d bytes, %v; want %d", n, err, transferSize)
 	}
 	logRate(t, "pipe -> shim -> process stdin", time.Since(begin))
-	sb.exit <- 0
+	sb.Exit <- 0
 	if res := finished(t, done); res.err != nil || res.status != 0 {
 		t.Fatalf("Run: %d, %v", res.status, res.err)
 	}

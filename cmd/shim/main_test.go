@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,17 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/shim/shimtest"
+
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/proxy"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // These tests run the real cocoon-shim binary against a fake agent behind
@@ -51,106 +47,10 @@ func TestMain(m *testing.M) {
 
 const waitTimeout = 20 * time.Second
 
-// sandbox is a fake sandbox: clienttest's agent behind the real proxy. The
-// test plays the process.
-type sandbox struct {
-	sock    string
-	streams chan stdioStream
-	signals chan *api.SignalProcessRequest
-	resizes chan *api.ResizeTtyRequest
-	exit    chan int32
-	kill    func()
-}
+// sandbox is shimtest's fake sandbox, with this file's helpers.
+type sandbox struct{ *shimtest.Sandbox }
 
-type stdioStream struct {
-	h    api.StreamHeader
-	conn net.Conn
-}
-
-func newSandbox(t *testing.T) *sandbox {
-	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyEnd, agentEnd := fileConn(t, fds[0]), fileConn(t, fds[1])
-	dir, err := os.MkdirTemp("", "ccn-shim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb := &sandbox{
-		sock:    filepath.Join(dir, "proxy.sock"),
-		streams: make(chan stdioStream, 16),
-		signals: make(chan *api.SignalProcessRequest, 16),
-		resizes: make(chan *api.ResizeTtyRequest, 16),
-		exit:    make(chan int32, 1),
-	}
-	l, err := net.Listen("unix", sb.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyCtx, stopProxy := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		proxy.Serve(proxyCtx, proxyEnd, l, proxy.Options{})
-	}()
-	killed := make(chan struct{})
-	agent := &clienttest.Agent{
-		StdioFunc: func(h api.StreamHeader, c net.Conn) { sb.streams <- stdioStream{h, c} },
-		SignalProcessFunc: func(_ context.Context, req *api.SignalProcessRequest) (*api.Empty, error) {
-			sb.signals <- req
-			return &api.Empty{}, nil
-		},
-		ResizeTtyFunc: func(_ context.Context, req *api.ResizeTtyRequest) (*api.Empty, error) {
-			sb.resizes <- req
-			return &api.Empty{}, nil
-		},
-		WaitProcessFunc: func(ctx context.Context, _ *api.ProcessRequest) (*api.WaitProcessResponse, error) {
-			select {
-			case st := <-sb.exit:
-				return &api.WaitProcessResponse{ExitStatus: st}, nil
-			case <-killed:
-				return nil, status.Error(codes.Unavailable, "agent going away")
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		},
-	}
-	agentCtx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan struct{})
-	go func() {
-		defer close(agentDone)
-		clienttest.ServeConn(agentCtx, agentEnd, agent)
-	}()
-	sb.kill = sync.OnceFunc(func() {
-		close(killed)
-		stopAgent()
-		<-agentDone
-		agentEnd.Close()
-	})
-	t.Cleanup(func() {
-		sb.kill()
-		stopProxy()
-		<-served
-		for len(sb.streams) > 0 {
-			(<-sb.streams).conn.Close()
-		}
-		os.RemoveAll(dir)
-	})
-	return sb
-}
-
-func fileConn(t *testing.T, fd int) net.Conn {
-	t.Helper()
-	f := os.NewFile(uintptr(fd), "socketpair")
-	defer f.Close()
-	c, err := net.FileConn(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func newSandbox(t *testing.T) *sandbox { return &sandbox{shimtest.NewSandbox(t)} }
 
 // attached waits for n streams of the shim.
 func (sb *sandbox) attached(t *testing.T, n int) map[api.Stdio]net.Conn {
@@ -158,9 +58,9 @@ func (sb *sandbox) attached(t *testing.T, n int) map[api.Stdio]net.Conn {
 	got := map[api.Stdio]net.Conn{}
 	for range n {
 		select {
-		case s := <-sb.streams:
-			t.Cleanup(func() { s.conn.Close() })
-			got[s.h.Stdio] = s.conn
+		case s := <-sb.Streams:
+			t.Cleanup(func() { s.Conn.Close() })
+			got[s.Header.Stdio] = s.Conn
 		case <-time.After(waitTimeout):
 			t.Fatalf("%d of %d streams attached", len(got), n)
 		}
@@ -178,7 +78,7 @@ func closeWrite(t *testing.T, c net.Conn) {
 // shimCmd returns a cocoon-shim command for the sandbox's container "c",
 // started as cocoon-runtime starts it (in its own session).
 func (sb *sandbox) shimCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(shimBinary, append([]string{"--proxy-socket", sb.sock, "--container", "c"}, args...)...)
+	cmd := exec.Command(shimBinary, append([]string{"--proxy-socket", sb.Sock, "--container", "c"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd
 }
@@ -221,7 +121,7 @@ func TestExitStatusAndStdio(t *testing.T) {
 			fmt.Fprintf(s[api.Stderr], "err %d\n", want)
 			closeWrite(t, s[api.Stdout])
 			closeWrite(t, s[api.Stderr])
-			sb.exit <- want
+			sb.Exit <- want
 			if got := exitCode(t, cmd); got != int(want) {
 				t.Errorf("exit code %d, want %d; stderr %q", got, want, stderr.String())
 			}
@@ -229,8 +129,8 @@ func TestExitStatusAndStdio(t *testing.T) {
 				t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
 			select {
-			case s := <-sb.streams:
-				t.Errorf("unexpected %s stream (stdin is /dev/null)", s.h.Stdio)
+			case s := <-sb.Streams:
+				t.Errorf("unexpected %s stream (stdin is /dev/null)", s.Header.Stdio)
 			default:
 			}
 		})
@@ -252,7 +152,7 @@ func TestStdinEOF(t *testing.T) {
 	if b, err := io.ReadAll(in); err != nil || string(b) != "some input" {
 		t.Fatalf("process read %q, %v", b, err)
 	}
-	sb.exit <- 0
+	sb.Exit <- 0
 	if got := exitCode(t, cmd); got != 0 {
 		t.Errorf("exit code %d", got)
 	}
@@ -294,7 +194,7 @@ func TestSignalsAndDescriptors(t *testing.T) {
 			t.Fatal(err)
 		}
 		select {
-		case req := <-sb.signals:
+		case req := <-sb.Signals:
 			if req.GetSignal() != uint32(sig) || req.GetContainerId() != "c" || req.GetExecId() != "e" {
 				t.Errorf("SignalProcess(%v), want %v", req, sig)
 			}
@@ -302,7 +202,7 @@ func TestSignalsAndDescriptors(t *testing.T) {
 			t.Fatalf("%v not forwarded", sig)
 		}
 	}
-	sb.exit <- 143
+	sb.Exit <- 143
 	if got := exitCode(t, cmd); got != 143 {
 		t.Errorf("exit code %d, want 143", got)
 	}
@@ -327,7 +227,7 @@ func TestLostSandbox(t *testing.T) {
 		t.Fatalf("ready pipe: %q, %v", line, err)
 	}
 	sb.attached(t, 1) // stderr
-	sb.kill()
+	sb.Kill()
 	if got := exitCode(t, cmd); got != 255 {
 		t.Errorf("exit code %d, want 255", got)
 	}
@@ -344,7 +244,7 @@ func TestNeverConnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer readyR.Close()
-	cmd := exec.Command(shimBinary, "--proxy-socket", filepath.Join(t.TempDir(), "proxy.sock"), "--container", "c", "--ready-fd", "3", "--timeout-scale", "10")
+	cmd := exec.Command(shimBinary, "--proxy-socket", filepath.Join(t.TempDir(), "proxy.Sock"), "--container", "c", "--ready-fd", "3", "--timeout-scale", "10")
 	cmd.Stderr = &stderr
 	cmd.ExtraFiles = []*os.File{readyW}
 	begin := time.Now()
@@ -432,7 +332,7 @@ func TestTerminal(t *testing.T) {
 		t.Errorf("resize %v, want 40x100", r)
 	}
 	closeWrite(t, term)
-	sb.exit <- 0
+	sb.Exit <- 0
 	if got := exitCode(t, cmd); got != 0 {
 		t.Errorf("exit code %d", got)
 	}
@@ -441,7 +341,7 @@ func TestTerminal(t *testing.T) {
 func resize(t *testing.T, sb *sandbox) *api.ResizeTtyRequest {
 	t.Helper()
 	select {
-	case r := <-sb.resizes:
+	case r := <-sb.Resizes:
 		return r
 	case <-time.After(waitTimeout):
 		t.Fatal("no resize")
@@ -477,7 +377,7 @@ func TestLargeOutput(t *testing.T) {
 		}
 	}
 	closeWrite(t, out)
-	sb.exit <- 0
+	sb.Exit <- 0
 	if got := exitCode(t, cmd); got != 0 {
 		t.Errorf("exit code %d", got)
 	}
