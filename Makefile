@@ -58,9 +58,16 @@ unit:
 	$(GO) vet -tags integration ./...
 	$(GO) test -race -count=1 ./...
 
+# -v so that measurements the tests log (stdout throughput) reach the log;
+# the full output is kept in $(OUT)/integration.log, the summary is printed,
+# and a failure prints the log's tail.
 integration:
-	COCOON_TEST_OUT=$(CURDIR)/$(OUT) COCOON_TEST_BIN=$(CURDIR)/$(BIN) COCOON_TEST_KERNEL=$(CURDIR)/$(OUT)/vmlinux \
-	  $(GO) test -tags integration -count=1 -p 1 -timeout 25m $(INTEGRATION_PKGS)
+	@mkdir -p $(OUT)
+	@COCOON_TEST_OUT=$(CURDIR)/$(OUT) COCOON_TEST_BIN=$(CURDIR)/$(BIN) COCOON_TEST_KERNEL=$(CURDIR)/$(OUT)/vmlinux \
+	  $(GO) test -tags integration -count=1 -p 1 -timeout 25m -v $(INTEGRATION_PKGS) > $(OUT)/integration.log 2>&1; rc=$$?; \
+	  grep -E '^(--- |ok |FAIL)|^[a-z ]*throughput|left behind' $(OUT)/integration.log; \
+	  if [ $$rc -ne 0 ]; then echo "--- integration log tail ($(OUT)/integration.log):"; tail -n 150 $(OUT)/integration.log; fi; \
+	  exit $$rc
 
 bench: deps kernel image
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
