@@ -87,12 +87,20 @@ func run(ctx context.Context, out, bin string, runs int) error {
 		ready = append(ready, d)
 		pss = append(pss, mem)
 	}
+	runcTrue, cocoonTrue, err := b.runTrue(ctx, out, bin, runs)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
 	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
 	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
 	row("VM floor: QEMU start to QEMU exit (s)", seconds(floorOff))
 	row("cocoon: sandbox create to agent ready (s)", seconds(ready))
 	row("idle sandbox memory, QEMU + proxy PSS (MiB)", pss)
+	if len(runcTrue) > 0 {
+		row("runc run of busybox true (s)", seconds(runcTrue))
+	}
+	row("cocoon-runtime run of busybox true (s)", seconds(cocoonTrue))
 	return nil
 }
 

@@ -11,6 +11,7 @@ pkgs=(
 	busybox-static                     # test container root file systems
 	protobuf-compiler                  # make proto
 	iproute2                           # tests: namespaces, veth, tc
+	runc                               # tests: cocoon-runtime beside runc
 )
 
 missing=()

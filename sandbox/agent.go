@@ -3,9 +3,21 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/api"
 )
+
+// ShimAddress returns where another host process (a cocoon-shim) reaches
+// the agent: the proxy's socket under the serial transport, or the guest's
+// vsock CID; the other is empty or zero.
+func (s *Sandbox) ShimAddress() (socket string, vsockCID uint32) {
+	if s.state.Transport == api.TransportVsock {
+		return "", s.state.VsockCID
+	}
+	return filepath.Join(s.dir, proxySocket), 0
+}
 
 // Agent opens a new connection to the sandbox's agent; the caller closes
 // it.

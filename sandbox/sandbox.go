@@ -23,8 +23,13 @@ import (
 	"github.com/cocoon-containers/cocoon/store"
 )
 
-// DefaultRoot is where sandbox directories live.
-const DefaultRoot = "/run/cocoon/sandboxes"
+// DefaultRoot is where sandbox directories live. It is short, because
+// QEMU's and the proxy's unix sockets live in a sandbox's directory and a
+// socket path must stay under 108 bytes, and its name starts with a dot,
+// which no container ID does, so that it can sit in cocoon-runtime's
+// default root (/run/cocoon) beside the container directories.
+// cocoon-runtime keeps one subdirectory per runtime root under it.
+const DefaultRoot = "/run/cocoon/.vm"
 
 // File names inside a sandbox directory.
 const (

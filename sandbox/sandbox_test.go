@@ -475,3 +475,23 @@ func TestDestroyCleansMounts(t *testing.T) {
 		})
 	}
 }
+
+// TestShimAddress: a shim reaches the agent through the proxy's socket in
+// the sandbox directory, or over vsock.
+func TestShimAddress(t *testing.T) {
+	f := newFixture(t, &clienttest.Agent{})
+	ctx := context.Background()
+	sb, err := f.m.Create(ctx, "sb-addr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	sock, cid := sb.ShimAddress()
+	if st := sb.State(); st.Transport == api.TransportVsock {
+		if sock != "" || cid != st.VsockCID {
+			t.Errorf("vsock sandbox: %q, %d", sock, cid)
+		}
+	} else if sock != filepath.Join(sb.Dir(), "proxy.sock") || cid != 0 {
+		t.Errorf("serial sandbox: %q, %d", sock, cid)
+	}
+}

@@ -8,10 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// loggingToStderr is true when log lines already reach the user's terminal,
-// so that errors are not printed twice.
-var loggingToStderr = true
-
 // setupLogging follows runc: --log sends logs to a file, --log-format json
 // writes one JSON object a line (containerd reads these to report errors).
 func setupLogging(c *cli.Context) error {
@@ -33,7 +29,6 @@ func setupLogging(c *cli.Context) error {
 			return fmt.Errorf("opening log file: %w", err)
 		}
 		logrus.SetOutput(f)
-		loggingToStderr = false
 	}
 	return nil
 }

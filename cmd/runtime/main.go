@@ -1,8 +1,13 @@
 // Command cocoon-runtime is cocoon's OCI runtime: a runc-compatible CLI
 // whose containers each run in their own lightweight VM.
+//
+// State lives under --root (default /run/cocoon), one directory per
+// container (see package state); sandbox VMs live under /run/cocoon/.vm
+// (see vmRootBase).
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -14,29 +19,68 @@ import (
 var version = "dev"
 
 func main() {
-	app := &cli.App{
+	closeOnExecInherited()
+	// logToFile is set when --log sends log lines to a file: errors are
+	// then printed to stderr too, as runc prints them.
+	logToFile := false
+	app := newApp(&logToFile)
+	if err := app.Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) && err.Error() == "" {
+			// A container's exit status (run, exec), already shown.
+			os.Exit(ec.ExitCode())
+		}
+		logrus.Error(err)
+		if os.Getenv("COCOON_LOG_TO_STDERR") != "" || logToFile {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		os.Exit(1)
+	}
+}
+
+// newApp returns the command line application; its Before hook sets
+// *logToFile when --log is given.
+func newApp(logToFile *bool) *cli.App {
+	return &cli.App{
 		Name:    "cocoon-runtime",
 		Usage:   "run OCI containers, each in its own lightweight virtual machine",
 		Version: version,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "root", Value: "/run/cocoon", Usage: "root directory for container state"},
-			&cli.StringFlag{Name: "log", Usage: "write logs to this file instead of stderr"},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+			&cli.StringFlag{Name: "root", Value: "/run/cocoon", Usage: "root directory for storage of container state"},
+			&cli.StringFlag{Name: "log", Usage: "set the log file to write runtime logs to (default is stderr)"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "set the log format ('text' (default), or 'json')"},
 			&cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "accepted for compatibility; cgroups are the guest's"},
+			&cli.StringFlag{Name: "rootless", Value: "auto", Usage: "accepted for compatibility ('true', 'false', or 'auto')"},
+			&cli.StringFlag{Name: "criu", Usage: "accepted for compatibility; checkpointing is not supported"},
 			&cli.StringFlag{Name: "config", Usage: "configuration file (default $COCOON_CONFIG or /etc/cocoon/configuration.toml)"},
 		},
-		Before: setupLogging,
+		Before: func(c *cli.Context) error {
+			*logToFile = c.String("log") != ""
+			return setupLogging(c)
+		},
 		Commands: []*cli.Command{
+			checkCommand,
+			createCommand,
+			deleteCommand,
+			envCommand,
+			eventsCommand,
+			execCommand,
+			featuresCommand,
+			killCommand,
+			listCommand,
+			pauseCommand,
 			probeCommand,
+			psCommand,
+			resumeCommand,
+			runCommand,
+			specCommand,
+			startCommand,
+			stateCommand,
+			updateCommand,
 			versionCommand,
 		},
+		// Errors are reported once, by main, as runc reports them.
 		ExitErrHandler: func(*cli.Context, error) {},
-	}
-	if err := app.Run(os.Args); err != nil {
-		logrus.Error(err)
-		if os.Getenv("COCOON_LOG_TO_STDERR") != "" || !loggingToStderr {
-			fmt.Fprintln(os.Stderr, "cocoon-runtime:", err)
-		}
-		os.Exit(1)
 	}
 }

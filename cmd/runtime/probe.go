@@ -47,6 +47,7 @@ func probe(c *cli.Context) error {
 	start := time.Now()
 	sb, err := m.Create(ctx, id)
 	if err != nil {
+		removeEmptyRoot(m.Root)
 		return err
 	}
 	booted := time.Since(start)
@@ -56,6 +57,7 @@ func probe(c *cli.Context) error {
 		if err := sb.Destroy(dctx); err != nil {
 			fmt.Fprintln(os.Stderr, "cocoon-runtime: probe:", err)
 		}
+		removeEmptyRoot(m.Root)
 	}()
 	ag, err := sb.Agent(ctx)
 	if err != nil {

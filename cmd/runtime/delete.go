@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cocoon-containers/cocoon/state"
+)
+
+var deleteCommand = &cli.Command{
+	Name:      "delete",
+	Usage:     "delete any resources held by the container often used with detached container",
+	ArgsUsage: "<container-id>",
+	Description: `delete removes the container from its sandbox, runs its poststop hooks,
+destroys the sandbox VM when no other container uses it, and forgets the
+container.`,
+	Flags: []cli.Flag{
+		// As runc: --force kills a running container first (SIGKILL),
+		// which is how containerd and CRI-O clean up after a failure.
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "forcibly deletes the container if it is still running (uses SIGKILL)"},
+	},
+	Action: func(c *cli.Context) error {
+		if err := checkArgs(c, 1, true); err != nil {
+			return err
+		}
+		force := c.Bool("force")
+		oc, err := open(c.Context, c)
+		if err != nil {
+			if errors.Is(err, state.ErrNotExist) {
+				// As runc: a directory left by an aborted create has no
+				// state; remove it, and with --force that is success.
+				_ = os.RemoveAll(filepath.Join(c.String("root"), c.Args().First()))
+				if force {
+					return nil
+				}
+			}
+			return err
+		}
+		defer oc.close()
+		if !force {
+			if err := state.CheckOp(state.OpDelete, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
+				return err
+			}
+		}
+		ctx, cancel := context.WithTimeout(c.Context, scaled(oc.m, 20*time.Second))
+		defer cancel()
+		return destroyContainer(ctx, oc)
+	},
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitForeground waits for a shim the runtime started in the foreground
+// (run, exec without --detach) and returns the process's exit status. It
+// forwards the signals the runtime gets to the shim, which forwards them
+// to the process, as runc forwards them to the container; with a pty of
+// its own it relays its stdio to the pty master, in raw mode when stdin is
+// a terminal, and passes window size changes on.
+func waitForeground(sp *shimProcess) int {
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+
+	var outDone chan struct{}
+	if sp.master != nil {
+		if restore, err := rawTerminal(os.Stdin); err == nil {
+			defer restore()
+		}
+		copySize(os.Stdin, sp.master)
+		go func() { _, _ = io.Copy(sp.master, os.Stdin) }()
+		outDone = make(chan struct{})
+		go func() {
+			_, _ = io.Copy(os.Stdout, sp.master)
+			close(outDone)
+		}()
+	}
+	exited := make(chan int, 1)
+	go func() { exited <- exitStatus(sp.cmd.Wait()) }()
+	for {
+		select {
+		case status := <-exited:
+			if outDone != nil {
+				// The master reads EIO once the slave's last holder
+				// (the shim) is gone, after what it buffered.
+				select {
+				case <-outDone:
+				case <-time.After(2 * time.Second):
+				}
+				sp.master.Close()
+			}
+			return status
+		case sig := <-sigs:
+			switch sig {
+			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
+			case unix.SIGWINCH:
+				if sp.master != nil {
+					copySize(os.Stdin, sp.master)
+				}
+			default:
+				if s, ok := sig.(syscall.Signal); ok {
+					_ = unix.Kill(sp.pid, s)
+				}
+			}
+		}
+	}
+}
+
+// exitStatus turns a child's Wait error into runc's exit status.
+func exitStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 255
+}
+
+// copySize gives the pty master the size of the terminal from, if it is
+// one.
+func copySize(from, to *os.File) {
+	_ = control(from, func(fd int) error {
+		ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
+		if err != nil {
+			return err
+		}
+		return control(to, func(tfd int) error { return unix.IoctlSetWinsize(tfd, unix.TIOCSWINSZ, ws) })
+	})
+}
+
+// rawTerminal puts f in raw mode if it is a terminal, and returns what
+// restores it.
+func rawTerminal(f *os.File) (func(), error) {
+	var old *unix.Termios
+	err := control(f, func(fd int) error {
+		t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err != nil {
+			return err
+		}
+		old = t
+		raw := *t
+		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		raw.Oflag &^= unix.OPOST
+		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		raw.Cflag &^= unix.CSIZE | unix.PARENB
+		raw.Cflag |= unix.CS8
+		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+		return unix.IoctlSetTermios(fd, unix.TCSETS, &raw)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		_ = control(f, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, old) })
+	}, nil
+}
