@@ -48,8 +48,13 @@ image: build
 	  '[hypervisor]' 'kernel = "vmlinux"' 'initrd = "initrd.img"' \
 	  '[runtime]' 'proxy_path = "../$(BIN)/cocoon-proxy"' > $(OUT)/configuration.toml
 
+# Boots a sandbox (probe: guest kernel and agent version), then runs
+# `uname -a` in a busybox container in its own VM, beside the host's.
 run: deps kernel image
 	$(BIN)/cocoon-runtime --config $(OUT)/configuration.toml probe
+	@rm -rf $(OUT)/busybox && $(GO) run ./packaging/cmd/mkbundle -runtime $(BIN)/cocoon-runtime -o $(OUT)/busybox -- uname -a
+	@echo "host:      $$(uname -a)"
+	@printf 'container: '; $(BIN)/cocoon-runtime --config $(OUT)/configuration.toml run --bundle $(OUT)/busybox cocoon-run-$$$$
 
 test: deps kernel image unit integration
 

@@ -147,25 +147,32 @@ func (b *bench) floorBoot(ctx context.Context, i int) (up, off time.Duration, er
 		Kernel: h.Kernel, Initrd: b.floorRD, ConsoleLog: filepath.Join(dir, "console.log"),
 		AgentSocket: filepath.Join(dir, "agent.sock"),
 		SharedDirs:  []hypervisor.SharedDir{{Tag: sandbox.ShareTag, HostPath: dir}},
+		Debug:       os.Getenv("COCOON_BENCH_DEBUG") != "",
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("floor boot: %w", err)
 	}
 	defer vm.Stop(context.Background())
-	if err := awaitUp(ctx, filepath.Join(dir, "agent.sock")); err != nil {
+	conn, err := awaitUp(ctx, filepath.Join(dir, "agent.sock"))
+	if err != nil {
 		console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
 		return 0, 0, fmt.Errorf("floor boot: %w; console:\n%s", err, console)
 	}
 	upAt := time.Since(start)
+	// The connection stays open until the guest is gone: closing it could
+	// drop the acknowledgement before the guest has read it.
+	defer conn.Close()
 	if err := vm.Wait(ctx); err != nil {
-		return 0, 0, fmt.Errorf("floor boot: guest did not power off: %w", err)
+		console, _ := os.ReadFile(filepath.Join(dir, "console.log"))
+		return 0, 0, fmt.Errorf("floor boot: guest did not power off: %w; console:\n%s", err, console)
 	}
 	return upAt, time.Since(start), vm.Stop(ctx)
 }
 
 // awaitUp connects to the agent port's socket and waits for the line the
-// floor's /init writes, then acknowledges it.
-func awaitUp(ctx context.Context, sock string) error {
+// floor's /init writes, then acknowledges it. The caller closes the
+// connection.
+func awaitUp(ctx context.Context, sock string) (net.Conn, error) {
 	var conn net.Conn
 	var err error
 	for {
@@ -175,19 +182,22 @@ func awaitUp(ctx context.Context, sock string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("connecting to %s: %w", sock, err)
+			return nil, fmt.Errorf("connecting to %s: %w", sock, err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
-		return fmt.Errorf("waiting for the guest's /init: %w", err)
+		conn.Close()
+		return nil, fmt.Errorf("waiting for the guest's /init: %w", err)
 	}
-	_, err = conn.Write([]byte("k"))
-	return err
+	if _, err := conn.Write([]byte("k")); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("acknowledging the guest's /init: %w", err)
+	}
+	return conn, nil
 }
 
 // sandboxBoot times Manager.Create (QEMU, proxy, agent ready) and measures
