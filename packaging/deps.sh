@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
 	qemu-system-x86 qemu-system-data   # the VMM and its firmware (qboot)
 	linux-source-6.1                   # guest kernel source
-	build-essential flex bison bc libelf-dev xz-utils   # kernel build
+	build-essential flex bison bc libelf-dev libssl-dev xz-utils   # kernel build
 	libseccomp-dev                     # static libseccomp for the agent
 	busybox-static                     # test container root file systems
 	protobuf-compiler                  # make proto
