@@ -18,7 +18,7 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image run test unit integration bench install uninstall clean proto
+.PHONY: all deps build kernel image run test unit integration bench install uninstall docker-register docker-unregister clean proto
 
 all: build
 
@@ -31,6 +31,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-proxy ./cmd/proxy
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-shim ./cmd/shim
 	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
+	$(GO) build -o $(BIN)/dockerconfig ./packaging/cmd/dockerconfig
 	CGO_ENABLED=1 $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/cocoon-agent ./cmd/agent
 
 # The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
@@ -86,6 +87,15 @@ install: build kernel image
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/cocoon-shim
 	rm -rf $(DESTDIR)$(SHAREDIR)
+
+# Registers the installed runtime with Docker as "cocoon" (merges it into
+# /etc/docker/daemon.json, keeping the rest, and reloads a running dockerd);
+# see packaging/docker/register.sh for the variables that change the paths.
+docker-register: build
+	DOCKERCONFIG=$(CURDIR)/$(BIN)/dockerconfig bash packaging/docker/register.sh register
+
+docker-unregister: build
+	DOCKERCONFIG=$(CURDIR)/$(BIN)/dockerconfig bash packaging/docker/register.sh unregister
 
 clean:
 	rm -rf $(BIN) $(OUT)

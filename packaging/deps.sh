@@ -12,6 +12,7 @@ pkgs=(
 	protobuf-compiler                  # make proto
 	iproute2                           # tests: namespaces, veth, tc
 	runc                               # tests: cocoon-runtime beside runc
+	docker.io                          # tests: a private dockerd with cocoon as a runtime (brings containerd)
 )
 
 missing=()

@@ -188,11 +188,11 @@ func startShim(ctx context.Context, c *cli.Context, m *sandbox.Manager, o shimOp
 			return nil, err
 		}
 	}
-	if !o.mode.foreground {
-		// Not waited for here: once the runtime exits, the caller's
-		// subreaper (or init) reaps it and reads the process's status.
-		go func() { _ = cmd.Wait() }()
-	}
+	// A shim that is not in the foreground is never waited for here, not
+	// even in the background: a process that exits at once (docker exec
+	// of cat) would be reaped by this runtime, and its status lost to the
+	// caller's subreaper (containerd's shim), whose exec then hangs. Once
+	// the runtime exits, the subreaper (or init) reaps it.
 	return sp, nil
 }
 

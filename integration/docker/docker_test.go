@@ -1,0 +1,663 @@
+//go:build integration
+
+// Package docker_test runs containers with a real Docker daemon (Debian's
+// docker.io) and cocoon-runtime registered as its "cocoon" runtime, the
+// way a user would: a private dockerd with its own data root, exec root,
+// socket and pid file, a busybox image imported from the host's
+// busybox-static, and `docker run --runtime cocoon --network none`.
+package docker_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
+)
+
+const (
+	image          = "busybox:cocoon"
+	commandTimeout = 3 * time.Minute
+)
+
+// The daemon of the suite: set once by TestMain.
+var (
+	dockerCLI string // Debian's docker client
+	socket    string // -H unix://socket
+	execRoot  string // dockerd --exec-root
+	dataRoot  string // dockerd --data-root
+	guestRel  string // out/kernel.release: what `uname -r` prints in a guest
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	bin, out := os.Getenv("COCOON_TEST_BIN"), os.Getenv("COCOON_TEST_OUT")
+	if bin == "" || out == "" {
+		fmt.Fprintln(os.Stderr, "COCOON_TEST_BIN and COCOON_TEST_OUT must name bin/ and out/ (make build kernel image; make integration)")
+		return 1
+	}
+	rel, err := os.ReadFile(filepath.Join(out, "kernel.release"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	guestRel = strings.TrimSpace(string(rel))
+	dockerd, err := exec.LookPath("dockerd")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dockerd not found (packaging/deps.sh installs docker.io):", err)
+		return 1
+	}
+	// Debian's client: another docker in $PATH may be too new for 20.10.
+	dockerCLI = "/usr/bin/docker"
+	if _, err := os.Stat(dockerCLI); err != nil {
+		if dockerCLI, err = exec.LookPath("docker"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	tmp, err := os.MkdirTemp("", "cocoon-docker")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	socket = filepath.Join(tmp, "docker.sock")
+	execRoot = filepath.Join(tmp, "exec")
+	dataRoot = filepath.Join(tmp, "data")
+	config := filepath.Join(tmp, "daemon.json")
+	daemonJSON, _ := json.Marshal(map[string]any{
+		"runtimes": map[string]any{
+			"cocoon": map[string]any{
+				"path":        filepath.Join(bin, "cocoon-runtime"),
+				"runtimeArgs": []string{"--config", filepath.Join(out, "configuration.toml")},
+			},
+		},
+	})
+	if err := os.WriteFile(config, daemonJSON, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	logFile, err := os.Create(filepath.Join(tmp, "dockerd.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer logFile.Close()
+	pidFile := filepath.Join(tmp, "docker.pid")
+	d := exec.Command(dockerd, "--config-file", config, "--data-root", dataRoot, "--exec-root", execRoot,
+		"-H", "unix://"+socket, "--pidfile", pidFile, "--iptables=false", "--bridge=none")
+	d.Stdout, d.Stderr = logFile, logFile
+	d.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+	if err := d.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting dockerd:", err)
+		return 1
+	}
+	exited := make(chan struct{})
+	go func() { _ = d.Wait(); close(exited) }()
+	code := func() int {
+		defer stopDaemon(d.Process.Pid, exited, tmp)
+		if err := waitDaemon(exited); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			dumpLog(logFile.Name())
+			return 1
+		}
+		rootfs := filepath.Join(tmp, "rootfs")
+		if err := testutil.BusyboxRootfs(rootfs); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		imp := fmt.Sprintf("tar -C %s -c . | %s -H unix://%s import - %s", rootfs, dockerCLI, socket, image)
+		if out, err := exec.Command("sh", "-c", imp).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "docker import: %v: %s\n", err, out)
+			return 1
+		}
+		code := m.Run()
+		if code != 0 {
+			dumpLog(logFile.Name())
+		}
+		return code
+	}()
+	if err := leftovers(tmp); err != nil {
+		fmt.Fprintln(os.Stderr, "after the suite:", err)
+		code = 1
+	}
+	return code
+}
+
+// waitDaemon waits until dockerd answers on its socket.
+func waitDaemon(exited chan struct{}) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("dockerd exited")
+		default:
+		}
+		if exec.Command(dockerCLI, "-H", "unix://"+socket, "version").Run() == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("dockerd did not answer on %s within a minute", socket)
+}
+
+// stopDaemon removes what containers are left, stops dockerd by its PID
+// (TERM, then KILL), and unmounts what it left under tmp.
+func stopDaemon(pid int, exited chan struct{}, tmp string) {
+	if out, err := exec.Command(dockerCLI, "-H", "unix://"+socket, "ps", "-aq").Output(); err == nil {
+		for _, id := range strings.Fields(string(out)) {
+			_ = exec.Command(dockerCLI, "-H", "unix://"+socket, "rm", "-f", id).Run()
+		}
+	}
+	_ = unix.Kill(pid, unix.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = unix.Kill(pid, unix.SIGKILL)
+		<-exited
+	}
+	// Deepest first.
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var under []string
+	for _, line := range strings.Split(string(mounts), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], tmp+"/") {
+			under = append(under, f[4])
+		}
+	}
+	for i := len(under) - 1; i >= 0; i-- {
+		_ = unix.Unmount(under[i], unix.MNT_DETACH)
+	}
+}
+
+func dumpLog(path string) {
+	data, _ := os.ReadFile(path)
+	if len(data) > 8000 {
+		data = data[len(data)-8000:]
+	}
+	fmt.Fprintf(os.Stderr, "--- dockerd log tail:\n%s\n", data)
+}
+
+// leftovers reports cocoon state and processes the suite left. Docker's
+// containerd shim runs cocoon-runtime with --root <exec-root>/runtime-<name>/moby
+// (seen with both runtime-cocoon and runtime-runc); sandboxes live under
+// /run/cocoon/.vm/<hash of the root> (cmd/runtime's sandboxRoot).
+func leftovers(tmp string) error {
+	var problems, vms []string
+	for _, name := range []string{"cocoon", "runc"} {
+		root := filepath.Join(execRoot, "runtime-"+name, "moby")
+		if entries, _ := os.ReadDir(root); len(entries) > 0 {
+			problems = append(problems, fmt.Sprintf("%s not empty: %d entries", root, len(entries)))
+		}
+		sum := sha256.Sum256([]byte(filepath.Clean(root)))
+		vm := "/run/cocoon/.vm/" + hex.EncodeToString(sum[:4])
+		if _, err := os.Stat(vm); err == nil {
+			problems = append(problems, vm+" still exists")
+		}
+		vms = append(vms, vm)
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		data, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cl := strings.ReplaceAll(string(data), "\x00", " ")
+		if strings.Contains(cl, vms[0]) || strings.Contains(cl, vms[1]) || strings.Contains(cl, tmp) {
+			problems = append(problems, "process left: "+filepath.Base(d)+": "+cl)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// result is what a docker command left.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+}
+
+// docker runs the client against the suite's daemon, with stdin if given.
+func dockerIn(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dockerCLI, append([]string{"-H", "unix://" + socket}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("docker %v: timed out after %v", args, commandTimeout)
+		}
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+func docker(t *testing.T, args ...string) result {
+	t.Helper()
+	return dockerIn(t, "", args...)
+}
+
+func mustDocker(t *testing.T, args ...string) string {
+	t.Helper()
+	r := docker(t, args...)
+	if r.code != 0 {
+		t.Fatalf("docker %v: %v", args, r)
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+// cocoon are the flags of every container of the suite.
+var cocoon = []string{"--runtime", "cocoon", "--network", "none"}
+
+// runRm is `docker run --rm` with cocoon, the options, the image and cmd.
+func runRm(t *testing.T, opts []string, cmd ...string) result {
+	t.Helper()
+	args := append(append(append([]string{"run", "--rm"}, cocoon...), opts...), image)
+	return docker(t, append(args, cmd...)...)
+}
+
+// detached starts a container with `docker run -d` and removes it at the
+// end of the test.
+func detached(t *testing.T, opts []string, cmd ...string) string {
+	t.Helper()
+	args := append(append(append([]string{"run", "-d"}, cocoon...), opts...), image)
+	id := mustDocker(t, append(args, cmd...)...)
+	t.Cleanup(func() { docker(t, "rm", "-f", id) })
+	return id
+}
+
+func TestRunUname(t *testing.T) {
+	r := runRm(t, nil, "uname", "-r")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != guestRel {
+		t.Fatalf("uname -r: %v, want the guest's %q", r, guestRel)
+	}
+	host, _ := exec.Command("uname", "-r").Output()
+	if strings.TrimSpace(string(host)) == guestRel {
+		t.Fatalf("the host runs the guest's kernel %q: the test proves nothing", guestRel)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, code := range []int{0, 3} {
+		if r := runRm(t, nil, "sh", "-c", fmt.Sprintf("exit %d", code)); r.code != code {
+			t.Errorf("exit %d: %v", code, r)
+		}
+	}
+	// 137: the container's init killed by SIGKILL (PID 1 of a namespace
+	// cannot get SIGKILL from inside it, with runc as with cocoon).
+	id := detached(t, nil, "sleep", "100")
+	mustDocker(t, "kill", id)
+	if got := mustDocker(t, "wait", id); got != "137" {
+		t.Errorf("docker wait after kill: %q, want 137", got)
+	}
+	if got := mustDocker(t, "inspect", "-f", "{{.State.ExitCode}}", id); got != "137" {
+		t.Errorf("exit code after kill: %q, want 137", got)
+	}
+}
+
+func TestStdin(t *testing.T) {
+	in := "hello\nfrom the host\n"
+	args := append(append([]string{"run", "--rm", "-i"}, cocoon...), image, "sh", "-c", "cat; echo done")
+	if r := dockerIn(t, in, args...); r.code != 0 || r.stdout != in+"done\n" {
+		t.Fatalf("run -i: %v", r)
+	}
+}
+
+func TestProcessOptions(t *testing.T) {
+	r := runRm(t, []string{"-e", "FOO=bar baz", "-w", "/tmp", "-u", "1000:1000", "--hostname", "cocoon-host"},
+		"sh", "-c", `echo "$FOO"; pwd; id -u; id -g; hostname`)
+	want := "bar baz\n/tmp\n1000\n1000\ncocoon-host\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("-e -w -u --hostname: %v, want %q", r, want)
+	}
+}
+
+func TestVolume(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runRm(t, []string{"-v", dir + ":/data"}, "sh", "-c", "cat /data/in && echo from the guest > /data/out")
+	if r.code != 0 || r.stdout != "from the host\n" {
+		t.Fatalf("-v read: %v", r)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "out")); err != nil || string(got) != "from the guest\n" {
+		t.Fatalf("-v write: %q %v", got, err)
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	r := runRm(t, []string{"--read-only"}, "sh", "-c", "if touch /x 2>/dev/null; then echo writable; else echo read-only; fi")
+	if r.code != 0 || r.stdout != "read-only\n" {
+		t.Fatalf("--read-only: %v", r)
+	}
+	if r := runRm(t, nil, "sh", "-c", "touch /x && echo writable"); r.code != 0 || r.stdout != "writable\n" {
+		t.Fatalf("without --read-only: %v", r)
+	}
+}
+
+// memoryMax prints the memory limit of the container's own cgroup (v2 in
+// the guest).
+const memoryMax = `cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max`
+
+func TestMemoryLimit(t *testing.T) {
+	if r := runRm(t, []string{"--memory", "128m"}, "sh", "-c", memoryMax); r.code != 0 || r.stdout != "134217728\n" {
+		t.Fatalf("--memory 128m: %v", r)
+	}
+}
+
+func TestDetachedLogsStopRm(t *testing.T) {
+	// sh as init ignores TERM (no handler): stop must fall back to KILL.
+	id := detached(t, nil, "sh", "-c", "echo started; while true; do sleep 1; done")
+	waitFor(t, func() bool { return docker(t, "logs", id).stdout == "started\n" }, "logs to show started")
+	start := time.Now()
+	mustDocker(t, "stop", "-t", "2", id)
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("stop -t 2 took %v: TERM should have been ignored", d)
+	}
+	if got := mustDocker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id); got != "exited 137" {
+		t.Errorf("after stop: %q", got)
+	}
+	mustDocker(t, "rm", id)
+	if r := docker(t, "inspect", id); r.code == 0 {
+		t.Errorf("inspect after rm: %v", r)
+	}
+}
+
+func TestStopTrapsTerm(t *testing.T) {
+	id := detached(t, nil, "sh", "-c", `trap "echo term; exit 7" TERM; echo ready; while true; do sleep 0.2; done`)
+	waitFor(t, func() bool { return strings.Contains(docker(t, "logs", id).stdout, "ready") }, "ready")
+	mustDocker(t, "stop", "-t", "10", id)
+	if got := mustDocker(t, "inspect", "-f", "{{.State.ExitCode}}", id); got != "7" {
+		t.Errorf("exit code after a trapped TERM: %q", got)
+	}
+	if out := docker(t, "logs", id).stdout; out != "ready\nterm\n" {
+		t.Errorf("logs: %q", out)
+	}
+}
+
+func TestExecKillPauseTop(t *testing.T) {
+	id := detached(t, nil, "sh", "-c",
+		`trap "echo got-usr1" USR1; echo ready; i=0; while true; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.1; done`)
+	waitFor(t, func() bool { return strings.Contains(docker(t, "logs", id).stdout, "ready") }, "ready")
+	t.Run("Exec", func(t *testing.T) {
+		if r := docker(t, "exec", id, "sh", "-c", "test -s /tmp/count && echo ok"); r.code != 0 || r.stdout != "ok\n" {
+			t.Errorf("exec: %v", r)
+		}
+		if r := docker(t, "exec", id, "sh", "-c", "exit 5"); r.code != 5 {
+			t.Errorf("exec exit 5: %v", r)
+		}
+		if r := dockerIn(t, "piped\n", "exec", "-i", id, "cat"); r.code != 0 || r.stdout != "piped\n" {
+			t.Errorf("exec -i: %v", r)
+		}
+		if r := docker(t, "exec", "-u", "1000", "-w", "/tmp", "-e", "X=y", id, "sh", "-c", "id -u; pwd; echo $X"); r.code != 0 || r.stdout != "1000\n/tmp\ny\n" {
+			t.Errorf("exec -u -w -e: %v", r)
+		}
+	})
+	t.Run("KillUSR1", func(t *testing.T) {
+		mustDocker(t, "kill", "-s", "USR1", id)
+		waitFor(t, func() bool { return strings.Contains(docker(t, "logs", id).stdout, "got-usr1") }, "the trap to run")
+		if st := mustDocker(t, "inspect", "-f", "{{.State.Status}}", id); st != "running" {
+			t.Errorf("after USR1: %s", st)
+		}
+	})
+	// The counter is replaced by rename: a reader never sees it empty.
+	count := func(t *testing.T) int {
+		t.Helper()
+		n, err := strconv.Atoi(strings.TrimSpace(mustDocker(t, "exec", id, "cat", "/tmp/count")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Run("PauseUnpause", func(t *testing.T) {
+		a := count(t)
+		mustDocker(t, "pause", id)
+		if st := mustDocker(t, "inspect", "-f", "{{.State.Status}}", id); st != "paused" {
+			t.Errorf("after pause: %s", st)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		mustDocker(t, "unpause", id)
+		b := count(t)
+		// Paused for 1.5 s: a running counter would have moved by ~15.
+		if b-a > 8 {
+			t.Errorf("counter moved from %d to %d across a 1.5 s pause", a, b)
+		}
+		time.Sleep(time.Second)
+		if c := count(t); c <= b {
+			t.Errorf("counter stuck at %d after unpause", c)
+		}
+	})
+	t.Run("Top", func(t *testing.T) {
+		// The container's processes live in the guest: on the host, the
+		// shims relaying them stand for them.
+		detachedExec(t, id)
+		out := mustDocker(t, "top", id)
+		if n := strings.Count(out, "cocoon-shim"); n != 2 {
+			t.Errorf("top: %d shims, want 2 (init and exec):\n%s", n, out)
+		}
+	})
+	t.Run("UpdateMemory", func(t *testing.T) {
+		mustDocker(t, "update", "--memory", "256m", "--memory-swap", "256m", id)
+		if r := docker(t, "exec", id, "sh", "-c", memoryMax); r.code != 0 || r.stdout != "268435456\n" {
+			t.Errorf("after update --memory 256m: %v", r)
+		}
+	})
+}
+
+// detachedExec starts a long-lived process in container id.
+func detachedExec(t *testing.T, id string) string {
+	t.Helper()
+	return mustDocker(t, "exec", "-d", id, "sleep", "60")
+}
+
+func TestRmForce(t *testing.T) {
+	id := detached(t, nil, "sleep", "100")
+	mustDocker(t, "rm", "-f", id)
+	if r := docker(t, "inspect", id); r.code == 0 {
+		t.Errorf("inspect after rm -f: %v", r)
+	}
+}
+
+func TestRestartStopped(t *testing.T) {
+	id := mustDocker(t, append(append([]string{"create"}, cocoon...), image, "sh", "-c", "uname -r; exit 4")...)
+	t.Cleanup(func() { docker(t, "rm", "-f", id) })
+	for i := 0; i < 2; i++ {
+		if r := docker(t, "start", "-a", id); r.code != 4 || strings.TrimSpace(r.stdout) != guestRel {
+			t.Fatalf("start -a #%d: %v", i+1, r)
+		}
+	}
+	mustDocker(t, "restart", "-t", "1", id)
+	if got := mustDocker(t, "wait", id); got != "4" {
+		t.Errorf("wait after restart: %q", got)
+	}
+	if out := docker(t, "logs", id).stdout; out != strings.Repeat(guestRel+"\n", 3) {
+		t.Errorf("logs after three runs: %q", out)
+	}
+}
+
+func TestLogs64MiB(t *testing.T) {
+	const size = 64 << 20
+	line := "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrs"
+	id := mustDocker(t, append(append([]string{"create"}, cocoon...), image, "sh", "-c",
+		fmt.Sprintf("yes %s | head -c %d", line, size))...)
+	t.Cleanup(func() { docker(t, "rm", "-f", id) })
+	start := time.Now()
+	mustDocker(t, "start", id)
+	if got := mustDocker(t, "wait", id); got != "0" {
+		t.Fatalf("exit code %s", got)
+	}
+	t.Logf("64 MiB to stdout through docker: %v", time.Since(start))
+	r := docker(t, "logs", id)
+	if r.code != 0 {
+		t.Fatalf("logs: exit %d, %q", r.code, r.stderr)
+	}
+	want := bytes.Repeat([]byte(line+"\n"), size/len(line+"\n")+1)[:size]
+	if len(r.stdout) != size || r.stdout != string(want) {
+		t.Fatalf("logs: %d bytes, want %d (equal content: %v)", len(r.stdout), size, r.stdout == string(want))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// terminal runs the docker client on a new pty, as a user's shell would,
+// and gives the master.
+type terminal struct {
+	master *os.File
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer
+	done   chan struct{}
+}
+
+func startTerminal(t *testing.T, args ...string) *terminal {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80}); err != nil {
+		t.Fatal(err)
+	}
+	term := &terminal{master: master, done: make(chan struct{})}
+	term.cmd = exec.Command(dockerCLI, append([]string{"-H", "unix://" + socket}, args...)...)
+	term.cmd.Stdin, term.cmd.Stdout, term.cmd.Stderr = slave, slave, slave
+	term.cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := term.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			term.mu.Lock()
+			term.out.Write(buf[:n])
+			term.mu.Unlock()
+			if err != nil {
+				close(term.done)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = term.cmd.Process.Kill()
+		_ = term.cmd.Wait()
+		master.Close()
+	})
+	return term
+}
+
+func (term *terminal) output() string {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	return term.out.String()
+}
+
+// expect waits until the terminal has shown s.
+func (term *terminal) expect(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(term.output(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("terminal never showed %q; it shows %q", s, term.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// session types into a shell on the terminal: echo through the pty, a
+// resize seen by `stty size`, and the shell's exit status.
+func (term *terminal) session(t *testing.T) {
+	t.Helper()
+	term.expect(t, "# ")
+	// The quotes make the echo of what was typed differ from its output.
+	term.master.WriteString("echo ty''ped; stty size\r")
+	term.expect(t, "echo ty''ped; stty size")
+	term.expect(t, "typed\r\n24 80\r\n")
+	if err := unix.IoctlSetWinsize(int(term.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 111}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		term.master.WriteString("stty size\r")
+		time.Sleep(500 * time.Millisecond)
+		return strings.Contains(term.output(), "33 111\r\n")
+	}, "the resize to reach the container")
+	term.master.WriteString("tty; exit 6\r")
+	select {
+	case <-term.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the client did not exit; terminal: %q", term.output())
+	}
+	_ = term.cmd.Wait()
+	if code := term.cmd.ProcessState.ExitCode(); code != 6 {
+		t.Errorf("exit code %d, want 6; terminal: %q", code, term.output())
+	}
+	if !strings.Contains(term.output(), "/dev/pts/") {
+		t.Errorf("tty: no pty in the container; terminal: %q", term.output())
+	}
+}
+
+func TestTerminal(t *testing.T) {
+	t.Run("RunIt", func(t *testing.T) {
+		term := startTerminal(t, append(append([]string{"run", "-it", "--rm"}, cocoon...), image, "sh")...)
+		term.session(t)
+	})
+	t.Run("ExecIt", func(t *testing.T) {
+		id := detached(t, nil, "sleep", "100")
+		term := startTerminal(t, "exec", "-it", id, "sh")
+		term.session(t)
+	})
+}
