@@ -165,7 +165,7 @@ func Run(ctx context.Context, a Agent, cfg Config) (int, error) {
 	}
 	defer s.closeStreams()
 	if cfg.Console != nil {
-		restore, err := makeRaw(cfg.Console)
+		restore, err := MakeRaw(cfg.Console)
 		if err != nil {
 			return StatusLost, fmt.Errorf("setting the terminal raw: %w", err)
 		}

@@ -7,36 +7,26 @@ import (
 
 	"github.com/cocoon-containers/cocoon/api"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
-// makeRaw puts the terminal f in raw mode, as cfmakeraw(3) does, and
+// MakeRaw puts the terminal f in raw mode (x/term, as cfmakeraw(3)), and
 // returns a function that restores its previous mode. With runc the pty
 // whose master the caller holds is the process's own, so its line
 // discipline echoes and cooks; here the process has its own pty in the
 // guest, which does that, and the host's one must pass bytes unchanged both
 // ways: no echo, no CR/NL translation, no signals from ^C.
-func makeRaw(f *os.File) (restore func(), err error) {
-	var old *unix.Termios
+func MakeRaw(f *os.File) (restore func(), err error) {
+	var old *term.State
 	if err := control(f, func(fd int) error {
-		t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			return err
-		}
-		old = t
-		raw := *t
-		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		raw.Oflag &^= unix.OPOST
-		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		raw.Cflag &^= unix.CSIZE | unix.PARENB
-		raw.Cflag |= unix.CS8
-		raw.Cc[unix.VMIN] = 1
-		raw.Cc[unix.VTIME] = 0
-		return unix.IoctlSetTermios(fd, unix.TCSETS, &raw)
+		var err error
+		old, err = term.MakeRaw(fd)
+		return err
 	}); err != nil {
 		return nil, err
 	}
 	return func() {
-		control(f, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, old) })
+		control(f, func(fd int) error { return term.Restore(fd, old) })
 	}, nil
 }
 

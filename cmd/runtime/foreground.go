@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cocoon-containers/cocoon/shim"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,7 @@ func waitForeground(sp *shimProcess) int {
 
 	var outDone chan struct{}
 	if sp.master != nil {
-		if restore, err := rawTerminal(os.Stdin); err == nil {
+		if restore, err := shim.MakeRaw(os.Stdin); err == nil {
 			defer restore()
 		}
 		copySize(os.Stdin, sp.master)
@@ -92,31 +93,4 @@ func copySize(from, to *os.File) {
 		}
 		return control(to, func(tfd int) error { return unix.IoctlSetWinsize(tfd, unix.TIOCSWINSZ, ws) })
 	})
-}
-
-// rawTerminal puts f in raw mode if it is a terminal, and returns what
-// restores it.
-func rawTerminal(f *os.File) (func(), error) {
-	var old *unix.Termios
-	err := control(f, func(fd int) error {
-		t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-		if err != nil {
-			return err
-		}
-		old = t
-		raw := *t
-		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		raw.Oflag &^= unix.OPOST
-		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		raw.Cflag &^= unix.CSIZE | unix.PARENB
-		raw.Cflag |= unix.CS8
-		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-		return unix.IoctlSetTermios(fd, unix.TCSETS, &raw)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return func() {
-		_ = control(f, func(fd int) error { return unix.IoctlSetTermios(fd, unix.TCSETS, old) })
-	}, nil
 }
