@@ -2,12 +2,12 @@ package shim_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/cocoon-containers/cocoon/shim/shimtest"
 
@@ -133,27 +133,12 @@ func closeWrite(t *testing.T, c net.Conn) {
 // openPty opens a pseudo-terminal pair.
 func openPty(t *testing.T) (master, slave *os.File) {
 	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	m, sl, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close() })
-	var n int
-	if err := ptyControl(m, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return err
-		}
-		n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return m, s
+	t.Cleanup(func() { m.Close(); sl.Close() })
+	return m, sl
 }
 
 // setWinsize sets the size of a terminal, as the holder of a pty's master

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
+
+	"github.com/creack/pty"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,28 +14,9 @@ import (
 // caller (over --console-socket) or stays with the runtime, and the slave,
 // on which the shim runs.
 func openPty() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	m, s, err := pty.Open()
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening a pty: %w", err)
-	}
-	var n int
-	if err := control(m, func(fd int) error {
-		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-			return fmt.Errorf("unlocking the pty: %w", err)
-		}
-		var err error
-		if n, err = unix.IoctlGetInt(fd, unix.TIOCGPTN); err != nil {
-			return fmt.Errorf("naming the pty: %w", err)
-		}
-		return nil
-	}); err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("opening the pty's slave: %w", err)
 	}
 	return m, s, nil
 }
