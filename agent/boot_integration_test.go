@@ -29,7 +29,7 @@ func bootGuest(t *testing.T, extra ...string) *testGuest {
 	t.Helper()
 	out := os.Getenv("COCOON_TEST_OUT")
 	if out == "" {
-		t.Skip("COCOON_TEST_OUT is not set: run through make integration, or point it at a directory with vmlinux and initrd.img")
+		t.Fatal("COCOON_TEST_OUT is not set: run through make integration, or point it at a directory with vmlinux and initrd.img")
 	}
 	kernel, initrdPath := filepath.Join(out, "vmlinux"), filepath.Join(out, "initrd.img")
 	for _, p := range []string{kernel, initrdPath} {

@@ -95,7 +95,7 @@ func testKernel(t *testing.T) string {
 		}
 	}
 	if newest == "" {
-		t.Skip("no guest kernel: build one into /var/cache/cocoon/kernel/<hash>/vmlinux (kernel/build.sh) or set COCOON_TEST_KERNEL")
+		t.Fatal("no guest kernel: build one into /var/cache/cocoon/kernel/<hash>/vmlinux (kernel/build.sh) or set COCOON_TEST_KERNEL")
 	}
 	return newest
 }
