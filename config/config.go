@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"regexp"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/sirupsen/logrus"
 )
 
 // DefaultPath is where the configuration is read from when neither --config
@@ -54,6 +56,8 @@ type Hypervisor struct {
 	KernelParams []string `toml:"kernel_params"`
 	// SharedFS is the shared file system: "9p" or "virtio-fs".
 	SharedFS string `toml:"shared_fs"`
+	// Virtiofsd is the virtio-fs daemon that shared_fs = "virtio-fs" needs.
+	Virtiofsd string `toml:"virtiofsd"`
 	// Debug keeps guest kernel messages on the console log.
 	Debug bool `toml:"debug_console"`
 }
@@ -128,6 +132,9 @@ func Load(path string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("configuration %s: %w", path, err)
 	}
+	if err := c.CheckSharedFS(); err != nil {
+		return nil, fmt.Errorf("configuration %s: %w", path, err)
+	}
 	return c, nil
 }
 
@@ -140,23 +147,86 @@ func Parse(data []byte) (*Config, error) {
 	return c, c.Validate()
 }
 
+// typeError is how the TOML decoder words a value of the wrong type.
+var typeError = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (?:incompatible types: )?(.*)$`)
+
+// decodeInto decodes data over c. Every error names the line and, where
+// there is one, the key: "line 3: hypervisor.vcpus: ...".
 func decodeInto(c *Config, data []byte) error {
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
+			if perr.LastKey != "" {
+				return fmt.Errorf("line %d: %s: %s", perr.Position.Line, perr.LastKey, perr.Message)
+			}
 			return fmt.Errorf("line %d: %s", perr.Position.Line, perr.Message)
+		}
+		if m := typeError.FindStringSubmatch(err.Error()); m != nil {
+			return fmt.Errorf("line %s: %s: wrong type: %s", m[1], m[2], m[3])
 		}
 		return err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+		lines := keyLines(data)
+		msgs := make([]string, 0, len(und))
+		for _, k := range und {
+			parent := k[:len(k)-1].String()
+			if len(k) > 1 && md.Type(k[:len(k)-1]...) == "Hash" && !known(parent) {
+				continue // inside an unknown table, which is reported itself
+			}
+			if n, ok := lines[k.String()]; ok {
+				msgs = append(msgs, fmt.Sprintf("line %d: unknown key %s", n, k))
+			} else {
+				msgs = append(msgs, "unknown key "+k.String())
+			}
 		}
-		return fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
+		return errors.New(strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// known reports whether table is one of the configuration's tables.
+func known(table string) bool {
+	switch table {
+	case "hypervisor", "agent", "runtime":
+		return true
+	}
+	return false
+}
+
+// keyLines maps the dotted name of every table header and every "key ="
+// line of a TOML text to its line number: enough to place the keys of a
+// configuration file, whose tables are plain [name] headers.
+func keyLines(data []byte) map[string]int {
+	lines := map[string]int{}
+	table := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "["):
+			name, _, _ := strings.Cut(strings.Trim(line, "[]"), "]")
+			table = strings.ReplaceAll(strings.TrimSpace(name), " ", "")
+			table = strings.ReplaceAll(table, `"`, "")
+			if _, seen := lines[table]; !seen {
+				lines[table] = i + 1
+			}
+		case line == "" || strings.HasPrefix(line, "#"):
+		default:
+			key, _, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			name := strings.Trim(strings.TrimSpace(key), `"`)
+			if table != "" {
+				name = table + "." + name
+			}
+			if _, seen := lines[name]; !seen {
+				lines[name] = i + 1
+			}
+		}
+	}
+	return lines
 }
 
 // resolve makes relative asset paths relative to the configuration file.
@@ -189,10 +259,47 @@ func (c *Config) Validate() error {
 	if h.MemoryMiB < 64 {
 		return fmt.Errorf("hypervisor.memory_mib: %d is below 64", h.MemoryMiB)
 	}
-	if c.Agent.BootTimeout.Duration <= 0 || c.Agent.CallTimeout.Duration <= 0 {
-		return fmt.Errorf("agent.boot_timeout and agent.call_timeout must be positive")
+	if c.Agent.BootTimeout.Duration <= 0 {
+		return fmt.Errorf("agent.boot_timeout: %s is not positive", c.Agent.BootTimeout)
 	}
-	return nil
+	if c.Agent.CallTimeout.Duration <= 0 {
+		return fmt.Errorf("agent.call_timeout: %s is not positive", c.Agent.CallTimeout)
+	}
+	if err := oneOf("agent.log_level", c.Agent.LogLevel, logLevels...); err != nil {
+		return err
+	}
+	return oneOf("runtime.log_level", c.Runtime.LogLevel, logLevels...)
+}
+
+// logLevels are the levels of agent.log_level and runtime.log_level.
+var logLevels = []string{"debug", "info", "warn", "error"}
+
+// Level is runtime.log_level as a logrus level.
+func (r Runtime) Level() logrus.Level {
+	l, err := logrus.ParseLevel(r.LogLevel)
+	if err != nil {
+		return logrus.WarnLevel
+	}
+	return l
+}
+
+// VirtiofsdPackage names the packages that ship virtiofsd: QEMU's own
+// (C) daemon in Debian 12, the Rust one in later Debian and Ubuntu releases.
+const VirtiofsdPackage = `"qemu-system-x86" (Debian 12, /usr/lib/qemu/virtiofsd) or "virtiofsd" (Debian 13, Ubuntu 24.04, /usr/libexec/virtiofsd)`
+
+// CheckSharedFS checks what the shared file system needs on this host:
+// nothing for 9p; virtiofsd for virtio-fs. virtio-fs is not wired into the
+// VM yet (the guest kernel has it; QEMU, virtiofsd and the agent are not
+// connected), so with virtiofsd present it is still an error rather than a
+// silent fallback to 9p.
+func (c *Config) CheckSharedFS() error {
+	if c.Hypervisor.SharedFS != "virtio-fs" {
+		return nil
+	}
+	if _, err := os.Stat(c.Hypervisor.Virtiofsd); err != nil {
+		return fmt.Errorf("hypervisor.shared_fs = \"virtio-fs\" needs virtiofsd, but hypervisor.virtiofsd %s is missing: install %s, or set hypervisor.virtiofsd", c.Hypervisor.Virtiofsd, VirtiofsdPackage)
+	}
+	return fmt.Errorf(`hypervisor.shared_fs = "virtio-fs" is not supported by this version of cocoon yet: use "9p"`)
 }
 
 func oneOf(key, v string, allowed ...string) error {

@@ -90,7 +90,14 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	return config.Load(path)
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Bool("debug") {
+		logrus.SetLevel(cfg.Runtime.Level())
+	}
+	return cfg, nil
 }
 
 func resolveAccelerator(want string) (hypervisor.Accelerator, string, error) {
