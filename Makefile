@@ -44,7 +44,7 @@ kernel:
 
 image: build
 	@mkdir -p $(OUT)
-	$(BIN)/mkinitrd -agent $(BIN)/cocoon-agent -o $(OUT)/initrd.img
+	$(BIN)/mkinitrd -agent $(BIN)/cocoon-agent -version $(VERSION) -o $(OUT)/initrd.img
 	@printf '%s\n' '# Development configuration: the assets built in this tree.' \
 	  '[hypervisor]' 'kernel = "vmlinux"' 'initrd = "initrd.img"' \
 	  '[runtime]' 'proxy_path = "../$(BIN)/cocoon-proxy"' > $(OUT)/configuration.toml

@@ -259,7 +259,14 @@ type Options struct {
 	Compression Compression
 	// ModTime is every entry's modification time; see ModTime.
 	ModTime time.Time
+	// Version, when set, is written to VersionFile: the agent's build
+	// version, which `cocoon-runtime env` and `check` read back without
+	// booting a VM.
+	Version string
 }
+
+// VersionFile is the archive entry that holds the agent's build version.
+const VersionFile = "cocoon-agent.version"
 
 // Build writes the guest image to o.Output atomically: to a temporary file in
 // the same directory, synced, then renamed over the output.
@@ -282,7 +289,11 @@ func Build(o Options) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if err := Write(f, AgentEntries(agent), o.ModTime, o.Compression); err != nil {
+	entries := AgentEntries(agent)
+	if o.Version != "" {
+		entries = append(entries, Entry{Name: VersionFile, Mode: 0o644, Data: []byte(o.Version + "\n")})
+	}
+	if err := Write(f, entries, o.ModTime, o.Compression); err != nil {
 		return fmt.Errorf("building initrd: %w", err)
 	}
 	if err := f.Chmod(0o644); err != nil {

@@ -1,7 +1,7 @@
 // Command mkinitrd builds the guest's initrd: a newc cpio archive whose /init
 // is cocoon-agent.
 //
-//	mkinitrd -agent bin/cocoon-agent -o out/initrd.img [-compress none|gzip]
+//	mkinitrd -agent bin/cocoon-agent -o out/initrd.img [-compress none|gzip] [-version V]
 //
 // The output is reproducible: every entry has time SOURCE_DATE_EPOCH (0 when
 // unset) and owner root, whatever the agent file's. It is written atomically.
@@ -28,6 +28,7 @@ func run(args []string) error {
 	out := fs.String("o", "", "the initrd to write")
 	compress := fs.String("compress", string(initrd.CompressionNone),
 		"none or gzip (none boots faster under TCG: no decompression in the guest)")
+	version := fs.String("version", "", "the agent's build version, recorded in the image for `cocoon-runtime env` and `check`")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,5 +44,5 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	return initrd.Build(initrd.Options{AgentPath: *agent, Output: *out, Compression: c, ModTime: mtime})
+	return initrd.Build(initrd.Options{AgentPath: *agent, Output: *out, Compression: c, ModTime: mtime, Version: *version})
 }
