@@ -1,83 +1,135 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
-	"time"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/config"
-	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
+	"github.com/cocoon-containers/cocoon/internal/hostcheck"
 )
 
 var checkCommand = &cli.Command{
 	Name:  "check",
 	Usage: "check that this host can run cocoon sandboxes",
-	Description: `check reports the accelerator that applies and why, whether the configured
-QEMU runs, and whether the guest kernel and initrd exist. It exits 1 when
-something needed is missing. (probe goes further and boots a VM.)`,
+	Description: `check prints one line per check, pass, warn or fail, and for anything short
+of pass what to do: hardware virtualization, /dev/kvm, the accelerator that
+applies and why, QEMU (version, accelerator, 9p and agent devices), the guest
+kernel and initrd and whether they match this build, vhost-vsock,
+/dev/net/tun, tc (in a throw-away network namespace), cgroups and the helper
+binaries. It exits 0 when cocoon can run here (TCG counts, with a warning)
+and 1 otherwise. Nothing is changed and no VM is booted (probe boots one).`,
+	Flags: []cli.Flag{
+		&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
+	},
 	Action: func(c *cli.Context) error {
 		if err := checkArgs(c, 0, true); err != nil {
 			return err
 		}
-		path := config.Path(c.String("config"))
-		cfg, err := loadConfig(c)
-		if err != nil {
-			return err
-		}
-		var failed []string
-		report := func(ok bool, what, detail string) {
-			mark := "ok  "
-			if !ok {
-				mark = "FAIL"
-				failed = append(failed, what)
+		rep := runChecks(c)
+		if c.Bool("json") {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(rep); err != nil {
+				return err
 			}
-			fmt.Printf("%s %-12s %s\n", mark, what, detail)
-		}
-		fmt.Printf("configuration: %s\n", path)
-		detected, why := qemu.DetectAccelerator()
-		accel, awhy, aerr := resolveAccelerator(cfg.Hypervisor.Accelerator)
-		if aerr != nil {
-			report(false, "accelerator", aerr.Error())
 		} else {
-			detail := fmt.Sprintf("%s: %s", accel, why)
-			if awhy != why {
-				detail = fmt.Sprintf("%s: %s (detected %s: %s)", accel, awhy, detected, why)
-			}
-			report(true, "accelerator", detail)
+			printChecks(rep)
 		}
-		ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, cfg.Hypervisor.Path, "--version").Output()
-		if err != nil {
-			report(false, "qemu", fmt.Sprintf("%s: %v", cfg.Hypervisor.Path, err))
-		} else {
-			first, _, _ := strings.Cut(string(out), "\n")
-			report(true, "qemu", fmt.Sprintf("%s: %s", cfg.Hypervisor.Path, first))
-		}
-		for _, f := range []struct{ what, path string }{
-			{"kernel", cfg.Hypervisor.Kernel},
-			{"initrd", cfg.Hypervisor.Initrd},
-		} {
-			if fi, err := os.Stat(f.path); err != nil {
-				report(false, f.what, err.Error())
-			} else {
-				report(true, f.what, fmt.Sprintf("%s (%d bytes)", f.path, fi.Size()))
-			}
-		}
-		if p, err := shimPath(); err != nil {
-			report(false, "cocoon-shim", err.Error())
-		} else {
-			report(true, "cocoon-shim", p)
-		}
-		if len(failed) > 0 {
-			return errors.New("check failed: " + strings.Join(failed, ", "))
+		if !rep.OK {
+			return errors.New("check failed: cocoon cannot run on this host")
 		}
 		return nil
 	},
+}
+
+// checkReport is check's output.
+type checkReport struct {
+	Configuration string             `json:"configuration"`
+	OK            bool               `json:"ok"`
+	Checks        []hostcheck.Result `json:"checks"`
+}
+
+func runChecks(c *cli.Context) checkReport {
+	rep := checkReport{Configuration: config.Path(c.String("config"))}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		// Report it, then check the host against the defaults.
+		rep.Checks = append(rep.Checks, hostcheck.Result{
+			Name: "config", Status: hostcheck.Fail, Detail: err.Error(),
+			Fix: "correct the file (`cocoon-runtime env` prints the effective configuration)",
+		})
+		if cfg, err = config.Parse(config.Default()); err != nil {
+			panic("embedded default configuration: " + err.Error())
+		}
+	} else {
+		rep.Checks = append(rep.Checks, hostcheck.Result{Name: "config", Status: hostcheck.Pass, Detail: rep.Configuration + configOrigin(rep.Configuration)})
+	}
+	in := hostcheck.Input{Config: cfg, RuntimeVersion: version}
+	in.Accelerator, in.Why, in.Err = resolveAccelerator(cfg.Hypervisor.Accelerator)
+	shim, shimErr := shimPath()
+	proxy, proxyErr := helperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")
+	in.Helpers = []hostcheck.Helper{
+		{Name: "cocoon-shim", Path: shim, Err: shimErr},
+		{Name: "cocoon-proxy", Path: proxy, Err: proxyErr},
+	}
+	rep.Checks = append(rep.Checks, hostcheck.Run(c.Context, hostcheck.Host{}, in)...)
+	rep.OK = hostcheck.OK(rep.Checks)
+	return rep
+}
+
+// configOrigin says whether the file exists or the defaults apply.
+func configOrigin(path string) string {
+	if _, err := os.Stat(path); err != nil {
+		return " (absent: embedded defaults)"
+	}
+	return ""
+}
+
+// helperPath finds a helper as the sandbox manager does: the configured
+// path, else next to this binary, else $PATH.
+func helperPath(configured, name string) (string, error) {
+	if configured != "" {
+		if _, err := os.Stat(configured); err != nil {
+			return "", err
+		}
+		return configured, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("finding %s: %w", name, err)
+	}
+	return p, nil
+}
+
+func printChecks(rep checkReport) {
+	warns := 0
+	for _, r := range rep.Checks {
+		line := fmt.Sprintf("%-4s  %-14s %s", map[hostcheck.Status]string{
+			hostcheck.Pass: "PASS", hostcheck.Warn: "WARN", hostcheck.Fail: "FAIL",
+		}[r.Status], r.Name, r.Detail)
+		if r.Fix != "" {
+			line += " -- to fix: " + r.Fix
+		}
+		if r.Status == hostcheck.Warn {
+			warns++
+		}
+		fmt.Println(line)
+	}
+	if rep.OK {
+		fmt.Printf("cocoon can run on this host (%d warnings)\n", warns)
+	} else {
+		fmt.Println("cocoon cannot run on this host: fix the FAIL lines above")
+	}
 }
