@@ -33,53 +33,53 @@ func Default() []byte { return bytes.Clone(defaultTOML) }
 
 // Config is the whole configuration.
 type Config struct {
-	Hypervisor Hypervisor `toml:"hypervisor"`
-	Agent      Agent      `toml:"agent"`
-	Runtime    Runtime    `toml:"runtime"`
+	Hypervisor Hypervisor `toml:"hypervisor" json:"hypervisor"`
+	Agent      Agent      `toml:"agent" json:"agent"`
+	Runtime    Runtime    `toml:"runtime" json:"runtime"`
 }
 
 // Hypervisor configures the VMs.
 type Hypervisor struct {
 	// Path is the QEMU binary.
-	Path string `toml:"path"`
+	Path string `toml:"path" json:"path"`
 	// Machine is the machine type: "microvm" or "q35".
-	Machine string `toml:"machine"`
+	Machine string `toml:"machine" json:"machine"`
 	// Accelerator is "auto", "kvm" or "tcg".
-	Accelerator string `toml:"accelerator"`
+	Accelerator string `toml:"accelerator" json:"accelerator"`
 	// VCPUs and MemoryMiB size a sandbox that asks for nothing more.
-	VCPUs     int `toml:"vcpus"`
-	MemoryMiB int `toml:"memory_mib"`
+	VCPUs     int `toml:"vcpus" json:"vcpus"`
+	MemoryMiB int `toml:"memory_mib" json:"memory_mib"`
 	// Kernel and Initrd are the guest kernel (vmlinux or bzImage) and image.
-	Kernel string `toml:"kernel"`
-	Initrd string `toml:"initrd"`
+	Kernel string `toml:"kernel" json:"kernel"`
+	Initrd string `toml:"initrd" json:"initrd"`
 	// KernelParams are appended to the guest kernel command line.
-	KernelParams []string `toml:"kernel_params"`
+	KernelParams []string `toml:"kernel_params" json:"kernel_params"`
 	// SharedFS is the shared file system: "9p" or "virtio-fs".
-	SharedFS string `toml:"shared_fs"`
+	SharedFS string `toml:"shared_fs" json:"shared_fs"`
 	// Virtiofsd is the virtio-fs daemon that shared_fs = "virtio-fs" needs.
-	Virtiofsd string `toml:"virtiofsd"`
+	Virtiofsd string `toml:"virtiofsd" json:"virtiofsd"`
 	// Debug keeps guest kernel messages on the console log.
-	Debug bool `toml:"debug_console"`
+	Debug bool `toml:"debug_console" json:"debug_console"`
 }
 
 // Agent configures the channel to the guest agent.
 type Agent struct {
 	// Transport is "auto", "serial" or "vsock".
-	Transport string `toml:"transport"`
+	Transport string `toml:"transport" json:"transport"`
 	// BootTimeout and CallTimeout are the KVM deadlines; under TCG they are
 	// multiplied by the accelerator's scale.
-	BootTimeout Duration `toml:"boot_timeout"`
-	CallTimeout Duration `toml:"call_timeout"`
+	BootTimeout Duration `toml:"boot_timeout" json:"boot_timeout"`
+	CallTimeout Duration `toml:"call_timeout" json:"call_timeout"`
 	// LogLevel is the agent's log level.
-	LogLevel string `toml:"log_level"`
+	LogLevel string `toml:"log_level" json:"log_level"`
 }
 
 // Runtime configures host-side helpers.
 type Runtime struct {
 	// ProxyPath is cocoon-proxy; empty means next to the running binary, then $PATH.
-	ProxyPath string `toml:"proxy_path"`
+	ProxyPath string `toml:"proxy_path" json:"proxy_path"`
 	// LogLevel is the host side log level.
-	LogLevel string `toml:"log_level"`
+	LogLevel string `toml:"log_level" json:"log_level"`
 }
 
 // Duration is a time.Duration written as "30s" in TOML.

@@ -36,21 +36,15 @@ var qemuVersion = regexp.MustCompile(`version (\d+)\.(\d+)(\.\d+)?`)
 // probeQEMU asks QEMU for its version, accelerators and devices. Each
 // query is its own short-lived process that starts no VM.
 func probeQEMU(ctx context.Context, h Host, path string) qemuInfo {
-	q := qemuInfo{path: path, accels: map[string]bool{}, devices: map[string]bool{}}
+	q := probeQEMUVersion(ctx, h, path)
+	if q.err != nil {
+		return q
+	}
 	run := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		out, err := h.Command(ctx, path, args...)
 		return string(out), err
-	}
-	out, err := run("--version")
-	if err != nil {
-		q.err = err
-		return q
-	}
-	q.banner, _, _ = strings.Cut(strings.TrimSpace(out), "\n")
-	if m := qemuVersion.FindStringSubmatch(q.banner); m != nil {
-		q.version = m[1] + "." + m[2] + m[3]
 	}
 	if out, err := run("-accel", "help"); err == nil {
 		for _, l := range strings.Split(out, "\n")[1:] {
@@ -66,6 +60,23 @@ func probeQEMU(ctx context.Context, h Host, path string) qemuInfo {
 				q.devices[name] = true
 			}
 		}
+	}
+	return q
+}
+
+// probeQEMUVersion asks QEMU for its version only.
+func probeQEMUVersion(ctx context.Context, h Host, path string) qemuInfo {
+	q := qemuInfo{path: path, accels: map[string]bool{}, devices: map[string]bool{}}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := h.Command(ctx, path, "--version")
+	if err != nil {
+		q.err = err
+		return q
+	}
+	q.banner, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if m := qemuVersion.FindStringSubmatch(q.banner); m != nil {
+		q.version = m[1] + "." + m[2] + m[3]
 	}
 	return q
 }
@@ -173,4 +184,11 @@ func keys(m map[string]bool) string {
 	}
 	sort.Strings(ks)
 	return strings.Join(ks, ", ")
+}
+
+// QEMUVersion runs `path --version` and returns the version number and the
+// first line of its answer.
+func QEMUVersion(ctx context.Context, path string) (version, banner string, err error) {
+	q := probeQEMUVersion(ctx, Host{}.withDefaults(), path)
+	return q.version, q.banner, q.err
 }
