@@ -18,12 +18,14 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image run test unit integration bench install uninstall docker-register docker-unregister clean proto
+.PHONY: all deps build kernel image run test unit integration bench install uninstall register unregister docker-register docker-unregister clean proto
 
 all: build
 
+# Packages for building and testing: the same script that sets up a host
+# (packaging/setup-host.sh), in its packages-only mode.
 deps:
-	@bash packaging/deps.sh
+	@bash packaging/setup-host.sh --deps-only --test-deps
 
 build:
 	@mkdir -p $(BIN)
@@ -32,6 +34,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-shim ./cmd/shim
 	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
 	$(GO) build -o $(BIN)/dockerconfig ./packaging/cmd/dockerconfig
+	$(GO) build -o $(BIN)/containerdconfig ./packaging/cmd/containerdconfig
 	CGO_ENABLED=1 $(GO) build -trimpath -tags '$(AGENT_TAGS)' -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/cocoon-agent ./cmd/agent
 
 # The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
@@ -78,15 +81,37 @@ integration:
 bench: deps kernel image
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
 
+# Binaries to $(PREFIX)/bin (containerd-shim-cocoon-v2 too when it is
+# built), the guest kernel and initrd to $(SHAREDIR), the configuration to
+# $(CONFDIR) unless one is there already (it is the user's); DESTDIR is
+# prepended to all of them, as packagers expect.
+INSTALL_BINS := cocoon-runtime cocoon-proxy cocoon-shim containerd-shim-cocoon-v2
 install: build kernel image
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(CONFDIR)
-	install -m 0755 $(BIN)/cocoon-runtime $(BIN)/cocoon-proxy $(BIN)/cocoon-shim $(DESTDIR)$(PREFIX)/bin/
+	for b in $(INSTALL_BINS); do if [ -e $(BIN)/$$b ]; then install -m 0755 $(BIN)/$$b $(DESTDIR)$(PREFIX)/bin/; fi; done
 	install -m 0644 $(OUT)/vmlinux $(OUT)/bzImage $(OUT)/initrd.img $(OUT)/kernel.release $(DESTDIR)$(SHAREDIR)/
-	test -e $(DESTDIR)$(CONFDIR)/configuration.toml || install -m 0644 config/configuration.toml $(DESTDIR)$(CONFDIR)/
+	test -e $(DESTDIR)$(CONFDIR)/configuration.toml || \
+	  sed 's|/usr/share/cocoon/|$(SHAREDIR)/|' config/configuration.toml > $(DESTDIR)$(CONFDIR)/configuration.toml
 
+# Removes what install installed; the configuration only when it is still
+# the one install wrote (an edited one is the user's and stays).
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/cocoon-shim
+	for b in $(INSTALL_BINS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
 	rm -rf $(DESTDIR)$(SHAREDIR)
+	@f=$(DESTDIR)$(CONFDIR)/configuration.toml; \
+	if [ -e $$f ]; then \
+	  if sed 's|/usr/share/cocoon/|$(SHAREDIR)/|' config/configuration.toml | cmp -s - $$f; then \
+	    rm -f $$f; rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true; \
+	  else echo "uninstall: keeping $$f (edited)"; fi; \
+	fi
+
+# Registers the installed runtime with every container engine installed
+# here (Docker, containerd, CRI-O; see packaging/register.sh), or removes it.
+register: build
+	bash packaging/register.sh register
+
+unregister: build
+	bash packaging/register.sh unregister
 
 # Registers the installed runtime with Docker as "cocoon" (merges it into
 # /etc/docker/daemon.json, keeping the rest, and reloads a running dockerd);

@@ -56,7 +56,7 @@ merged="$build/fragments.conf"
 cat "$here"/fragments/*.conf > "$merged"
 
 rm -f "$build/.config"
-log "configuring ($key): allnoconfig + $(ls "$here"/fragments | tr '\n' ' ')"
+log "configuring ($key): allnoconfig + $(cd "$here/fragments" && echo *.conf)"
 make -s -C "$src" O="$build" KCONFIG_ALLCONFIG="$merged" allnoconfig >/dev/null
 
 # Every requested option must have survived the merge: Kconfig silently drops

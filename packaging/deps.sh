@@ -1,5 +1,7 @@
 #!/bin/bash
-# Installs the Debian packages that building and testing cocoon need.
+# Installs the Debian packages that building and testing cocoon need
+# (make deps; packaging/setup-host.sh --deps-only --test-deps), or the
+# packages named as arguments (packaging/setup-host.sh's own lists).
 # Idempotent and quiet when everything is already present.
 set -euo pipefail
 
@@ -13,7 +15,12 @@ pkgs=(
 	iproute2                           # tests: namespaces, veth, tc
 	runc                               # tests: cocoon-runtime beside runc
 	docker.io                          # tests: a private dockerd with cocoon as a runtime (brings containerd)
+	shellcheck                         # tests: every shell script
+	vagrant                            # tests: vagrant validate of the Vagrantfiles
 )
+if [ $# -gt 0 ]; then
+	pkgs=("$@")
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -11,7 +11,8 @@
 # prints the guest's kernel. Environment:
 #   DOCKER_DAEMON_JSON  the file (default /etc/docker/daemon.json)
 #   DOCKER_PIDFILE      dockerd's pid file (default /var/run/docker.pid)
-#   COCOON_RUNTIME      the runtime binary (default /usr/local/bin/cocoon-runtime, make install)
+#   COCOON_RUNTIME      the runtime binary (default $COCOON_BINDIR/cocoon-runtime,
+#                       COCOON_BINDIR defaulting to /usr/local/bin: make install)
 #   COCOON_CONFIG       a configuration file passed as --config (default: none, the
 #                       runtime reads /etc/cocoon/configuration.toml)
 #   DOCKERCONFIG        the merge tool (default bin/dockerconfig of this tree, make build)
@@ -26,7 +27,7 @@ esac
 top=$(cd "$(dirname "$0")/../.." && pwd)
 tool=${DOCKERCONFIG:-$top/bin/dockerconfig}
 file=${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
-runtime=${COCOON_RUNTIME:-/usr/local/bin/cocoon-runtime}
+runtime=${COCOON_RUNTIME:-${COCOON_BINDIR:-/usr/local/bin}/cocoon-runtime}
 pidfile=${DOCKER_PIDFILE:-/var/run/docker.pid}
 
 args=(-file "$file" -name cocoon -path "$runtime")

@@ -1,0 +1,48 @@
+#!/bin/bash
+# Registers cocoon with containerd's CRI plugin as the runtime handler
+# "cocoon" (runtime_type io.containerd.cocoon.v2), or removes it:
+#
+#   packaging/containerd/register.sh [register|unregister]
+#
+# The handler (packaging/containerd/cocoon.toml) is added to config.toml as
+# one marked block; every other setting and comment is kept, and running it
+# twice changes nothing. containerd reads its configuration at start, so a
+# running containerd is restarted (systemd) when the file changed.
+# Environment:
+#   CONTAINERD_CONFIG   the file (default /etc/containerd/config.toml)
+#   CONTAINERD_RESTART  auto (default: restart containerd.service if it is
+#                       active and the file changed), yes, or no
+#   CONTAINERDCONFIG    the merge tool (default bin/containerdconfig of this tree, make build)
+set -euo pipefail
+
+action=${1:-register}
+case $action in register | unregister) ;; *)
+	echo "usage: $0 [register|unregister]" >&2
+	exit 2
+	;;
+esac
+top=$(cd "$(dirname "$0")/../.." && pwd)
+tool=${CONTAINERDCONFIG:-$top/bin/containerdconfig}
+file=${CONTAINERD_CONFIG:-/etc/containerd/config.toml}
+restart=${CONTAINERD_RESTART:-auto}
+
+before=$(cat "$file" 2>/dev/null || true)
+"$tool" -file "$file" -name cocoon -type io.containerd.cocoon.v2 "$action"
+after=$(cat "$file" 2>/dev/null || true)
+echo "$action: runtime handler cocoon in $file" >&2
+
+[ "$before" != "$after" ] || exit 0
+case $restart in
+yes) systemctl restart containerd ;;
+auto)
+	if command -v systemctl >/dev/null && systemctl is-active --quiet containerd 2>/dev/null; then
+		systemctl restart containerd
+		echo "containerd restarted" >&2
+	fi
+	;;
+no) ;;
+*)
+	echo "CONTAINERD_RESTART must be auto, yes or no" >&2
+	exit 2
+	;;
+esac
