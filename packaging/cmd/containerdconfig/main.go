@@ -188,4 +188,3 @@ func writeAtomic(file string, data []byte, mode fs.FileMode) error {
 	}
 	return os.Rename(tmp.Name(), file)
 }
-
