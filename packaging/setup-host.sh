@@ -85,7 +85,7 @@ fi
 host_pkgs=(
 	qemu-system-x86 qemu-system-data # the VMM and its firmware (qboot)
 	iproute2                         # tap devices and tc for container networks
-	linux-source-6.1                 # guest kernel source (Debian 12)
+	"${KERNEL_SOURCE_PKG:-linux-source-6.1}" # guest kernel source (Debian 12; elsewhere set it and KERNEL_TARBALL)
 	build-essential flex bison bc libelf-dev libssl-dev xz-utils
 	libseccomp-dev   # static libseccomp for the agent
 	git ca-certificates curl
