@@ -37,7 +37,7 @@ func openKVM() error {
 // detectAccelerator is DetectAccelerator over the text of /proc/cpuinfo and
 // a function that opens /dev/kvm.
 func detectAccelerator(cpuinfo string, open func() error) (hypervisor.Accelerator, string) {
-	flag := virtualizationFlag(cpuinfo)
+	flag := VirtualizationFlag(cpuinfo)
 	if flag == "" {
 		return hypervisor.TCG, "no vmx/svm in /proc/cpuinfo: the cpu offers no hardware virtualization"
 	}
@@ -47,9 +47,9 @@ func detectAccelerator(cpuinfo string, open func() error) (hypervisor.Accelerato
 	return hypervisor.KVM, fmt.Sprintf("cpu has %s and %s opens read-write", flag, KVMDevice)
 }
 
-// virtualizationFlag returns "vmx" or "svm" when a "flags" line of cpuinfo
+// VirtualizationFlag returns "vmx" or "svm" when a "flags" line of cpuinfo
 // has it, and "" otherwise.
-func virtualizationFlag(cpuinfo string) string {
+func VirtualizationFlag(cpuinfo string) string {
 	sc := bufio.NewScanner(strings.NewReader(cpuinfo))
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {

@@ -1,7 +1,6 @@
 package hostcheck
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,29 +9,12 @@ import (
 	"strings"
 
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 )
 
 const fixFirmware = "enable Intel VT-x (vmx) or AMD-V/SVM (svm) in the firmware setup; " +
 	"inside a VM, enable nested virtualization (kvm_intel nested=1 or kvm_amd nested=1 on its host, " +
 	"or the provider's nested-virtualization setting)"
-
-// virtFlag returns "vmx" or "svm" when cpuinfo's flags have one.
-func virtFlag(cpuinfo string) string {
-	sc := bufio.NewScanner(strings.NewReader(cpuinfo))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || strings.TrimSpace(key) != "flags" {
-			continue
-		}
-		for _, f := range strings.Fields(value) {
-			if f == "vmx" || f == "svm" {
-				return f
-			}
-		}
-	}
-	return ""
-}
 
 func checkCPU(h Host) Result {
 	r := Result{Name: "cpu"}
@@ -41,7 +23,7 @@ func checkCPU(h Host) Result {
 		r.Status, r.Detail, r.Fix = Warn, fmt.Sprintf("cannot read %s: %v", h.CPUInfo, err), "mount /proc"
 		return r
 	}
-	if f := virtFlag(string(b)); f != "" {
+	if f := qemu.VirtualizationFlag(string(b)); f != "" {
 		r.Status, r.Detail = Pass, fmt.Sprintf("hardware virtualization: %s in %s", f, h.CPUInfo)
 		return r
 	}
@@ -54,7 +36,7 @@ func checkCPU(h Host) Result {
 func checkKVM(h Host, want string) Result {
 	r := Result{Name: "kvm"}
 	cpuinfo, _ := os.ReadFile(h.CPUInfo)
-	flag := virtFlag(string(cpuinfo))
+	flag := qemu.VirtualizationFlag(string(cpuinfo))
 	// A failure matters only when the configuration insists on KVM.
 	bad := Warn
 	if want == "kvm" {

@@ -15,12 +15,9 @@
 #   CONTAINERDCONFIG    the merge tool (default bin/containerdconfig of this tree, make build)
 set -euo pipefail
 
-action=${1:-register}
-case $action in register | unregister) ;; *)
-	echo "usage: $0 [register|unregister]" >&2
-	exit 2
-	;;
-esac
+# shellcheck source=packaging/common.sh
+. "$(dirname "$0")/../common.sh"
+parse_action "${1:-}"
 top=$(cd "$(dirname "$0")/../.." && pwd)
 tool=${CONTAINERDCONFIG:-$top/bin/containerdconfig}
 file=${CONTAINERD_CONFIG:-/etc/containerd/config.toml}
@@ -32,17 +29,4 @@ after=$(cat "$file" 2>/dev/null || true)
 echo "$action: runtime handler cocoon in $file" >&2
 
 [ "$before" != "$after" ] || exit 0
-case $restart in
-yes) systemctl restart containerd ;;
-auto)
-	if command -v systemctl >/dev/null && systemctl is-active --quiet containerd 2>/dev/null; then
-		systemctl restart containerd
-		echo "containerd restarted" >&2
-	fi
-	;;
-no) ;;
-*)
-	echo "CONTAINERD_RESTART must be auto, yes or no" >&2
-	exit 2
-	;;
-esac
+restart_service containerd "$restart"

@@ -16,12 +16,9 @@
 #   CRIO_RESTART     auto (default: restart crio.service if active), yes, or no
 set -euo pipefail
 
-action=${1:-register}
-case $action in register | unregister) ;; *)
-	echo "usage: $0 [register|unregister]" >&2
-	exit 2
-	;;
-esac
+# shellcheck source=packaging/common.sh
+. "$(dirname "$0")/../common.sh"
+parse_action "${1:-}"
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${CRIO_DROPIN_DIR:-/etc/crio/crio.conf.d}
 bindir=${COCOON_BINDIR:-/usr/local/bin}
@@ -50,17 +47,4 @@ fi
 echo "$action: cocoon and cocoon-vm handlers in $file" >&2
 
 [ "$changed" = yes ] || exit 0
-case $restart in
-yes) systemctl restart crio ;;
-auto)
-	if command -v systemctl >/dev/null && systemctl is-active --quiet crio 2>/dev/null; then
-		systemctl restart crio
-		echo "crio restarted" >&2
-	fi
-	;;
-no) ;;
-*)
-	echo "CRIO_RESTART must be auto, yes or no" >&2
-	exit 2
-	;;
-esac
+restart_service crio "$restart"

@@ -18,12 +18,9 @@
 #   DOCKERCONFIG        the merge tool (default bin/dockerconfig of this tree, make build)
 set -euo pipefail
 
-action=${1:-register}
-case $action in register | unregister) ;; *)
-	echo "usage: $0 [register|unregister]" >&2
-	exit 2
-	;;
-esac
+# shellcheck source=packaging/common.sh
+. "$(dirname "$0")/../common.sh"
+parse_action "${1:-}"
 top=$(cd "$(dirname "$0")/../.." && pwd)
 tool=${DOCKERCONFIG:-$top/bin/dockerconfig}
 file=${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}

@@ -14,12 +14,9 @@
 #   KUBECTL           kubectl command (default kubectl); KUBECONFIG as usual
 set -euo pipefail
 
-action=${1:-register}
-case $action in register | unregister) ;; *)
-	echo "usage: $0 [register|unregister]" >&2
-	exit 2
-	;;
-esac
+# shellcheck source=packaging/common.sh
+. "$(dirname "$0")/../common.sh"
+parse_action "${1:-}"
 manifest=$(cd "$(dirname "$0")" && pwd)/runtimeclass.yaml
 kubectl=${KUBECTL:-kubectl}
 

@@ -24,6 +24,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/cocoon-containers/cocoon/store"
 )
 
 func main() {
@@ -144,7 +146,10 @@ func run(file, name, typ string, register bool) error {
 	if text == string(data) {
 		return nil
 	}
-	return writeAtomic(file, []byte(text), mode)
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return store.WriteFile(file, []byte(text), mode)
 }
 
 // lookup returns the value at path in nested TOML tables, or nil.
@@ -160,31 +165,4 @@ func lookup(m map[string]any, path []string) any {
 		}
 	}
 	return v
-}
-
-func writeAtomic(file string, data []byte, mode fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
 }
