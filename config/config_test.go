@@ -25,7 +25,6 @@ func TestDefaultParses(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	for name, tc := range map[string]struct{ text, want string }{
-		"unknown key":     {"[hypervisor]\nvcpu = 2\n", "unknown key hypervisor.vcpu"},
 		"wrong type":      {"[hypervisor]\nvcpus = \"two\"\n", "line 2"},
 		"bad choice":      {"[hypervisor]\nmachine = \"pc\"\n", `hypervisor.machine: "pc" is not one of`},
 		"bad duration":    {"[agent]\nboot_timeout = \"soon\"\n", "bad duration"},
