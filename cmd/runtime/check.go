@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,13 +34,13 @@ and 1 otherwise. Nothing is changed and no VM is booted (probe boots one).`,
 		}
 		rep := runChecks(c)
 		if c.Bool("json") {
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(rep); err != nil {
 				return err
 			}
 		} else {
-			printChecks(rep)
+			printChecks(c.App.Writer, rep)
 		}
 		if !rep.OK {
 			return errors.New("check failed: cocoon cannot run on this host")
@@ -113,7 +114,7 @@ func helperPath(configured, name string) (string, error) {
 	return p, nil
 }
 
-func printChecks(rep checkReport) {
+func printChecks(w io.Writer, rep checkReport) {
 	warns := 0
 	for _, r := range rep.Checks {
 		line := fmt.Sprintf("%-4s  %-14s %s", map[hostcheck.Status]string{
@@ -125,11 +126,11 @@ func printChecks(rep checkReport) {
 		if r.Status == hostcheck.Warn {
 			warns++
 		}
-		fmt.Println(line)
+		fmt.Fprintln(w, line)
 	}
 	if rep.OK {
-		fmt.Printf("cocoon can run on this host (%d warnings)\n", warns)
+		fmt.Fprintf(w, "cocoon can run on this host (%d warnings)\n", warns)
 	} else {
-		fmt.Println("cocoon cannot run on this host: fix the FAIL lines above")
+		fmt.Fprintln(w, "cocoon cannot run on this host: fix the FAIL lines above")
 	}
 }

@@ -41,11 +41,11 @@ read has an "error" entry instead of a version.`,
 		}
 		e := collectEnv(c, cfg)
 		if c.Bool("json") {
-			enc := json.NewEncoder(os.Stdout)
+			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
 			return enc.Encode(e)
 		}
-		return toml.NewEncoder(os.Stdout).Encode(e)
+		return toml.NewEncoder(c.App.Writer).Encode(e)
 	},
 }
 
