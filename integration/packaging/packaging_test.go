@@ -336,6 +336,32 @@ func TestSetupHostInstallRegisterUninstall(t *testing.T) {
 	})
 }
 
+// TestUninstallKeepsEditedConfiguration: make uninstall removes what make
+// install put in place, except a configuration the user edited.
+func TestUninstallKeepsEditedConfiguration(t *testing.T) {
+	src := top(t)
+	dest := t.TempDir()
+	vars := []string{"DESTDIR=" + dest, "PREFIX=/opt/cocoon", "SHAREDIR=/opt/cocoon/share", "CONFDIR=/opt/cocoon/etc"}
+	run(t, src, nil, "make", append([]string{"--no-print-directory", "install"}, vars...)...)
+	conf := filepath.Join(dest, "opt/cocoon/etc/configuration.toml")
+	text := read(t, conf)
+	if !strings.Contains(text, `kernel = "/opt/cocoon/share/vmlinux"`) {
+		t.Fatalf("the installed configuration does not name SHAREDIR's kernel:\n%s", text)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "opt/cocoon/bin/cocoon-runtime")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, conf, strings.Replace(text, "vcpus = 1", "vcpus = 2", 1))
+	out := run(t, src, nil, "make", append([]string{"--no-print-directory", "uninstall"}, vars...)...)
+	if !strings.Contains(out, "keeping") {
+		t.Errorf("uninstall did not say it keeps the edited file: %s", out)
+	}
+	left := snapshot(t, dest)
+	if len(left) != 1 || left[conf] == "" {
+		t.Fatalf("left after uninstall: %v", keys(left))
+	}
+}
+
 func keys(m map[string]string) []string {
 	var ks []string
 	for k := range m {
