@@ -13,6 +13,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 var checkCommand = &cli.Command{
@@ -41,7 +42,7 @@ something needed is missing. (probe goes further and boots a VM.)`,
 		}
 		fmt.Printf("configuration: %s\n", path)
 		detected, why := qemu.DetectAccelerator()
-		accel, awhy, aerr := resolveAccelerator(cfg.Hypervisor.Accelerator)
+		accel, awhy, aerr := sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
 		if aerr != nil {
 			report(false, "accelerator", aerr.Error())
 		} else {
