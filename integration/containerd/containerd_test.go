@@ -1,0 +1,288 @@
+//go:build integration
+
+// Package containerd_test runs containers with `ctr run --runtime
+// io.containerd.cocoon.v2` against a private containerd (Debian's 1.6
+// daemon, see containerdtest) with a busybox image imported from the
+// host's busybox-static: exit codes, stdin, a terminal, exec and kill, and
+// nothing left afterwards.
+package containerd_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
+)
+
+const (
+	image          = "docker.io/cocoon/busybox:test"
+	commandTimeout = 3 * time.Minute
+)
+
+var daemon *containerdtest.Daemon
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	d, err := containerdtest.Start(containerdtest.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	daemon = d
+	code := func() int {
+		defer d.Stop()
+		rootfs := filepath.Join(d.Dir, "busybox")
+		if err := testutil.BusyboxRootfs(rootfs); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+		defer cancel()
+		if err := d.Import(ctx, "", containerdtest.Image{Name: image, Rootfs: rootfs, Cmd: []string{"sh"}}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		code := m.Run()
+		if code != 0 {
+			fmt.Fprintf(os.Stderr, "--- containerd log tail:\n%s\n", d.LogTail())
+		}
+		return code
+	}()
+	if err := d.Leftovers("default"); err != nil {
+		fmt.Fprintln(os.Stderr, "left behind after the suite:", err)
+		fmt.Fprintf(os.Stderr, "--- containerd log tail:\n%s\n", d.LogTail())
+		code = 1
+	}
+	return code
+}
+
+// result is what a ctr command left.
+type result struct {
+	out  string
+	code int
+}
+
+// ctrIn runs ctr with stdin (none when empty) and returns its combined
+// output and exit code.
+func ctrIn(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := daemon.CtrCommand(ctx, "", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("ctr %v: timed out after %v: %s", args, commandTimeout, out.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("ctr %v: %v", args, err)
+	}
+	return result{out: out.String(), code: code}
+}
+
+func mustCtr(t *testing.T, args ...string) string {
+	t.Helper()
+	r := ctrIn(t, "", args...)
+	if r.code != 0 {
+		t.Fatalf("ctr %v: exit %d: %s", args, r.code, r.out)
+	}
+	return r.out
+}
+
+// run is `ctr run --rm --runtime io.containerd.cocoon.v2` of the image.
+func run(t *testing.T, stdin, id string, cmd ...string) result {
+	t.Helper()
+	args := append([]string{"run", "--rm", "--runtime", containerdtest.Runtime, image, id}, cmd...)
+	return ctrIn(t, stdin, args...)
+}
+
+// detached starts a container with ctr run -d and removes it (task and
+// container) at the end of the test.
+func detached(t *testing.T, id string, cmd ...string) {
+	t.Helper()
+	mustCtr(t, append([]string{"run", "-d", "--runtime", containerdtest.Runtime, image, id}, cmd...)...)
+	t.Cleanup(func() {
+		ctrIn(t, "", "task", "kill", "-s", "KILL", id)
+		ctrIn(t, "", "task", "delete", "-f", id)
+		ctrIn(t, "", "container", "delete", id)
+	})
+}
+
+// taskStatus returns the STATUS column of `ctr task ls` for id.
+func taskStatus(t *testing.T, id string) string {
+	t.Helper()
+	for _, line := range strings.Split(mustCtr(t, "task", "ls"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == id {
+			return f[2]
+		}
+	}
+	return ""
+}
+
+func TestRunGuestKernel(t *testing.T) {
+	rel, err := os.ReadFile(filepath.Join(daemon.Out, "kernel.release"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "", "uname", "uname", "-r")
+	if r.code != 0 || strings.TrimSpace(r.out) != strings.TrimSpace(string(rel)) {
+		t.Fatalf("uname -r: exit %d, %q; want the guest's %q", r.code, r.out, rel)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, code := range []int{0, 3, 42} {
+		r := run(t, "", fmt.Sprintf("exit-%d", code), "sh", "-c", fmt.Sprintf("echo out; echo err >&2; exit %d", code))
+		if r.code != code {
+			t.Errorf("exit %d: got %d: %s", code, r.code, r.out)
+		}
+		if !strings.Contains(r.out, "out") || !strings.Contains(r.out, "err") {
+			t.Errorf("exit %d: output %q lacks stdout or stderr", code, r.out)
+		}
+	}
+}
+
+func TestStdin(t *testing.T) {
+	const input = "hello through the FIFO\nsecond line\n"
+	r := run(t, input, "stdin", "sh", "-c", "cat; echo done")
+	if r.code != 0 || r.out != input+"done\n" {
+		t.Fatalf("cat: exit %d, %q; want %q", r.code, r.out, input+"done\n")
+	}
+}
+
+func TestTerminal(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 33, Cols: 101}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := daemon.CtrCommand(ctx, "", "run", "--rm", "-t", "--runtime", containerdtest.Runtime, image, "tty",
+		"sh", "-c", "tty; stty size; exit 7")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&out, ptmx); close(copied) }()
+	err = cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	if err != nil && code != 7 {
+		t.Fatalf("ctr run -t: %v: %q", err, out.String())
+	}
+	if code != 7 {
+		t.Errorf("exit code %d, want 7: %q", code, out.String())
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 101") {
+		t.Errorf("output %q: want a /dev/pts terminal of 33 rows and 101 columns", got)
+	}
+}
+
+func TestExecAndKill(t *testing.T) {
+	const id = "exec-kill"
+	detached(t, id, "sh", "-c", "echo started > /tmp/mark; exec sleep 1000")
+	if st := taskStatus(t, id); st != "RUNNING" {
+		t.Fatalf("task status %q, want RUNNING", st)
+	}
+	r := ctrIn(t, "", "task", "exec", "--exec-id", "e1", id, "sh", "-c", "cat /tmp/mark; echo err >&2; exit 5")
+	if r.code != 5 || !strings.Contains(r.out, "started") || !strings.Contains(r.out, "err") {
+		t.Fatalf("exec: exit %d, %q; want 5 with the container's file and stderr", r.code, r.out)
+	}
+	r = ctrIn(t, "in through exec\n", "task", "exec", "--exec-id", "e2", id, "cat")
+	if r.code != 0 || r.out != "in through exec\n" {
+		t.Fatalf("exec with stdin: exit %d, %q", r.code, r.out)
+	}
+	ps := mustCtr(t, "task", "ps", id)
+	if len(strings.Split(strings.TrimSpace(ps), "\n")) < 2 {
+		t.Errorf("task ps: %q, want the container's processes", ps)
+	}
+	mustCtr(t, "task", "pause", id)
+	if st := taskStatus(t, id); st != "PAUSED" {
+		t.Errorf("after pause: %q, want PAUSED", st)
+	}
+	mustCtr(t, "task", "resume", id)
+	if st := taskStatus(t, id); st != "RUNNING" {
+		t.Errorf("after resume: %q, want RUNNING", st)
+	}
+	metrics := mustCtr(t, "task", "metrics", id)
+	if !strings.Contains(metrics, "memory") && !strings.Contains(metrics, "pids") {
+		t.Errorf("task metrics: %q", metrics)
+	}
+	mustCtr(t, "task", "kill", "-s", "KILL", id)
+	deadline := time.Now().Add(time.Minute)
+	for taskStatus(t, id) != "STOPPED" {
+		if time.Now().After(deadline) {
+			t.Fatalf("task still %q a minute after kill", taskStatus(t, id))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := mustCtr(t, "task", "delete", id)
+	if !strings.Contains(out, "exit code 137") {
+		t.Errorf("task delete: %q, want exit status 137", out)
+	}
+	mustCtr(t, "container", "delete", id)
+}
+
+func TestKillAll(t *testing.T) {
+	const id = "kill-all"
+	// PID 1 ignores signals it has no handler for: kill once the trap is set.
+	detached(t, id, "sh", "-c", "trap 'exit 9' TERM; sleep 1000 & touch /tmp/ready; wait")
+	deadline := time.Now().Add(time.Minute)
+	for ctrIn(t, "", "task", "exec", "--exec-id", "ready", id, "test", "-e", "/tmp/ready").code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the container's shell did not get ready")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mustCtr(t, "task", "kill", "--all", "-s", "TERM", id)
+	deadline = time.Now().Add(time.Minute)
+	for taskStatus(t, id) != "STOPPED" {
+		if time.Now().After(deadline) {
+			t.Fatalf("task still %q a minute after kill --all", taskStatus(t, id))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out := mustCtr(t, "task", "delete", id); !strings.Contains(out, "exit code 9") {
+		t.Errorf("task delete: %q, want exit status 9 (the trap's)", out)
+	}
+}
+
+func TestNoVMLeft(t *testing.T) {
+	run(t, "", "leftover", "true")
+	if q := containerdtest.QEMUs(containerdtest.SandboxRoot("default")); len(q) > 0 {
+		t.Fatalf("QEMU still running after ctr run --rm: %v", q)
+	}
+}
