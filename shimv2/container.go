@@ -28,8 +28,10 @@ type container struct {
 	// rootfs is where Create mounted containerd's rootfs mounts; empty when
 	// there were none.
 	rootfs string
-	init   *process
-	execs  map[string]*process
+	// guestPid is the init process's PID in the guest.
+	guestPid int
+	init     *process
+	execs    map[string]*process
 }
 
 // podOf tells which pod (sandbox) a container belongs to, from its CRI

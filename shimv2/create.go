@@ -3,6 +3,7 @@ package shimv2
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -10,6 +11,7 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/runtime"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -59,6 +61,12 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, err
 	}
+	hostname := b.Spec.Hostname
+	if !privateNamespace(b, specs.UTSNamespace) {
+		// The container shares the guest's UTS namespace (a host-network
+		// pod's), private to the pod's VM: Attach names it.
+		b.Spec.Hostname = ""
+	}
 
 	s.mu.Lock()
 	sb := s.sb
@@ -84,13 +92,18 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 				removeEmptyRoot(m.Root)
 			}
 		}()
-		if err := sb.Attach(ctx, sandbox.AttachConfig{Hostname: b.Spec.Hostname}); err != nil {
+		if err := sb.Attach(ctx, sandbox.AttachConfig{Hostname: hostname}); err != nil {
 			return nil, err
 		}
 	}
 
+	if !owns {
+		b.GuestNamespaces = s.podNamespaces(b.Spec.Annotations[annotationSandboxID])
+	}
 	p := newProcess(r.ID, "", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal})
-	if _, err := sb.CreateContainer(ctx, r.ID, b, p.stdioConfig()); err != nil {
+	p.killAllOnExit = !privateNamespace(b, specs.PIDNamespace)
+	guestPid, err := sb.CreateContainer(ctx, r.ID, b, p.stdioConfig())
+	if err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -117,7 +130,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if owns {
 		s.sb = sb
 	}
-	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, rootfs: rootfs, init: p, execs: map[string]*process{}}
+	s.containers[r.ID] = &container{id: r.ID, bundle: r.Bundle, rootfs: rootfs, guestPid: guestPid, init: p, execs: map[string]*process{}}
 	s.mu.Unlock()
 	// The init process can be waited for (and killed) from now on.
 	go s.follow(c, p)
@@ -130,4 +143,37 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		Pid:         p.pid,
 	})
 	return &taskAPI.CreateTaskResponse{Pid: p.pid}, nil
+}
+
+// podNamespaces maps the host paths by which containerd's CRI names the
+// namespaces of the pod's sandbox container (/proc/<its PID>/ns/<type>,
+// with the PID that Create reported) to their paths in the guest, where
+// the pod's containers join them.
+func (s *Service) podNamespaces(podID string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.containers[podID]
+	if c == nil {
+		return nil
+	}
+	host := strconv.FormatUint(uint64(c.init.pid), 10)
+	paths := map[string]string{}
+	for _, name := range []string{"ipc", "uts", "pid", "cgroup", "mnt", "user", "time"} {
+		paths["/proc/"+host+"/ns/"+name] = fmt.Sprintf("/proc/%d/ns/%s", c.guestPid, name)
+	}
+	return paths
+}
+
+// privateNamespace tells whether the container has a namespace of type t
+// of its own.
+func privateNamespace(b *oci.Bundle, t specs.LinuxNamespaceType) bool {
+	if b.Spec.Linux == nil {
+		return false
+	}
+	for _, ns := range b.Spec.Linux.Namespaces {
+		if ns.Type == t && ns.Path == "" {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/runtime"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/cocoon-containers/cocoon/api"
@@ -116,11 +117,23 @@ func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *
 	if u := r.Resources.GetTypeUrl(); !strings.HasSuffix(u, "LinuxResources") {
 		return nil, fmt.Errorf("updating %s: resources of type %q: %w", r.ID, u, errdefs.ErrInvalidArgument)
 	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
+		return nil, fmt.Errorf("updating %s: decoding resources: %w: %w", r.ID, errdefs.ErrInvalidArgument, err)
+	}
+	// Device rules are the guest's business (its devices are not the
+	// host's), and are fixed at creation: containerd's CRI sends the
+	// container's along with every update.
+	res.Devices = nil
+	data, err := jsonMarshal(&res)
+	if err != nil {
+		return nil, err
+	}
 	c, err := s.agent(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.UpdateContainer(ctx, &api.UpdateContainerRequest{ContainerId: r.ID, ResourcesJson: r.Resources.GetValue()}); err != nil {
+	if _, err := c.UpdateContainer(ctx, &api.UpdateContainerRequest{ContainerId: r.ID, ResourcesJson: data}); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

@@ -31,6 +31,10 @@ type process struct {
 	io          stdio
 	// spec is an exec's OCI process as JSON, translated for the guest.
 	spec []byte
+	// killAllOnExit is set on the init process of a container without a
+	// PID namespace of its own (a pod's): its exit must take the
+	// container's other processes along, as with containerd-shim-runc-v2.
+	killAllOnExit bool
 
 	mu         sync.Mutex
 	status     task.Status
@@ -203,6 +207,14 @@ func (p *process) wait(ctx context.Context, c *client.Client, drain time.Duratio
 	resp, err := c.WaitProcess(ctx, p.request())
 	if err != nil {
 		resp = &api.WaitProcessResponse{ExitStatus: 255, ExitedAtUnixNanos: time.Now().UnixNano()}
+	}
+	if p.killAllOnExit {
+		// Until they die, they hold the output streams open.
+		if _, kerr := c.SignalProcess(ctx, &api.SignalProcessRequest{
+			ContainerId: p.containerID, Signal: uint32(syscall.SIGKILL), All: true,
+		}); kerr != nil && !errors.Is(kerr, client.ErrNotFound) && !errors.Is(kerr, client.ErrFailedPrecondition) {
+			err = errors.Join(err, fmt.Errorf("killing the container's other processes: %w", kerr))
+		}
 	}
 	if p.attached != nil {
 		dctx, cancel := context.WithTimeout(ctx, drain)

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/agent/client"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -106,7 +107,11 @@ func (s *Service) Cleanup(ctx context.Context) (*taskAPI.DeleteResponse, error) 
 	}
 	l := log.G(ctx).WithField("id", s.id)
 	var errs []error
-	if b, err := oci.LoadBundle(cwd); err != nil {
+	if address, err := shim.ReadAddress(filepath.Join(cwd, "address")); err == nil && shim.CanConnect(address) {
+		// The pod's shim is alive (this container's task was deleted through
+		// it, or its connection dropped): the VM is its to manage.
+		l.Debug("the pod's shim still serves: leaving its sandbox")
+	} else if b, err := oci.LoadBundle(cwd); err != nil {
 		l.WithError(err).Warn("reading the bundle")
 	} else if err := cleanupSandbox(ctx, s.id, b.Spec.Annotations); err != nil {
 		errs = append(errs, err)
@@ -141,7 +146,7 @@ func cleanupSandbox(ctx context.Context, id string, annotations map[string]strin
 		return err
 	}
 	if !owns {
-		if err := sb.RemoveContainer(ctx, id, true); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := sb.RemoveContainer(ctx, id, true); err != nil && !errors.Is(err, client.ErrNotFound) {
 			log.G(ctx).WithError(err).Warn("removing the container from its pod")
 		}
 		return sb.Close()

@@ -225,6 +225,10 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.
 		if st == task.Status_STOPPED {
 			return &emptypb.Empty{}, nil
 		}
+		if errors.Is(err, client.ErrFailedPrecondition) || errors.Is(err, client.ErrNotFound) {
+			// Exited in the guest; its waiter has not told yet.
+			return nil, fmt.Errorf("process %s already finished: %w: %w", p.id(), errdefs.ErrNotFound, err)
+		}
 		return nil, fmt.Errorf("signalling %s: %w", p.id(), err)
 	}
 	return &emptypb.Empty{}, nil

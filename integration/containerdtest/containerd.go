@@ -111,12 +111,12 @@ func (d *Daemon) config(o Options) string {
 	if !o.CRI {
 		return b.String()
 	}
-	cri := `[plugins."io.containerd.grpc.v1.cri"]`
-	fmt.Fprintf(&b, "%s\n  sandbox_image = %q\n  restrict_oom_score_adj = true\n", cri, o.SandboxImage)
-	fmt.Fprintf(&b, "%s.containerd\n  default_runtime_name = \"runc\"\n", cri)
-	fmt.Fprintf(&b, "%s.containerd.runtimes.runc\n  runtime_type = \"io.containerd.runc.v2\"\n", cri)
-	fmt.Fprintf(&b, "%s.containerd.runtimes.cocoon\n  runtime_type = %q\n", cri, Runtime)
-	fmt.Fprintf(&b, "%s.cni\n  bin_dir = %q\n  conf_dir = %q\n", cri, filepath.Join(d.Dir, "cni-bin"), filepath.Join(d.Dir, "cni-conf"))
+	const cri = `plugins."io.containerd.grpc.v1.cri"`
+	fmt.Fprintf(&b, "[%s]\n  sandbox_image = %q\n  restrict_oom_score_adj = true\n", cri, o.SandboxImage)
+	fmt.Fprintf(&b, "[%s.containerd]\n  default_runtime_name = \"runc\"\n", cri)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n", cri)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.cocoon]\n  runtime_type = %q\n", cri, Runtime)
+	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, filepath.Join(d.Dir, "cni-bin"), filepath.Join(d.Dir, "cni-conf"))
 	return b.String()
 }
 
