@@ -155,8 +155,11 @@ func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (_
 	return &emptypb.Empty{}, nil
 }
 
-// CloseIO closes a process's stdin: once what containerd wrote to the
-// stdin FIFO has been relayed (the FIFO ended), or after a grace period.
+// CloseIO closes a process's stdin. containerd calls it once it has
+// closed its end of the stdin FIFO: the relay then reads the FIFO's end and
+// closes the process's stdin after the last byte. Only if that does not
+// happen within a grace period is the FIFO closed and the process's stdin
+// closed through the agent.
 func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
 	_, p, err := s.processOf(r.ID, r.ExecID)
@@ -168,18 +171,19 @@ func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (_ *em
 	}
 	select {
 	case <-p.stdinEOF:
+		return &emptypb.Empty{}, nil
 	case <-p.exited:
 		return &emptypb.Empty{}, nil
 	case <-time.After(s.scaled(time.Second)):
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	p.closeStdin()
 	c, err := s.agent(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := c.CloseStdin(ctx, p.request()); err != nil {
-		// The relay's own end of input may have closed it already.
 		log.G(ctx).WithError(err).Debug("closing stdin")
 	}
 	return &emptypb.Empty{}, nil

@@ -46,6 +46,7 @@ type process struct {
 	// Host side of the stdio relay, from attach to the process's end.
 	attached *client.Attached
 	fifos    []io.Closer
+	stdin    io.Closer     // the stdin FIFO, also in fifos
 	stdinEOF chan struct{} // closed once the stdin FIFO has ended
 }
 
@@ -136,11 +137,15 @@ func (p *process) attach(ctx context.Context, c *client.Client) (retErr error) {
 		stdout, stderr io.Writer
 	)
 	if p.io.stdin != "" {
-		f, err := fifo.OpenFifo(ctx, p.io.stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		// Opened without waiting for containerd's writer, which may come
+		// after this request: the open must outlive the request's context
+		// (whose end would close the FIFO, and lose stdin's EOF).
+		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), p.io.stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return fmt.Errorf("opening stdin %s: %w", p.io.stdin, err)
 		}
 		p.fifos = append(p.fifos, f)
+		p.stdin = f
 		stdin = &eofNotifier{r: f, eof: p.stdinEOF}
 	}
 	openOut := func(path string) (io.Writer, error) {
@@ -175,6 +180,16 @@ func (p *process) attach(ctx context.Context, c *client.Client) (retErr error) {
 	}
 	p.attached = a
 	return nil
+}
+
+// closeStdin closes the stdin FIFO, which ends its relay.
+func (p *process) closeStdin() {
+	p.mu.Lock()
+	f := p.stdin
+	p.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
 }
 
 func (p *process) closeFifos() {
