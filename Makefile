@@ -86,7 +86,7 @@ integration:
 	  if [ $$rc -ne 0 ]; then echo "--- integration log tail ($(OUT)/integration.log):"; tail -n 150 $(OUT)/integration.log; fi; \
 	  exit $$rc
 
-bench: deps kernel image
+bench: deps kernel image crictl
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
 
 install: build kernel image

@@ -3,6 +3,7 @@ package shimv2
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -61,7 +62,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, err
 	}
-	hostname := b.Spec.Hostname
+	hostname := guestHostname(b, sbID)
 	if !privateNamespace(b, specs.UTSNamespace) {
 		// The container shares the guest's UTS namespace (a host-network
 		// pod's), private to the pod's VM: Attach names it.
@@ -176,4 +177,23 @@ func privateNamespace(b *oci.Bundle, t specs.LinuxNamespaceType) bool {
 		}
 	}
 	return false
+}
+
+// guestHostname is the hostname of the VM that sandbox sbID's first
+// container creates: the spec's; else, for a container in the host's UTS
+// namespace (a host-network pod, which the kubelet gives no hostname), the
+// host's, as with runc; else a short form of the sandbox ID.
+func guestHostname(b *oci.Bundle, sbID string) string {
+	if b.Spec.Hostname != "" {
+		return b.Spec.Hostname
+	}
+	if !privateNamespace(b, specs.UTSNamespace) {
+		if h, err := os.Hostname(); err == nil {
+			return h
+		}
+	}
+	if len(sbID) > 12 {
+		return sbID[:12]
+	}
+	return sbID
 }

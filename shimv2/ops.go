@@ -30,10 +30,7 @@ func jsonMarshal(v any) ([]byte, error) {
 // Pids lists the container's processes, with their guest PIDs.
 func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.PidsResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	if _, _, err := s.processOf(r.ID, ""); err != nil {
-		return nil, err
-	}
-	c, err := s.agent(ctx)
+	_, c, err := s.agentFor(ctx, r.ID, "")
 	if err != nil {
 		return nil, err
 	}
@@ -60,11 +57,7 @@ func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 
 func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, p, err := s.processOf(id, "")
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.agent(ctx)
+	p, c, err := s.agentFor(ctx, id, "")
 	if err != nil {
 		return nil, err
 	}
@@ -89,10 +82,7 @@ func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb
 // cgroups v1 or v2 Metrics that containerd-shim-runc-v2 returns.
 func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAPI.StatsResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	if _, _, err := s.processOf(r.ID, ""); err != nil {
-		return nil, err
-	}
-	c, err := s.agent(ctx)
+	_, c, err := s.agentFor(ctx, r.ID, "")
 	if err != nil {
 		return nil, err
 	}
@@ -142,10 +132,7 @@ func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	if _, _, err := s.processOf(r.ID, r.ExecID); err != nil {
-		return nil, err
-	}
-	c, err := s.agent(ctx)
+	_, c, err := s.agentFor(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,19 @@ func (s *Service) agent(ctx context.Context) (*client.Client, error) {
 	return sb.Client(ctx)
 }
 
+// agentFor finds a process and the connection to its pod's agent.
+func (s *Service) agentFor(ctx context.Context, id, execID string) (*process, *client.Client, error) {
+	_, p, err := s.processOf(id, execID)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.agent(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, c, nil
+}
+
 // scaled multiplies d by the accelerator's slowdown.
 func (s *Service) scaled(d time.Duration) time.Duration {
 	s.mu.Lock()

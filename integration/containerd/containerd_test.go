@@ -11,22 +11,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/cocoon-containers/cocoon/integration/containerdtest"
-	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 const (
-	image          = "docker.io/cocoon/busybox:test"
+	image          = containerdtest.BusyboxImage
 	commandTimeout = 3 * time.Minute
 )
 
@@ -37,37 +34,10 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	d, err := containerdtest.Start(containerdtest.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	daemon = d
-	code := func() int {
-		defer d.Stop()
-		rootfs := filepath.Join(d.Dir, "busybox")
-		if err := testutil.BusyboxRootfs(rootfs); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-		defer cancel()
-		if err := d.Import(ctx, "", containerdtest.Image{Name: image, Rootfs: rootfs, Cmd: []string{"sh"}}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		code := m.Run()
-		if code != 0 {
-			fmt.Fprintf(os.Stderr, "--- containerd log tail:\n%s\n", d.LogTail())
-		}
-		return code
-	}()
-	if err := d.Leftovers("default"); err != nil {
-		fmt.Fprintln(os.Stderr, "left behind after the suite:", err)
-		fmt.Fprintf(os.Stderr, "--- containerd log tail:\n%s\n", d.LogTail())
-		code = 1
-	}
-	return code
+	return containerdtest.RunTests(m, containerdtest.Options{}, "default", func(ctx context.Context, d *containerdtest.Daemon) error {
+		daemon = d
+		return d.ImportBusybox(ctx, "")
+	})
 }
 
 // result is what a ctr command left.
@@ -173,39 +143,18 @@ func TestStdin(t *testing.T) {
 }
 
 func TestTerminal(t *testing.T) {
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 33, Cols: 101}); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := daemon.CtrCommand(ctx, "", "run", "--rm", "-t", "--runtime", containerdtest.Runtime, image, "tty",
 		"sh", "-c", "tty; stty size; exit 7")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	if err := cmd.Start(); err != nil {
+	got, code, err := containerdtest.RunInTerminal(cmd, 33, 101, "", 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	tty.Close()
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() { _, _ = io.Copy(&out, ptmx); close(copied) }()
-	err = cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
-	if err != nil && code != 7 {
-		t.Fatalf("ctr run -t: %v: %q", err, out.String())
-	}
 	if code != 7 {
-		t.Errorf("exit code %d, want 7: %q", code, out.String())
+		t.Errorf("exit code %d, want 7: %q", code, got)
 	}
-	got := strings.ReplaceAll(out.String(), "\r", "")
+	// The size reaches the guest's terminal through ResizePty.
 	if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 101") {
 		t.Errorf("output %q: want a /dev/pts terminal of 33 rows and 101 columns", got)
 	}
@@ -284,5 +233,43 @@ func TestNoVMLeft(t *testing.T) {
 	run(t, "", "leftover", "true")
 	if q := containerdtest.QEMUs(containerdtest.SandboxRoot("default")); len(q) > 0 {
 		t.Fatalf("QEMU still running after ctr run --rm: %v", q)
+	}
+}
+
+// TestShimDied kills a shim: containerd then runs the shim binary's delete
+// command, which must destroy the VM the dead shim left.
+func TestShimDied(t *testing.T) {
+	const id = "shim-dies"
+	detached(t, id, "sleep", "1000")
+	shims := containerdtest.Processes("containerd-shim-cocoon-v2 -namespace default -address " + daemon.Socket)
+	var pid int
+	for _, p := range shims {
+		if strings.HasSuffix(strings.TrimSuffix(p, " -debug"), "-id "+id) {
+			fmt.Sscanf(p, "%d:", &pid)
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no shim for %s among %v", id, shims)
+	}
+	vmDir := filepath.Join(containerdtest.SandboxRoot("default"), id)
+	if _, err := os.Stat(vmDir); err != nil {
+		t.Fatalf("the container's VM: %v", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := os.Stat(vmDir)
+		if os.IsNotExist(err) && len(containerdtest.Processes(vmDir+"/")) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the shim died: VM directory %v, processes %v", err, containerdtest.Processes(vmDir+"/"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st := taskStatus(t, id); st != "STOPPED" && st != "" {
+		t.Errorf("task status %q after its shim died, want STOPPED or gone", st)
 	}
 }

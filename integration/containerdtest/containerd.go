@@ -1,5 +1,3 @@
-//go:build integration
-
 // Package containerdtest runs a private containerd (Debian's 1.6 daemon)
 // for cocoon's containerd and CRI tests: its own root, state, socket and
 // configuration under a temporary directory, bin/ first in its PATH so
@@ -42,6 +40,9 @@ type Daemon struct {
 
 // Options say how to configure the daemon.
 type Options struct {
+	// Bin and Out are cocoon's bin/ and out/ directories; empty means
+	// $COCOON_TEST_BIN and $COCOON_TEST_OUT.
+	Bin, Out string
 	// CRI enables the CRI plugin with runtime handlers "cocoon" and
 	// "runc" and the given sandbox (pause) image; otherwise the plugin is
 	// disabled.
@@ -49,10 +50,15 @@ type Options struct {
 	SandboxImage string
 }
 
-// Start starts a daemon in a new temporary directory. COCOON_TEST_BIN and
-// COCOON_TEST_OUT name bin/ and out/.
+// Start starts a daemon in a new temporary directory.
 func Start(o Options) (*Daemon, error) {
-	bin, out := os.Getenv("COCOON_TEST_BIN"), os.Getenv("COCOON_TEST_OUT")
+	bin, out := o.Bin, o.Out
+	if bin == "" {
+		bin = os.Getenv("COCOON_TEST_BIN")
+	}
+	if out == "" {
+		out = os.Getenv("COCOON_TEST_OUT")
+	}
 	if bin == "" || out == "" {
 		return nil, fmt.Errorf("COCOON_TEST_BIN and COCOON_TEST_OUT must name bin/ and out/ (make build kernel image; make integration)")
 	}

@@ -1,5 +1,3 @@
-//go:build integration
-
 package containerdtest
 
 import (
@@ -16,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // Image is an image to import: a root file system directory and the
@@ -175,4 +175,31 @@ func main() {
 		return fmt.Errorf("building pause: %w: %s", err, out)
 	}
 	return nil
+}
+
+// Images of the tests, built here from the host's busybox-static and a few
+// lines of Go.
+const (
+	BusyboxImage = "docker.io/cocoon/busybox:test"
+	PauseImage   = "docker.io/cocoon/pause:test"
+)
+
+// ImportBusybox imports BusyboxImage into namespace ns.
+func (d *Daemon) ImportBusybox(ctx context.Context, ns string) error {
+	rootfs := filepath.Join(d.Dir, "busybox-"+ns)
+	defer os.RemoveAll(rootfs)
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		return err
+	}
+	return d.Import(ctx, ns, Image{Name: BusyboxImage, Rootfs: rootfs, Cmd: []string{"sh"}})
+}
+
+// ImportPause imports PauseImage into namespace ns.
+func (d *Daemon) ImportPause(ctx context.Context, ns string) error {
+	rootfs := filepath.Join(d.Dir, "pause-"+ns)
+	defer os.RemoveAll(rootfs)
+	if err := PauseRootfs(ctx, rootfs); err != nil {
+		return err
+	}
+	return d.Import(ctx, ns, Image{Name: PauseImage, Rootfs: rootfs, Cmd: []string{"/pause"}})
 }

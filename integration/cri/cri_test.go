@@ -12,33 +12,25 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/cocoon-containers/cocoon/integration/containerdtest"
-	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 const (
 	namespace      = "k8s.io"
-	busybox        = "docker.io/cocoon/busybox:test"
-	pause          = "docker.io/cocoon/pause:test"
+	busybox        = containerdtest.BusyboxImage
+	pause          = containerdtest.PauseImage
 	commandTimeout = 3 * time.Minute
-	// CrictlVersion is what `make crictl` builds into $COCOON_CACHE/bin.
-	crictlVersion = "v1.37.0"
 )
 
 var (
 	daemon     *containerdtest.Daemon
 	crictlPath string
-	crictlConf string
 )
 
 func TestMain(m *testing.M) {
@@ -46,62 +38,19 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	cache := os.Getenv("COCOON_CACHE")
-	if cache == "" {
-		cache = "/var/cache/cocoon"
-	}
-	crictlPath = filepath.Join(cache, "bin", "crictl-"+crictlVersion)
-	if _, err := os.Stat(crictlPath); err != nil {
-		fmt.Fprintf(os.Stderr, "crictl %s is not built (make crictl): %v\n", crictlVersion, err)
-		return 1
-	}
-	d, err := containerdtest.Start(containerdtest.Options{CRI: true, SandboxImage: pause})
-	if err != nil {
+	var err error
+	if crictlPath, err = containerdtest.CrictlPath(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	daemon = d
-	code := func() int {
-		defer d.Stop()
-		crictlConf = filepath.Join(d.Dir, "crictl.yaml")
-		conf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 180\n", d.Socket, d.Socket)
-		if err := os.WriteFile(crictlConf, []byte(conf), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+	opts := containerdtest.Options{CRI: true, SandboxImage: pause}
+	return containerdtest.RunTests(m, opts, namespace, func(ctx context.Context, d *containerdtest.Daemon) error {
+		daemon = d
+		if err := d.ImportBusybox(ctx, namespace); err != nil {
+			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-		defer cancel()
-		bb := filepath.Join(d.Dir, "busybox")
-		if err := testutil.BusyboxRootfs(bb); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		pauseRoot := filepath.Join(d.Dir, "pause")
-		if err := containerdtest.PauseRootfs(ctx, pauseRoot); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		for _, img := range []containerdtest.Image{
-			{Name: busybox, Rootfs: bb, Cmd: []string{"sh"}},
-			{Name: pause, Rootfs: pauseRoot, Cmd: []string{"/pause"}},
-		} {
-			if err := d.Import(ctx, namespace, img); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-		}
-		code := m.Run()
-		if code != 0 {
-			fmt.Fprintf(os.Stderr, "--- containerd log tail:\n%s\n", d.LogTail())
-		}
-		return code
-	}()
-	if err := d.Leftovers(namespace); err != nil {
-		fmt.Fprintln(os.Stderr, "left behind after the suite:", err)
-		fmt.Fprintf(os.Stderr, "--- containerd log tail:\n%s\n", d.LogTail())
-		code = 1
-	}
-	return code
+		return d.ImportPause(ctx, namespace)
+	})
 }
 
 type result struct {
@@ -118,10 +67,13 @@ func crictl(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, crictlPath, append([]string{"--config", crictlConf}, args...)...)
+	cmd, err := daemon.CrictlCommand(ctx, crictlPath, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err = cmd.Run()
 	if ctx.Err() != nil {
 		t.Fatalf("crictl %v: timed out after %v", args, commandTimeout)
 	}
@@ -143,41 +95,22 @@ func mustCrictl(t testing.TB, args ...string) string {
 	return strings.TrimSpace(r.stdout)
 }
 
-// writeJSON writes v to a file in dir and returns its path.
-func writeJSON(t testing.TB, dir, name string, v any) string {
+func podConfig(t testing.TB, dir, name string) string {
 	t.Helper()
-	data, err := json.Marshal(v)
+	path, err := containerdtest.PodConfig(dir, name)
 	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-// podConfig is a host-network pod whose containers share a PID namespace.
-func podConfig(t testing.TB, dir, name string) string {
-	return writeJSON(t, dir, name+"-pod.json", map[string]any{
-		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
-		"hostname":      name,
-		"log_directory": filepath.Join(dir, "logs"),
-		"linux": map[string]any{"security_context": map[string]any{
-			// network NODE (2): no CNI; pid POD (0): one PID namespace.
-			"namespace_options": map[string]any{"network": 2, "pid": 0},
-		}},
-	})
-}
-
 func containerConfig(t testing.TB, dir, name string, cmd ...string) string {
-	return writeJSON(t, dir, name+".json", map[string]any{
-		"metadata": map[string]any{"name": name},
-		"image":    map[string]any{"image": busybox},
-		"command":  cmd,
-		"log_path": name + ".log",
-		"linux":    map[string]any{},
-	})
+	t.Helper()
+	path, err := containerdtest.ContainerConfig(dir, name, busybox, cmd...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // runPod starts a pod with the handler and returns its ID; the pod is
@@ -215,6 +148,10 @@ func TestPod(t *testing.T) {
 	if q := qemus(t); len(q) != 1 {
 		t.Fatalf("%d QEMU processes for one pod of two containers, want 1: %v", len(q), q)
 	}
+	// A host-network pod has the host's hostname, as with runc.
+	if h, _ := os.Hostname(); mustCrictl(t, "exec", "-s", c1, "hostname") != h {
+		t.Errorf("hostname in a host-network pod: want the host's %q", h)
+	}
 	host, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	if got := mustCrictl(t, "exec", "-s", c1, "uname", "-r"); got == strings.TrimSpace(string(host)) {
 		t.Errorf("uname -r in the pod %q is the host's", got)
@@ -232,7 +169,7 @@ func TestPod(t *testing.T) {
 	t.Run("exec -s", func(t *testing.T) {
 		r := crictl(t, "exec", "-s", c1, "sh", "-c", "echo out; echo err >&2")
 		// crictl prints the command's stdout, then its stderr.
-		if r.code != 0 || strings.Fields(r.stdout+r.stderr)[0] != "out" || !strings.Contains(r.stdout+r.stderr, "err") {
+		if r.code != 0 || strings.Fields(r.stdout + r.stderr)[0] != "out" || !strings.Contains(r.stdout+r.stderr, "err") {
 			t.Errorf("exec -s: %v; want out and err", r)
 		}
 		// crictl reports a failed command's status in its error.
@@ -243,33 +180,18 @@ func TestPod(t *testing.T) {
 	})
 
 	t.Run("exec -it", func(t *testing.T) {
-		ptmx, tty, err := pty.Open()
+		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+		defer cancel()
+		cmd, err := daemon.CrictlCommand(ctx, crictlPath, "exec", "-it", c1, "sh", "-c", "tty; read line; echo got:$line; exit 4")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ptmx.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, crictlPath, "--config", crictlConf, "exec", "-it", c1, "sh", "-c", "tty; read line; echo got:$line; exit 4")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-		if err := cmd.Start(); err != nil {
+		got, code, err := containerdtest.RunInTerminal(cmd, 24, 80, "typed\r", 2*time.Second)
+		if err != nil {
 			t.Fatal(err)
 		}
-		tty.Close()
-		var out bytes.Buffer
-		copied := make(chan struct{})
-		go func() { _, _ = io.Copy(&out, ptmx); close(copied) }()
-		time.Sleep(2 * time.Second)
-		if _, err := ptmx.Write([]byte("typed\r")); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		select {
-		case <-copied:
-		case <-time.After(5 * time.Second):
-		}
-		got := strings.ReplaceAll(out.String(), "\r", "")
-		if code := cmd.ProcessState.ExitCode(); code == 0 || !strings.Contains(got, "exit code 4") {
+		// crictl reports the command's status in its error.
+		if code == 0 || !strings.Contains(got, "exit code 4") {
 			t.Errorf("exec -it exit %d, %q; want the command's exit code 4 reported", code, got)
 		}
 		if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "got:typed") {
