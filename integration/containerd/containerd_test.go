@@ -160,8 +160,29 @@ func TestTerminal(t *testing.T) {
 	}
 }
 
+// events collects the topics of `ctr events` until the returned function
+// is called, which returns them.
+func events(t *testing.T) func() string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := daemon.CtrCommand(ctx, "", "events")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // subscribed
+	return func() string {
+		time.Sleep(200 * time.Millisecond) // delivered
+		cancel()
+		_ = cmd.Wait()
+		return out.String()
+	}
+}
+
 func TestExecAndKill(t *testing.T) {
 	const id = "exec-kill"
+	stopEvents := events(t)
 	detached(t, id, "sh", "-c", "echo started > /tmp/mark; exec sleep 1000")
 	if st := taskStatus(t, id); st != "RUNNING" {
 		t.Fatalf("task status %q, want RUNNING", st)
@@ -203,6 +224,13 @@ func TestExecAndKill(t *testing.T) {
 		t.Errorf("task delete: %q, want exit status 137", out)
 	}
 	mustCtr(t, "container", "delete", id)
+	got := stopEvents()
+	for _, topic := range []string{"/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started",
+		"/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"} {
+		if !strings.Contains(got, topic+" ") {
+			t.Errorf("no %s event from the shim in:\n%s", topic, got)
+		}
+	}
 }
 
 func TestKillAll(t *testing.T) {
