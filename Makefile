@@ -91,12 +91,12 @@ bench: deps kernel image crictl
 
 install: build kernel image
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(CONFDIR)
-	install -m 0755 $(BIN)/cocoon-runtime $(BIN)/cocoon-proxy $(BIN)/cocoon-shim $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/cocoon-runtime $(BIN)/cocoon-proxy $(BIN)/cocoon-shim $(BIN)/containerd-shim-cocoon-v2 $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(OUT)/vmlinux $(OUT)/bzImage $(OUT)/initrd.img $(OUT)/kernel.release $(DESTDIR)$(SHAREDIR)/
 	test -e $(DESTDIR)$(CONFDIR)/configuration.toml || install -m 0644 config/configuration.toml $(DESTDIR)$(CONFDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/cocoon-shim
+	rm -f $(DESTDIR)$(PREFIX)/bin/cocoon-runtime $(DESTDIR)$(PREFIX)/bin/cocoon-proxy $(DESTDIR)$(PREFIX)/bin/cocoon-shim $(DESTDIR)$(PREFIX)/bin/containerd-shim-cocoon-v2
 	rm -rf $(DESTDIR)$(SHAREDIR)
 
 # Registers the installed runtime with Docker as "cocoon" (merges it into
