@@ -142,36 +142,37 @@ func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (_
 	return &emptypb.Empty{}, nil
 }
 
-// CloseIO closes a process's stdin. containerd calls it once it has
-// closed its end of the stdin FIFO: the relay then reads the FIFO's end and
-// closes the process's stdin after the last byte. Only if that does not
-// happen within a grace period is the FIFO closed and the process's stdin
-// closed through the agent.
+// CloseIO closes a process's stdin. The relay closes it after the last
+// byte once every writer of the stdin FIFO has closed it; containerd's
+// clients call CloseIO before they close theirs (ctr from inside its copy
+// to the FIFO), so CloseIO returns at once, and only if the FIFO has not
+// ended within a grace period is it closed, and the process's stdin closed
+// through the agent. (The shim holds no writer of its own on the FIFO, so a
+// client's close ends stdin even when it never calls CloseIO.)
 func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, p, err := s.processOf(r.ID, r.ExecID)
+	p, c, err := s.agentFor(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
 	if !r.Stdin || p.io.stdin == "" {
 		return &emptypb.Empty{}, nil
 	}
-	select {
-	case <-p.stdinEOF:
-		return &emptypb.Empty{}, nil
-	case <-p.exited:
-		return &emptypb.Empty{}, nil
-	case <-time.After(s.scaled(time.Second)):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	p.closeStdin()
-	c, err := s.agent(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.CloseStdin(ctx, p.request()); err != nil {
-		log.G(ctx).WithError(err).Debug("closing stdin")
-	}
+	grace := s.scaled(time.Second)
+	go func() {
+		select {
+		case <-p.stdinEOF:
+			return
+		case <-p.exited:
+			return
+		case <-time.After(grace):
+		}
+		p.closeStdin()
+		ctx, cancel := context.WithTimeout(s.ctx, grace)
+		defer cancel()
+		if _, err := c.CloseStdin(ctx, p.request()); err != nil {
+			log.G(ctx).WithError(err).Debug("closing stdin")
+		}
+	}()
 	return &emptypb.Empty{}, nil
 }

@@ -41,7 +41,7 @@ type process struct {
 	pid        uint32
 	exitStatus uint32
 	exitedAt   time.Time
-	exited     chan struct{} // closed once status is STOPPED
+	exited     chan struct{} // closed by done, after the exit event
 
 	// Host side of the stdio relay, from attach to the process's end.
 	attached *client.Attached
@@ -215,8 +215,8 @@ func (e *eofNotifier) Read(b []byte) (int, error) {
 }
 
 // wait follows the process to its end through the agent, lets its output
-// drain into the FIFOs (within drain), closes them, records the exit and
-// returns the agent's answer, with what went wrong on the way. A lost
+// drain into the FIFOs (within drain), closes them, records the exit (done
+// then releases its waiters) and returns the agent's answer, with what went wrong on the way. A lost
 // agent counts as exit status 255.
 func (p *process) wait(ctx context.Context, c *client.Client, drain time.Duration) (*api.WaitProcessResponse, error) {
 	resp, err := c.WaitProcess(ctx, p.request())
@@ -248,6 +248,11 @@ func (p *process) wait(ctx context.Context, c *client.Client, drain time.Duratio
 		p.exitedAt = time.Now()
 	}
 	p.mu.Unlock()
-	close(p.exited)
 	return resp, err
+}
+
+// done tells the process's waiters that it has exited; its exit event has
+// been published before.
+func (p *process) done() {
+	close(p.exited)
 }

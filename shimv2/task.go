@@ -119,6 +119,7 @@ func (s *Service) follow(c *client.Client, p *process) {
 		ExitStatus:  status,
 		ExitedAt:    protobuf.ToTimestamp(at),
 	})
+	p.done()
 }
 
 // Start starts the init process (created by Create) or an exec'd process
