@@ -195,6 +195,13 @@ func TestExecAndKill(t *testing.T) {
 	if r.code != 0 || r.out != "in through exec\n" {
 		t.Fatalf("exec with stdin: exit %d, %q", r.code, r.out)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	term, code, err := containerdtest.RunInTerminal(daemon.CtrCommand(ctx, "", "task", "exec", "-t", "--exec-id", "e3", id,
+		"sh", "-c", "tty; stty size; exit 6"), 20, 70, "", 0)
+	if err != nil || code != 6 || !strings.Contains(term, "/dev/pts/") || !strings.Contains(term, "20 70") {
+		t.Errorf("exec -t: %v, exit %d, %q; want 6 on a 20x70 terminal", err, code, term)
+	}
 	ps := mustCtr(t, "task", "ps", id)
 	if len(strings.Split(strings.TrimSpace(ps), "\n")) < 2 {
 		t.Errorf("task ps: %q, want the container's processes", ps)
