@@ -66,11 +66,18 @@ func New(ctx context.Context, id string, publisher shim.Publisher, shutdown func
 	}, nil
 }
 
-// managerFor returns the sandbox manager of containerd namespace ns: its
-// sandboxes live under sandbox.DefaultRoot, in a directory of their own
-// per namespace (container IDs are unique within a namespace only).
+// managerFor returns the sandbox manager of the containerd namespace that
+// the shim serves. Its sandboxes live under sandbox.DefaultRoot, in a
+// directory of their own per containerd instance and namespace (container
+// IDs are unique within one only): named by a hash of the directory that
+// holds the namespace's bundles, the parent of the shim's working
+// directory (containerd runs every shim command in a bundle).
 func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cwd, err := os.Getwd()
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +85,19 @@ func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte("containerd/" + ns))
-	m, err := sandbox.NewManager(cfg, filepath.Join(sandbox.DefaultRoot, hex.EncodeToString(sum[:4])))
+	m, err := sandbox.NewManager(cfg, SandboxRoot(filepath.Dir(cwd)))
 	if err != nil {
 		return nil, err
 	}
 	m.Log = m.Log.WithField("namespace", ns)
 	return m, nil
+}
+
+// SandboxRoot returns the directory of the sandboxes whose containers'
+// bundles are in bundles (containerd's <state>/io.containerd.runtime.v2.task/<namespace>).
+func SandboxRoot(bundles string) string {
+	sum := sha256.Sum256([]byte("containerd:" + filepath.Clean(bundles)))
+	return filepath.Join(sandbox.DefaultRoot, hex.EncodeToString(sum[:4]))
 }
 
 // getManager returns the shim's sandbox manager, made on first use.

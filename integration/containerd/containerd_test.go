@@ -266,7 +266,7 @@ func TestKillAll(t *testing.T) {
 
 func TestNoVMLeft(t *testing.T) {
 	run(t, "", "leftover", "true")
-	if q := containerdtest.QEMUs(containerdtest.SandboxRoot("default")); len(q) > 0 {
+	if q := containerdtest.QEMUs(daemon.SandboxRoot("default")); len(q) > 0 {
 		t.Fatalf("QEMU still running after ctr run --rm: %v", q)
 	}
 }
@@ -286,7 +286,7 @@ func TestShimDied(t *testing.T) {
 	if pid == 0 {
 		t.Fatalf("no shim for %s among %v", id, shims)
 	}
-	vmDir := filepath.Join(containerdtest.SandboxRoot("default"), id)
+	vmDir := filepath.Join(daemon.SandboxRoot("default"), id)
 	if _, err := os.Stat(vmDir); err != nil {
 		t.Fatalf("the container's VM: %v", err)
 	}

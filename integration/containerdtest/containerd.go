@@ -8,8 +8,6 @@ package containerdtest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/shimv2"
 )
 
 // Runtime is cocoon's runtime type in containerd.
@@ -209,11 +209,10 @@ func MountsUnder(dir string) []string {
 	return under
 }
 
-// SandboxRoot is where the shim keeps the VMs of containerd namespace ns
-// (shimv2's managerFor).
-func SandboxRoot(ns string) string {
-	sum := sha256.Sum256([]byte("containerd/" + ns))
-	return filepath.Join("/run/cocoon/.vm", hex.EncodeToString(sum[:4]))
+// SandboxRoot is where the shim keeps the VMs of the daemon's namespace
+// ns.
+func (d *Daemon) SandboxRoot(ns string) string {
+	return shimv2.SandboxRoot(filepath.Join(d.Dir, "state", "io.containerd.runtime.v2.task", ns))
 }
 
 // Processes returns the host processes whose command line contains one of
@@ -255,7 +254,7 @@ func (d *Daemon) Leftovers(namespaces ...string) error {
 	var problems []string
 	subs := []string{d.Dir} // a shim's -address is the daemon's socket
 	for _, ns := range namespaces {
-		root := SandboxRoot(ns)
+		root := d.SandboxRoot(ns)
 		if entries, err := os.ReadDir(root); err == nil {
 			problems = append(problems, fmt.Sprintf("%s still exists (%d entries)", root, len(entries)))
 		}

@@ -135,7 +135,7 @@ func startContainer(t testing.TB, podID, ctrJSON, podJSON string) string {
 
 func qemus(t *testing.T) []string {
 	t.Helper()
-	return containerdtest.QEMUs(containerdtest.SandboxRoot(namespace))
+	return containerdtest.QEMUs(daemon.SandboxRoot(namespace))
 }
 
 func TestPod(t *testing.T) {
@@ -248,7 +248,7 @@ func TestPod(t *testing.T) {
 	if q := qemus(t); len(q) != 0 {
 		t.Errorf("QEMU left after rmp: %v", q)
 	}
-	if p := containerdtest.Processes("containerd-shim-cocoon-v2 -namespace " + namespace); len(p) != 0 {
+	if p := containerdtest.Processes("containerd-shim-cocoon-v2 -namespace " + namespace + " -address " + daemon.Socket); len(p) != 0 {
 		t.Errorf("shim left after rmp: %v", p)
 	}
 }
