@@ -91,6 +91,10 @@ func run(ctx context.Context, out, bin string, runs int) error {
 	if err != nil {
 		return err
 	}
+	runcPod, cocoonPod, err := b.podStart(ctx, out, bin, runs)
+	if err != nil {
+		return fmt.Errorf("pod start: %w", err)
+	}
 	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
 	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
 	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
@@ -101,6 +105,8 @@ func run(ctx context.Context, out, bin string, runs int) error {
 		row("runc run of busybox true (s)", seconds(runcTrue))
 	}
 	row("cocoon-runtime run of busybox true (s)", seconds(cocoonTrue))
+	row("CRI runp + create + start, runc (s)", seconds(runcPod))
+	row("CRI runp + create + start, cocoon (s)", seconds(cocoonPod))
 	return nil
 }
 

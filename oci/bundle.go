@@ -27,6 +27,11 @@ type Bundle struct {
 	// Rootfs is the host path of the root file system: root.path made
 	// absolute (a relative one is relative to Dir).
 	Rootfs string
+	// GuestNamespaces maps namespace paths of the spec to paths of the
+	// same namespaces in the guest; ForGuest keeps the namespaces it maps
+	// (a pod's containers join its sandbox container's namespaces, which
+	// the caller knows by their host paths). LoadBundle leaves it empty.
+	GuestNamespaces map[string]string
 }
 
 // invalid returns an error wrapping ErrInvalidBundle with a message of its

@@ -70,7 +70,8 @@ func isBind(m specs.Mount) bool {
 //     relative source is relative to the bundle, as runc has it), and each
 //     becomes a Bind; other mounts are unchanged;
 //   - a network namespace with a path is dropped (NetNSPath), and joining
-//     any other namespace by path is ErrUnsupported: host paths mean
+//     any other namespace by path is ErrUnsupported unless
+//     Bundle.GuestNamespaces maps the path to the guest's: host paths mean
 //     nothing in the guest;
 //   - host hooks are moved to Hooks; host security labels (AppArmor, SELinux),
 //     Intel RDT and network devices are dropped; the cgroups path becomes
@@ -127,6 +128,9 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 		for _, ns := range l.Namespaces {
 			switch {
 			case ns.Path == "":
+				kept = append(kept, ns)
+			case b.GuestNamespaces[ns.Path] != "":
+				ns.Path = b.GuestNamespaces[ns.Path]
 				kept = append(kept, ns)
 			case ns.Type == specs.NetworkNamespace:
 				g.NetNSPath = ns.Path

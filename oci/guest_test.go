@@ -267,3 +267,35 @@ func TestGuestProcess(t *testing.T) {
 		t.Error("GuestProcess modified its argument")
 	}
 }
+
+func TestForGuestNamespacesMapped(t *testing.T) {
+	h := makeHostFiles(t)
+	spec := &specs.Spec{
+		Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"},
+		Root:    &specs.Root{Path: "rootfs"},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace, Path: "/proc/42/ns/pid"},
+			{Type: specs.IPCNamespace, Path: "/proc/42/ns/ipc"},
+			{Type: specs.MountNamespace},
+		}},
+	}
+	b := &Bundle{Dir: h.bundle, Spec: spec, Rootfs: h.rootfs, GuestNamespaces: map[string]string{
+		"/proc/42/ns/pid": "/proc/7/ns/pid",
+		"/proc/42/ns/ipc": "/proc/7/ns/ipc",
+	}}
+	g, err := ForGuest(b, "c1", Share{HostDir: "/sb/shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace, Path: "/proc/7/ns/pid"},
+		{Type: specs.IPCNamespace, Path: "/proc/7/ns/ipc"},
+		{Type: specs.MountNamespace},
+	}
+	if !reflect.DeepEqual(g.Spec.Linux.Namespaces, want) {
+		t.Errorf("namespaces %+v, want %+v", g.Spec.Linux.Namespaces, want)
+	}
+	if spec.Linux.Namespaces[0].Path != "/proc/42/ns/pid" {
+		t.Error("the bundle's spec was modified")
+	}
+}

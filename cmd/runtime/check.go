@@ -13,6 +13,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/internal/hostcheck"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 var checkCommand = &cli.Command{
@@ -72,7 +73,7 @@ func runChecks(c *cli.Context) checkReport {
 		rep.Checks = append(rep.Checks, hostcheck.Result{Name: "config", Status: hostcheck.Pass, Detail: rep.Configuration + configOrigin(rep.Configuration)})
 	}
 	in := hostcheck.Input{Config: cfg, RuntimeVersion: version}
-	in.Accelerator, in.Why, in.Err = resolveAccelerator(cfg.Hypervisor.Accelerator)
+	in.Accelerator, in.Why, in.Err = sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
 	shim, shimErr := shimPath()
 	proxy, proxyErr := helperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")
 	in.Helpers = []hostcheck.Helper{

@@ -16,6 +16,7 @@ import (
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/internal/hostcheck"
 	"github.com/cocoon-containers/cocoon/packaging/initrd"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 var envCommand = &cli.Command{
@@ -140,7 +141,7 @@ func collectEnv(c *cli.Context, cfg *config.Config) runtimeEnv {
 	if h.Version, h.Banner, err = hostcheck.QEMUVersion(c.Context, cfg.Hypervisor.Path); err != nil {
 		h.Error = err.Error()
 	}
-	accel, why, err := resolveAccelerator(cfg.Hypervisor.Accelerator)
+	accel, why, err := sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
 	if err != nil {
 		h.AcceleratorError = err.Error()
 	} else {

@@ -14,8 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/config"
-	"github.com/cocoon-containers/cocoon/hypervisor"
-	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -67,19 +65,7 @@ func newManagerAt(c *cli.Context, root string) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	accel, why, err := resolveAccelerator(cfg.Hypervisor.Accelerator)
-	if err != nil {
-		return nil, err
-	}
-	log := logrus.WithField("accelerator", accel)
-	log.Debugf("accelerator: %s", why)
-	return &sandbox.Manager{
-		Root:        root,
-		Config:      cfg,
-		Hypervisor:  qemu.New(),
-		Accelerator: accel,
-		Log:         log,
-	}, nil
+	return sandbox.NewManager(cfg, root)
 }
 
 // loadConfig loads the configuration that --config names (or the
@@ -98,22 +84,6 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 		logrus.SetLevel(cfg.Runtime.Level())
 	}
 	return cfg, nil
-}
-
-func resolveAccelerator(want string) (hypervisor.Accelerator, string, error) {
-	detected, why := qemu.DetectAccelerator()
-	switch want {
-	case "auto":
-		return detected, why, nil
-	case "tcg":
-		return hypervisor.TCG, "forced by configuration", nil
-	case "kvm":
-		if detected != hypervisor.KVM {
-			return "", "", fmt.Errorf("accelerator kvm is configured but unusable: %s", why)
-		}
-		return hypervisor.KVM, "forced by configuration", nil
-	}
-	return "", "", fmt.Errorf("unknown accelerator %q", want)
 }
 
 // scaled multiplies d by the accelerator's slowdown.

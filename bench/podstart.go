@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+)
+
+// podStart times what a pod's start costs through containerd's CRI: runp
+// of a host-network pod, then create and start of one busybox container in
+// it, with the runc and cocoon runtime handlers of one private containerd,
+// interleaved. Stopping and removing the pod is not timed.
+func (b *bench) podStart(ctx context.Context, out, bin string, runs int) (runc, cocoon []time.Duration, err error) {
+	crictl, err := containerdtest.CrictlPath()
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := containerdtest.Start(containerdtest.Options{Bin: bin, Out: out, CRI: true, SandboxImage: containerdtest.PauseImage})
+	if err != nil {
+		return nil, nil, err
+	}
+	const ns = "k8s.io"
+	defer func() {
+		d.Stop()
+		if lerr := d.Leftovers(ns); lerr != nil && err == nil {
+			err = fmt.Errorf("after the pods: %w", lerr)
+		}
+	}()
+	if err := d.ImportBusybox(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	if err := d.ImportPause(ctx, ns); err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp(b.work, "pods-")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctr, err := containerdtest.ContainerConfig(dir, "c", containerdtest.BusyboxImage, "sleep", "1000")
+	if err != nil {
+		return nil, nil, err
+	}
+	crictlRun := func(args ...string) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		return d.Crictl(cctx, crictl, args...)
+	}
+	timePod := func(handler string, i int) (time.Duration, error) {
+		pod, err := containerdtest.PodConfig(dir, fmt.Sprintf("%s-%d", handler, i))
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		podID, err := crictlRun("runp", "--runtime", handler, pod)
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			_, _ = crictlRun("stopp", podID)
+			_, _ = crictlRun("rmp", podID)
+		}()
+		id, err := crictlRun("create", podID, ctr, pod)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := crictlRun("start", id); err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
+	}
+	for i := 0; i < runs; i++ {
+		r, err := timePod("runc", i)
+		if err != nil {
+			return nil, nil, err
+		}
+		runc = append(runc, r)
+		c, err := timePod("cocoon", i)
+		if err != nil {
+			return nil, nil, err
+		}
+		cocoon = append(cocoon, c)
+	}
+	return runc, cocoon, nil
+}

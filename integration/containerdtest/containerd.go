@@ -1,0 +1,275 @@
+// Package containerdtest runs a private containerd (Debian's 1.6 daemon)
+// for cocoon's containerd and CRI tests: its own root, state, socket and
+// configuration under a temporary directory, bin/ first in its PATH so
+// that it finds containerd-shim-cocoon-v2, and the development
+// configuration of cocoon in COCOON_CONFIG. It is stopped by PID.
+package containerdtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/shimv2"
+)
+
+// Runtime is cocoon's runtime type in containerd.
+const Runtime = "io.containerd.cocoon.v2"
+
+// Daemon is a running private containerd.
+type Daemon struct {
+	// Dir holds everything of the daemon.
+	Dir string
+	// Socket is its gRPC address.
+	Socket string
+	// Bin and Out are cocoon's bin/ and out/ directories.
+	Bin, Out string
+
+	pid     int
+	exited  chan struct{}
+	log     string
+	lastLog string // the log's tail, kept by Stop
+}
+
+// Options say how to configure the daemon.
+type Options struct {
+	// Bin and Out are cocoon's bin/ and out/ directories; empty means
+	// $COCOON_TEST_BIN and $COCOON_TEST_OUT.
+	Bin, Out string
+	// CRI enables the CRI plugin with runtime handlers "cocoon" and
+	// "runc" and the given sandbox (pause) image; otherwise the plugin is
+	// disabled.
+	CRI          bool
+	SandboxImage string
+}
+
+// Start starts a daemon in a new temporary directory.
+func Start(o Options) (*Daemon, error) {
+	bin, out := o.Bin, o.Out
+	if bin == "" {
+		bin = os.Getenv("COCOON_TEST_BIN")
+	}
+	if out == "" {
+		out = os.Getenv("COCOON_TEST_OUT")
+	}
+	if bin == "" || out == "" {
+		return nil, fmt.Errorf("COCOON_TEST_BIN and COCOON_TEST_OUT must name bin/ and out/ (make build kernel image; make integration)")
+	}
+	if _, err := os.Stat(filepath.Join(bin, "containerd-shim-cocoon-v2")); err != nil {
+		return nil, fmt.Errorf("the shim is not built (make build): %w", err)
+	}
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		return nil, fmt.Errorf("containerd not found (packaging/deps.sh installs it): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "cocoon-ctrd")
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
+	cfg := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfg, []byte(d.config(o)), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	logFile, err := os.Create(d.log)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(containerd, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(),
+		"PATH="+bin+":"+os.Getenv("PATH"),
+		"COCOON_CONFIG="+filepath.Join(out, "configuration.toml"))
+	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting containerd: %w", err)
+	}
+	d.pid = cmd.Process.Pid
+	go func() { _ = cmd.Wait(); close(d.exited) }()
+	if err := d.wait(); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) config(o Options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 2\nroot = %q\nstate = %q\n", filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"))
+	if !o.CRI {
+		// Top-level keys come before the first table.
+		b.WriteString("disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
+	}
+	fmt.Fprintf(&b, "[grpc]\n  address = %q\n", d.Socket)
+	fmt.Fprintf(&b, "[debug]\n  level = \"debug\"\n")
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n", filepath.Join(d.Dir, "opt"))
+	if !o.CRI {
+		return b.String()
+	}
+	const cri = `plugins."io.containerd.grpc.v1.cri"`
+	fmt.Fprintf(&b, "[%s]\n  sandbox_image = %q\n  restrict_oom_score_adj = true\n", cri, o.SandboxImage)
+	fmt.Fprintf(&b, "[%s.containerd]\n  default_runtime_name = \"runc\"\n", cri)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n", cri)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.cocoon]\n  runtime_type = %q\n", cri, Runtime)
+	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, filepath.Join(d.Dir, "cni-bin"), filepath.Join(d.Dir, "cni-conf"))
+	return b.String()
+}
+
+// wait waits until the daemon answers.
+func (d *Daemon) wait() error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			return fmt.Errorf("containerd exited: %s", d.LogTail())
+		default:
+		}
+		if _, err := d.Ctr(context.Background(), "", "version"); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("containerd did not answer on %s within a minute: %s", d.Socket, d.LogTail())
+}
+
+// Ctr runs ctr against the daemon in namespace ns (default when empty) and
+// returns its combined output.
+func (d *Daemon) Ctr(ctx context.Context, ns string, args ...string) (string, error) {
+	cmd := d.CtrCommand(ctx, ns, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// CtrCommand returns the ctr command, for callers that set its stdio.
+func (d *Daemon) CtrCommand(ctx context.Context, ns string, args ...string) *exec.Cmd {
+	if ns == "" {
+		ns = "default"
+	}
+	return exec.CommandContext(ctx, "ctr", append([]string{"--address", d.Socket, "--namespace", ns}, args...)...)
+}
+
+// LogTail returns the end of the daemon's log.
+func (d *Daemon) LogTail() string {
+	data, err := os.ReadFile(d.log)
+	if err != nil {
+		return d.lastLog
+	}
+	if len(data) > 12000 {
+		data = data[len(data)-12000:]
+	}
+	return string(data)
+}
+
+// Stop stops the daemon by its PID (TERM, then KILL), unmounts what it
+// left under its directory and removes the directory.
+func (d *Daemon) Stop() {
+	_ = unix.Kill(d.pid, unix.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		_ = unix.Kill(d.pid, unix.SIGKILL)
+		<-d.exited
+	}
+	d.lastLog = d.LogTail()
+	for _, m := range MountsUnder(d.Dir) {
+		_ = unix.Unmount(m, unix.MNT_DETACH)
+	}
+	os.RemoveAll(d.Dir)
+}
+
+// MountsUnder lists the mount points under dir, deepest first.
+func MountsUnder(dir string) []string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	var under []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			under = append(under, f[4])
+		}
+	}
+	for i, j := 0, len(under)-1; i < j; i, j = i+1, j-1 {
+		under[i], under[j] = under[j], under[i]
+	}
+	return under
+}
+
+// SandboxRoot is where the shim keeps the VMs of the daemon's namespace
+// ns.
+func (d *Daemon) SandboxRoot(ns string) string {
+	return shimv2.SandboxRoot(filepath.Join(d.Dir, "state", "io.containerd.runtime.v2.task", ns))
+}
+
+// Processes returns the host processes whose command line contains one of
+// the substrings, as "PID: command line".
+func Processes(substrings ...string) []string {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var found []string
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cl := strings.ReplaceAll(strings.TrimRight(string(data), "\x00"), "\x00", " ")
+		for _, s := range substrings {
+			if strings.Contains(cl, s) {
+				found = append(found, filepath.Base(dir)+": "+cl)
+				break
+			}
+		}
+	}
+	return found
+}
+
+// QEMUs returns the QEMU processes that run sandboxes under root.
+func QEMUs(root string) []string {
+	var qemus []string
+	for _, p := range Processes(root + "/") {
+		if strings.Contains(p, "qemu-system") {
+			qemus = append(qemus, p)
+		}
+	}
+	return qemus
+}
+
+// Leftovers reports what the daemon's tests left: sandbox directories of
+// the namespaces, shims, QEMU and proxy processes, mounts under the
+// daemon's directory.
+func (d *Daemon) Leftovers(namespaces ...string) error {
+	var problems []string
+	subs := []string{d.Dir} // a shim's -address is the daemon's socket
+	for _, ns := range namespaces {
+		root := d.SandboxRoot(ns)
+		if entries, err := os.ReadDir(root); err == nil {
+			problems = append(problems, fmt.Sprintf("%s still exists (%d entries)", root, len(entries)))
+		}
+		subs = append(subs, root+"/")
+	}
+	for _, p := range Processes(subs...) {
+		problems = append(problems, "process left: "+p)
+	}
+	for _, m := range MountsUnder(d.Dir) {
+		if strings.Contains(m, "/io.containerd.runtime.v2.task/") {
+			problems = append(problems, "mount left: "+m)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package containerdtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// CrictlVersion is the crictl that `make crictl` builds.
+const CrictlVersion = "v1.37.0"
+
+// CrictlPath is where `make crictl` puts crictl: $COCOON_CACHE/bin
+// (default /var/cache/cocoon/bin), outside the clone.
+func CrictlPath() (string, error) {
+	cache := os.Getenv("COCOON_CACHE")
+	if cache == "" {
+		cache = "/var/cache/cocoon"
+	}
+	path := filepath.Join(cache, "bin", "crictl-"+CrictlVersion)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("crictl %s is not built (make crictl): %w", CrictlVersion, err)
+	}
+	return path, nil
+}
+
+// CrictlCommand returns crictl with a configuration that points it at the
+// daemon.
+func (d *Daemon) CrictlCommand(ctx context.Context, crictl string, args ...string) (*exec.Cmd, error) {
+	conf := filepath.Join(d.Dir, "crictl.yaml")
+	if _, err := os.Stat(conf); err != nil {
+		data := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 180\n", d.Socket, d.Socket)
+		if err := os.WriteFile(conf, []byte(data), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return exec.CommandContext(ctx, crictl, append([]string{"--config", conf}, args...)...), nil
+}
+
+// Crictl runs crictl against the daemon and returns its trimmed stdout.
+func (d *Daemon) Crictl(ctx context.Context, crictl string, args ...string) (string, error) {
+	cmd, err := d.CrictlCommand(ctx, crictl, args...)
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// PodConfig writes the configuration of a host-network pod (no CNI) whose
+// containers share one PID namespace, and returns its path. It has no
+// hostname, as the kubelet gives none to host-network pods (runc refuses a
+// hostname without a UTS namespace of its own).
+func PodConfig(dir, name string) (string, error) {
+	return writeJSON(filepath.Join(dir, name+"-pod.json"), map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
+		"log_directory": filepath.Join(dir, "logs"),
+		"linux": map[string]any{"security_context": map[string]any{
+			// network NODE (2): no CNI; pid POD (0): one PID namespace.
+			"namespace_options": map[string]any{"network": 2, "pid": 0},
+		}},
+	})
+}
+
+// ContainerConfig writes the configuration of a container of image that
+// runs cmd, and returns its path.
+func ContainerConfig(dir, name, image string, cmd ...string) (string, error) {
+	return writeJSON(filepath.Join(dir, name+".json"), map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": image},
+		"command":  cmd,
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	})
+}
+
+func writeJSON(path string, v any) (string, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, data, 0o644)
+}

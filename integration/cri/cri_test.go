@@ -1,0 +1,254 @@
+//go:build integration
+
+// Package cri_test drives cocoon through containerd's CRI plugin with
+// crictl, as the kubelet would: a private containerd (see containerdtest)
+// with a "cocoon" runtime handler, a pause image built here from a few
+// lines of Go, and host-network pods (no CNI). A pod is one VM, and all its
+// containers run in it.
+package cri_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+)
+
+const (
+	namespace      = "k8s.io"
+	busybox        = containerdtest.BusyboxImage
+	pause          = containerdtest.PauseImage
+	commandTimeout = 3 * time.Minute
+)
+
+var (
+	daemon     *containerdtest.Daemon
+	crictlPath string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	var err error
+	if crictlPath, err = containerdtest.CrictlPath(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	opts := containerdtest.Options{CRI: true, SandboxImage: pause}
+	return containerdtest.RunTests(m, opts, namespace, func(ctx context.Context, d *containerdtest.Daemon) error {
+		daemon = d
+		if err := d.ImportBusybox(ctx, namespace); err != nil {
+			return err
+		}
+		return d.ImportPause(ctx, namespace)
+	})
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+}
+
+// crictl runs crictl against the suite's daemon.
+func crictl(t testing.TB, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd, err := daemon.CrictlCommand(ctx, crictlPath, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("crictl %v: timed out after %v", args, commandTimeout)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("crictl %v: %v", args, err)
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+func mustCrictl(t testing.TB, args ...string) string {
+	t.Helper()
+	r := crictl(t, args...)
+	if r.code != 0 {
+		t.Fatalf("crictl %v: %v", args, r)
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+func podConfig(t testing.TB, dir, name string) string {
+	t.Helper()
+	path, err := containerdtest.PodConfig(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func containerConfig(t testing.TB, dir, name string, cmd ...string) string {
+	t.Helper()
+	path, err := containerdtest.ContainerConfig(dir, name, busybox, cmd...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runPod starts a pod with the handler and returns its ID; the pod is
+// stopped and removed at the end of the test if it is still there.
+func runPod(t testing.TB, handler, podJSON string) string {
+	t.Helper()
+	id := mustCrictl(t, "runp", "--runtime", handler, podJSON)
+	t.Cleanup(func() {
+		crictl(t, "stopp", id)
+		crictl(t, "rmp", "-f", id)
+	})
+	return id
+}
+
+// startContainer creates and starts a container in pod podID.
+func startContainer(t testing.TB, podID, ctrJSON, podJSON string) string {
+	t.Helper()
+	id := mustCrictl(t, "create", podID, ctrJSON, podJSON)
+	mustCrictl(t, "start", id)
+	return id
+}
+
+func qemus(t *testing.T) []string {
+	t.Helper()
+	return containerdtest.QEMUs(daemon.SandboxRoot(namespace))
+}
+
+func TestPod(t *testing.T) {
+	dir := t.TempDir()
+	podJSON := podConfig(t, dir, "cocoon-pod")
+	pod := runPod(t, "cocoon", podJSON)
+	c1 := startContainer(t, pod, containerConfig(t, dir, "c1", "sh", "-c", "echo hello from c1; exec sleep 1001"), podJSON)
+	c2 := startContainer(t, pod, containerConfig(t, dir, "c2", "sh", "-c", "trap 'exit 0' TERM; echo hello from c2; sleep 1002 & wait"), podJSON)
+
+	if q := qemus(t); len(q) != 1 {
+		t.Fatalf("%d QEMU processes for one pod of two containers, want 1: %v", len(q), q)
+	}
+	// A host-network pod has the host's hostname, as with runc.
+	if h, _ := os.Hostname(); mustCrictl(t, "exec", "-s", c1, "hostname") != h {
+		t.Errorf("hostname in a host-network pod: want the host's %q", h)
+	}
+	host, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	if got := mustCrictl(t, "exec", "-s", c1, "uname", "-r"); got == strings.TrimSpace(string(host)) {
+		t.Errorf("uname -r in the pod %q is the host's", got)
+	}
+
+	t.Run("shared PID namespace", func(t *testing.T) {
+		for _, tc := range []struct{ id, other string }{{c1, "sleep 1002"}, {c2, "sleep 1001"}} {
+			ps := mustCrictl(t, "exec", "-s", tc.id, "ps")
+			if !strings.Contains(ps, tc.other) || !strings.Contains(ps, "/pause") {
+				t.Errorf("ps in %s: %q lacks the other container's %q or the pause process", tc.id[:12], ps, tc.other)
+			}
+		}
+	})
+
+	t.Run("exec -s", func(t *testing.T) {
+		r := crictl(t, "exec", "-s", c1, "sh", "-c", "echo out; echo err >&2")
+		// crictl prints the command's stdout, then its stderr.
+		if r.code != 0 || strings.Fields(r.stdout + r.stderr)[0] != "out" || !strings.Contains(r.stdout+r.stderr, "err") {
+			t.Errorf("exec -s: %v; want out and err", r)
+		}
+		// crictl reports a failed command's status in its error.
+		r = crictl(t, "exec", "-s", c1, "sh", "-c", "echo bad >&2; exit 3")
+		if r.code == 0 || !strings.Contains(r.stderr, "exited with 3: bad") {
+			t.Errorf("exec -s of a failing command: %v; want its status 3 and stderr", r)
+		}
+	})
+
+	t.Run("exec -it", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+		defer cancel()
+		cmd, err := daemon.CrictlCommand(ctx, crictlPath, "exec", "-it", c1, "sh", "-c", "tty; read line; echo got:$line; exit 4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, code, err := containerdtest.RunInTerminal(cmd, 24, 80, "typed\r", 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// crictl reports the command's status in its error.
+		if code == 0 || !strings.Contains(got, "exit code 4") {
+			t.Errorf("exec -it exit %d, %q; want the command's exit code 4 reported", code, got)
+		}
+		if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "got:typed") {
+			t.Errorf("exec -it output %q: want a terminal and the typed line", got)
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		if got := mustCrictl(t, "logs", c1); !strings.Contains(got, "hello from c1") {
+			t.Errorf("logs: %q", got)
+		}
+	})
+
+	t.Run("stats", func(t *testing.T) {
+		out := mustCrictl(t, "stats", "-o", "json", "--id", c1)
+		var s struct {
+			Stats []struct {
+				Attributes struct{ ID string }
+				Memory     struct{ WorkingSetBytes struct{ Value string } }
+				CPU        struct{ UsageCoreNanoSeconds struct{ Value string } }
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &s); err != nil {
+			t.Fatalf("stats: %v: %s", err, out)
+		}
+		if len(s.Stats) != 1 || s.Stats[0].Attributes.ID != c1 || s.Stats[0].Memory.WorkingSetBytes.Value == "" || s.Stats[0].CPU.UsageCoreNanoSeconds.Value == "" {
+			t.Errorf("stats: %s", out)
+		}
+	})
+
+	t.Run("update", func(t *testing.T) {
+		mustCrictl(t, "update", "--memory", "268435456", c1)
+		got := mustCrictl(t, "exec", "-s", c1, "sh", "-c",
+			`p=$(sed -n 's/^0:://p' /proc/self/cgroup); cat /sys/fs/cgroup$p/memory.max`)
+		if got != "268435456" {
+			t.Errorf("memory limit in the container after update: %q, want 268435456", got)
+		}
+	})
+
+	t.Run("stop and rm", func(t *testing.T) {
+		mustCrictl(t, "stop", "-t", "10", c2)
+		st := mustCrictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}} {{.status.exitCode}}", c2)
+		if st != "CONTAINER_EXITED 0" {
+			t.Errorf("after stop: %q, want CONTAINER_EXITED 0 (the trap's exit)", st)
+		}
+		mustCrictl(t, "rm", c2)
+		if q := qemus(t); len(q) != 1 {
+			t.Errorf("%d QEMU processes after removing one container, want 1", len(q))
+		}
+	})
+
+	mustCrictl(t, "stopp", pod)
+	mustCrictl(t, "rmp", pod)
+	if q := qemus(t); len(q) != 0 {
+		t.Errorf("QEMU left after rmp: %v", q)
+	}
+	if p := containerdtest.Processes("containerd-shim-cocoon-v2 -namespace " + namespace + " -address " + daemon.Socket); len(p) != 0 {
+		t.Errorf("shim left after rmp: %v", p)
+	}
+}

@@ -1,0 +1,178 @@
+package shimv2
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/runtime"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/cocoon-containers/cocoon/api"
+)
+
+func jsonMarshal(v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %T: %w", v, err)
+	}
+	return data, nil
+}
+
+// Pids lists the container's processes, with their guest PIDs.
+func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.PidsResponse, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	_, c, err := s.agentFor(ctx, r.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.ListProcesses(ctx, &api.ContainerRequest{ContainerId: r.ID})
+	if err != nil {
+		return nil, err
+	}
+	out := &taskAPI.PidsResponse{}
+	for _, p := range resp.GetProcesses() {
+		out.Processes = append(out.Processes, &task.ProcessInfo{Pid: uint32(p.GetPid())})
+	}
+	return out, nil
+}
+
+// Pause freezes the container's processes.
+func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
+	return s.freeze(ctx, r.ID, true)
+}
+
+// Resume thaws them.
+func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
+	return s.freeze(ctx, r.ID, false)
+}
+
+func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb.Empty, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	p, c, err := s.agentFor(ctx, id, "")
+	if err != nil {
+		return nil, err
+	}
+	req := &api.ContainerRequest{ContainerId: id}
+	if pause {
+		if _, err := c.PauseContainer(ctx, req); err != nil {
+			return nil, err
+		}
+		p.setStatus(task.Status_PAUSED)
+		s.publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: id})
+		return &emptypb.Empty{}, nil
+	}
+	if _, err := c.ResumeContainer(ctx, req); err != nil {
+		return nil, err
+	}
+	p.setStatus(task.Status_RUNNING)
+	s.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: id})
+	return &emptypb.Empty{}, nil
+}
+
+// Stats returns the container's cgroup metrics in the guest, as the
+// cgroups v1 or v2 Metrics that containerd-shim-runc-v2 returns.
+func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAPI.StatsResponse, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	_, c, err := s.agentFor(ctx, r.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.StatsContainer(ctx, &api.ContainerRequest{ContainerId: r.ID})
+	if err != nil {
+		return nil, err
+	}
+	any, err := metricsFromJSON(resp.GetStatsJson())
+	if err != nil {
+		return nil, fmt.Errorf("stats of %s: %w", r.ID, err)
+	}
+	return &taskAPI.StatsResponse{Stats: any}, nil
+}
+
+// Update changes the container's resources; containerd sends them as an
+// OCI LinuxResources in JSON, which is what the agent takes.
+func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *emptypb.Empty, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	if _, _, err := s.processOf(r.ID, ""); err != nil {
+		return nil, err
+	}
+	if u := r.Resources.GetTypeUrl(); !strings.HasSuffix(u, "LinuxResources") {
+		return nil, fmt.Errorf("updating %s: resources of type %q: %w", r.ID, u, errdefs.ErrInvalidArgument)
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
+		return nil, fmt.Errorf("updating %s: decoding resources: %w: %w", r.ID, errdefs.ErrInvalidArgument, err)
+	}
+	// Device rules are the guest's business (its devices are not the
+	// host's), and are fixed at creation: containerd's CRI sends the
+	// container's along with every update.
+	res.Devices = nil
+	data, err := jsonMarshal(&res)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.UpdateContainer(ctx, &api.UpdateContainerRequest{ContainerId: r.ID, ResourcesJson: data}); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// ResizePty resizes a process's terminal.
+func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (_ *emptypb.Empty, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	_, c, err := s.agentFor(ctx, r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.ResizeTty(ctx, &api.ResizeTtyRequest{ContainerId: r.ID, ExecId: r.ExecID, Rows: r.Height, Cols: r.Width}); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CloseIO closes a process's stdin. The relay closes it after the last
+// byte once every writer of the stdin FIFO has closed it; containerd's
+// clients call CloseIO before they close theirs (ctr from inside its copy
+// to the FIFO), so CloseIO returns at once, and only if the FIFO has not
+// ended within a grace period is it closed, and the process's stdin closed
+// through the agent. (The shim holds no writer of its own on the FIFO, so a
+// client's close ends stdin even when it never calls CloseIO.)
+func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (_ *emptypb.Empty, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	p, c, err := s.agentFor(ctx, r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Stdin || p.io.stdin == "" {
+		return &emptypb.Empty{}, nil
+	}
+	grace := s.scaled(time.Second)
+	go func() {
+		select {
+		case <-p.stdinEOF:
+			return
+		case <-p.exited:
+			return
+		case <-time.After(grace):
+		}
+		p.closeStdin()
+		ctx, cancel := context.WithTimeout(s.ctx, grace)
+		defer cancel()
+		if _, err := c.CloseStdin(ctx, p.request()); err != nil {
+			log.G(ctx).WithError(err).Debug("closing stdin")
+		}
+	}()
+	return &emptypb.Empty{}, nil
+}

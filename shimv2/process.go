@@ -1,0 +1,258 @@
+package shimv2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/fifo"
+
+	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/api"
+)
+
+// stdio is the stdio that containerd gives a process: FIFO paths (empty:
+// not attached), and whether it has a terminal (whose output goes to
+// stdout).
+type stdio struct {
+	stdin, stdout, stderr string
+	terminal              bool
+}
+
+// process is a container's init process (execID empty) or an exec'd one.
+type process struct {
+	containerID string
+	execID      string
+	io          stdio
+	// spec is an exec's OCI process as JSON, translated for the guest.
+	spec []byte
+	// killAllOnExit is set on the init process of a container without a
+	// PID namespace of its own (a pod's): its exit must take the
+	// container's other processes along, as with containerd-shim-runc-v2.
+	killAllOnExit bool
+
+	mu         sync.Mutex
+	status     task.Status
+	pid        uint32
+	exitStatus uint32
+	exitedAt   time.Time
+	exited     chan struct{} // closed by done, after the exit event
+
+	// Host side of the stdio relay, from attach to the process's end.
+	attached *client.Attached
+	fifos    []io.Closer
+	stdin    io.Closer     // the stdin FIFO, also in fifos
+	stdinEOF chan struct{} // closed once the stdin FIFO has ended
+}
+
+func newProcess(containerID, execID string, io stdio) *process {
+	return &process{
+		containerID: containerID,
+		execID:      execID,
+		io:          io,
+		status:      task.Status_CREATED,
+		exited:      make(chan struct{}),
+		stdinEOF:    make(chan struct{}),
+	}
+}
+
+// id is the process's ID in containerd's events: the container's for the
+// init process.
+func (p *process) id() string {
+	if p.execID == "" {
+		return p.containerID
+	}
+	return p.execID
+}
+
+func (p *process) request() *api.ProcessRequest {
+	return &api.ProcessRequest{ContainerId: p.containerID, ExecId: p.execID}
+}
+
+// state returns the status, the exit status and when it exited.
+func (p *process) state() (task.Status, uint32, time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status, p.exitStatus, p.exitedAt
+}
+
+func (p *process) setStatus(st task.Status) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status != task.Status_STOPPED {
+		p.status = st
+	}
+}
+
+// stdioConfig announces to the agent the streams that attach opens.
+func (p *process) stdioConfig() *api.StdioConfig {
+	return p.clientIO(nil, nil, nil).Config()
+}
+
+// clientIO says which of the given host ends relay which stream.
+func (p *process) clientIO(stdin io.Reader, stdout, stderr io.Writer) client.IO {
+	o := client.IO{Terminal: p.io.terminal}
+	if p.io.stdin != "" {
+		o.Stdin = stdin
+		if stdin == nil {
+			o.Stdin = eofReader{}
+		}
+	}
+	if p.io.stdout != "" {
+		o.Stdout = stdout
+		if stdout == nil {
+			o.Stdout = io.Discard
+		}
+	}
+	if p.io.stderr != "" && !p.io.terminal {
+		o.Stderr = stderr
+		if stderr == nil {
+			o.Stderr = io.Discard
+		}
+	}
+	return o
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// attach opens containerd's FIFOs and the process's streams in the guest,
+// and starts relaying between them. The output FIFOs are also opened for
+// reading, as containerd-shim-runc-v2 does, so that the process never
+// writes to a FIFO without a reader while containerd reopens its end.
+func (p *process) attach(ctx context.Context, c *client.Client) (retErr error) {
+	defer func() {
+		if retErr != nil {
+			p.closeFifos()
+		}
+	}()
+	var (
+		stdin          io.Reader
+		stdout, stderr io.Writer
+	)
+	if p.io.stdin != "" {
+		// Opened without waiting for containerd's writer, which may come
+		// after this request: the open must outlive the request's context
+		// (whose end would close the FIFO, and lose stdin's EOF).
+		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), p.io.stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("opening stdin %s: %w", p.io.stdin, err)
+		}
+		p.fifos = append(p.fifos, f)
+		p.stdin = f
+		stdin = &eofNotifier{r: f, eof: p.stdinEOF}
+	}
+	openOut := func(path string) (io.Writer, error) {
+		w, err := fifo.OpenFifo(ctx, path, syscall.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("opening %s: %w", path, err)
+		}
+		p.fifos = append(p.fifos, w)
+		r, err := fifo.OpenFifo(ctx, path, syscall.O_RDONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("opening %s: %w", path, err)
+		}
+		p.fifos = append(p.fifos, r)
+		return w, nil
+	}
+	var err error
+	if p.io.stdout != "" {
+		if stdout, err = openOut(p.io.stdout); err != nil {
+			return err
+		}
+	}
+	if p.io.stderr != "" && !p.io.terminal {
+		if p.io.stderr == p.io.stdout {
+			stderr = stdout
+		} else if stderr, err = openOut(p.io.stderr); err != nil {
+			return err
+		}
+	}
+	a, err := c.Attach(ctx, p.containerID, p.execID, p.clientIO(stdin, stdout, stderr))
+	if err != nil {
+		return err
+	}
+	p.attached = a
+	return nil
+}
+
+// closeStdin closes the stdin FIFO, which ends its relay.
+func (p *process) closeStdin() {
+	p.mu.Lock()
+	f := p.stdin
+	p.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+func (p *process) closeFifos() {
+	for _, f := range p.fifos {
+		f.Close()
+	}
+	p.fifos = nil
+}
+
+// eofNotifier closes eof once r has ended.
+type eofNotifier struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func (e *eofNotifier) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if err != nil {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
+}
+
+// wait follows the process to its end through the agent, lets its output
+// drain into the FIFOs (within drain), closes them, records the exit (done
+// then releases its waiters) and returns the agent's answer, with what went wrong on the way. A lost
+// agent counts as exit status 255.
+func (p *process) wait(ctx context.Context, c *client.Client, drain time.Duration) (*api.WaitProcessResponse, error) {
+	resp, err := c.WaitProcess(ctx, p.request())
+	if err != nil {
+		resp = &api.WaitProcessResponse{ExitStatus: 255, ExitedAtUnixNanos: time.Now().UnixNano()}
+	}
+	if p.killAllOnExit {
+		// Until they die, they hold the output streams open.
+		if _, kerr := c.SignalProcess(ctx, &api.SignalProcessRequest{
+			ContainerId: p.containerID, Signal: uint32(syscall.SIGKILL), All: true,
+		}); kerr != nil && !errors.Is(kerr, client.ErrNotFound) && !errors.Is(kerr, client.ErrFailedPrecondition) {
+			err = errors.Join(err, fmt.Errorf("killing the container's other processes: %w", kerr))
+		}
+	}
+	if p.attached != nil {
+		dctx, cancel := context.WithTimeout(ctx, drain)
+		if werr := p.attached.Wait(dctx); werr != nil && !errors.Is(werr, context.DeadlineExceeded) {
+			err = errors.Join(err, werr)
+		}
+		cancel()
+		p.attached.Close()
+	}
+	p.closeFifos()
+	p.mu.Lock()
+	p.status = task.Status_STOPPED
+	p.exitStatus = uint32(resp.GetExitStatus())
+	p.exitedAt = time.Unix(0, resp.GetExitedAtUnixNanos())
+	if resp.GetExitedAtUnixNanos() == 0 {
+		p.exitedAt = time.Now()
+	}
+	p.mu.Unlock()
+	return resp, err
+}
+
+// done tells the process's waiters that it has exited; its exit event has
+// been published before.
+func (p *process) done() {
+	close(p.exited)
+}

@@ -1,0 +1,140 @@
+// Package shimv2 is cocoon's containerd shim v2 task service: containerd
+// drives it as it drives containerd-shim-runc-v2, and it runs the tasks in
+// a cocoon sandbox (VM) through package sandbox. One shim serves a pod: the
+// pod's sandbox (pause) container creates the VM, and the containers whose
+// CRI annotations name that sandbox join it (StartShim returns the running
+// shim's address for them). A container outside a pod (ctr run) gets a
+// shim and a VM of its own.
+//
+// The shim reaches the agent through the sandbox's cocoon-proxy, as every
+// other host process does: one code path, the proxy already multiplexes
+// the agent channel, and cocoon-runtime can reach the same VM meanwhile.
+package shimv2
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/runtime/v2/shim"
+	"github.com/containerd/log"
+
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+// RuntimeName is the shim's runtime type in containerd's configuration.
+const RuntimeName = "io.containerd.cocoon.v2"
+
+// maxSandboxIDLen keeps sandbox directories short enough for the unix
+// socket paths in them; longer IDs are hashed.
+const maxSandboxIDLen = 64
+
+// Service is the shim's task service.
+type Service struct {
+	// ctx lives as long as the shim; the waiters of processes use it.
+	ctx       context.Context
+	id        string
+	publisher shim.Publisher
+	shutdown  func()
+
+	// createMu serializes Create and Delete, which change the sandbox.
+	createMu sync.Mutex
+
+	mu         sync.Mutex // guards the fields below
+	manager    *sandbox.Manager
+	sb         *sandbox.Sandbox
+	containers map[string]*container
+}
+
+var _ shim.Shim = (*Service)(nil)
+
+// New returns the task service of shim id. containerd runs the shim binary
+// for its start and delete commands too, so New does no work.
+func New(ctx context.Context, id string, publisher shim.Publisher, shutdown func()) (shim.Shim, error) {
+	return &Service{
+		ctx:        ctx,
+		id:         id,
+		publisher:  publisher,
+		shutdown:   shutdown,
+		containers: map[string]*container{},
+	}, nil
+}
+
+// managerFor returns the sandbox manager of the containerd namespace that
+// the shim serves. Its sandboxes live under sandbox.DefaultRoot, in a
+// directory of their own per containerd instance and namespace (container
+// IDs are unique within one only): named by a hash of the directory that
+// holds the namespace's bundles, the parent of the shim's working
+// directory (containerd runs every shim command in a bundle).
+func managerFor(ctx context.Context) (*sandbox.Manager, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(config.Path(""))
+	if err != nil {
+		return nil, err
+	}
+	m, err := sandbox.NewManager(cfg, SandboxRoot(filepath.Dir(cwd)))
+	if err != nil {
+		return nil, err
+	}
+	m.Log = m.Log.WithField("namespace", ns)
+	return m, nil
+}
+
+// SandboxRoot returns the directory of the sandboxes whose containers'
+// bundles are in bundles (containerd's <state>/io.containerd.runtime.v2.task/<namespace>).
+func SandboxRoot(bundles string) string {
+	sum := sha256.Sum256([]byte("containerd:" + filepath.Clean(bundles)))
+	return filepath.Join(sandbox.DefaultRoot, hex.EncodeToString(sum[:4]))
+}
+
+// getManager returns the shim's sandbox manager, made on first use.
+func (s *Service) getManager(ctx context.Context) (*sandbox.Manager, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manager != nil {
+		return s.manager, nil
+	}
+	m, err := managerFor(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading cocoon's configuration: %w", err)
+	}
+	m.Log = m.Log.WithField("shim", s.id)
+	s.manager = m
+	return m, nil
+}
+
+// sandboxIDFor returns the sandbox ID of a pod or container ID.
+func sandboxIDFor(id string) string {
+	if len(id) <= maxSandboxIDLen {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// removeEmptyRoot removes a manager's root once no sandbox is left in it.
+func removeEmptyRoot(root string) {
+	if os.Remove(root) == nil {
+		_ = os.Remove(filepath.Dir(root))
+	}
+}
+
+// publish sends an event to containerd; failures are only logged.
+func (s *Service) publish(topic string, event any) {
+	if err := s.publisher.Publish(s.ctx, topic, event); err != nil {
+		log.G(s.ctx).WithError(err).WithField("topic", topic).Warn("publishing event")
+	}
+}

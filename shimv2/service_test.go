@@ -1,0 +1,220 @@
+package shimv2
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/events"
+	"github.com/containerd/containerd/namespaces"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+// recorder is a shim.Publisher that records the topics.
+type recorder struct {
+	mu     sync.Mutex
+	topics []string
+	closed bool
+}
+
+func (r *recorder) Publish(_ context.Context, topic string, _ events.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.topics = append(r.topics, topic)
+	return nil
+}
+
+func (r *recorder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	return nil
+}
+
+// fakeSandboxes returns a manager whose VMs are fakes and whose agent is a.
+func fakeSandboxes(t *testing.T, a *clienttest.Agent) *sandbox.Manager {
+	t.Helper()
+	cfg, err := config.Parse(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	assets := t.TempDir()
+	cfg.Hypervisor.Kernel = filepath.Join(assets, "vmlinux")
+	cfg.Hypervisor.Initrd = filepath.Join(assets, "initrd.img")
+	for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var machine *hypervisortest.Machine
+	a.DestroySandboxFunc = func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		machine.Exit()
+		return &api.DestroySandboxResponse{}, nil
+	}
+	d, _ := clienttest.NewDialer(t, a)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	return &sandbox.Manager{
+		Root:        filepath.Join(t.TempDir(), "sandboxes"),
+		Config:      cfg,
+		Accelerator: hypervisor.KVM,
+		Log:         logrus.NewEntry(log),
+		AgentDialer: d,
+		Hypervisor: &hypervisortest.Hypervisor{
+			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
+				vm, m := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: 4242, Dir: vc.Dir})
+				mu.Lock()
+				defer mu.Unlock()
+				machine = m
+				return vm, nil
+			},
+		},
+	}
+}
+
+// TestTaskLifecycle drives the task service as containerd does, against a
+// fake agent: create (stdout to a FIFO), start, kill, wait, state, delete,
+// shutdown; the VM goes with the last container.
+func TestTaskLifecycle(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a container makes bind mounts: run as root")
+	}
+	exited := make(chan struct{})
+	var once sync.Once
+	a := &clienttest.Agent{
+		CreateContainerFunc: func(context.Context, *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+			return &api.CreateContainerResponse{Pid: 1}, nil
+		},
+		StdioFunc: func(h api.StreamHeader, c net.Conn) {
+			defer c.Close()
+			if h.Stdio == api.Stdout {
+				_, _ = c.Write([]byte("hello\n"))
+				<-exited
+			}
+		},
+		SignalProcessFunc: func(_ context.Context, r *api.SignalProcessRequest) (*api.Empty, error) {
+			if r.Signal == uint32(syscall.SIGKILL) {
+				once.Do(func() { close(exited) })
+			}
+			return &api.Empty{}, nil
+		},
+		WaitProcessFunc: func(ctx context.Context, _ *api.ProcessRequest) (*api.WaitProcessResponse, error) {
+			select {
+			case <-exited:
+				return &api.WaitProcessResponse{ExitStatus: 137, ExitedAtUnixNanos: time.Now().UnixNano()}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	pub := &recorder{}
+	shutdown := make(chan struct{})
+	s := &Service{ctx: ctx, id: "c1", publisher: pub, shutdown: func() { close(shutdown) },
+		containers: map[string]*container{}, manager: fakeSandboxes(t, a)}
+
+	bundle := t.TempDir()
+	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(&specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"true"}, Cwd: "/"},
+		Root: &specs.Root{Path: "rootfs"}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}})
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout := filepath.Join(t.TempDir(), "stdout")
+	if err := syscall.Mkfifo(stdout, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(stdout, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+
+	cr, err := s.Create(ctx, &taskAPI.CreateTaskRequest{ID: "c1", Bundle: bundle, Stdout: stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr.Pid != 4242 {
+		t.Errorf("create: pid %d, want the VM's 4242", cr.Pid)
+	}
+	if _, err := s.Start(ctx, &taskAPI.StartRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != task.Status_RUNNING {
+		t.Fatalf("state %v, %v; want running", st, err)
+	}
+	if _, err := s.Delete(ctx, &taskAPI.DeleteRequest{ID: "c1"}); err == nil {
+		t.Error("deleting a running task: no error")
+	}
+	if _, err := s.Kill(ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := s.Wait(wctx, &taskAPI.WaitRequest{ID: "c1"})
+	if err != nil || w.ExitStatus != 137 {
+		t.Fatalf("wait: %v, %v; want 137", w, err)
+	}
+	if err := syscall.SetNonblock(int(out.Fd()), false); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, _ := out.Read(buf); string(buf[:n]) != "hello\n" {
+		t.Errorf("stdout FIFO got %q", buf[:n])
+	}
+	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != task.Status_STOPPED || st.ExitStatus != 137 {
+		t.Fatalf("state %v, %v; want stopped with 137", st, err)
+	}
+	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-shutdown:
+		t.Fatal("shut down while serving a container")
+	default:
+	}
+	d, err := s.Delete(ctx, &taskAPI.DeleteRequest{ID: "c1"})
+	if err != nil || d.ExitStatus != 137 {
+		t.Fatalf("delete: %v, %v", d, err)
+	}
+	if entries, _ := os.ReadDir(s.manager.Root); len(entries) != 0 {
+		t.Errorf("sandboxes left: %v", entries)
+	}
+	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	<-shutdown
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	want := []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
+	if len(pub.topics) != len(want) || !pub.closed {
+		t.Fatalf("events %v (publisher closed %v), want %v", pub.topics, pub.closed, want)
+	}
+	for i := range want {
+		if pub.topics[i] != want[i] {
+			t.Errorf("event %d: %s, want %s", i, pub.topics[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,366 @@
+package shimv2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/containerd/runtime"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/oci"
+)
+
+// drainTimeout bounds, at hardware speed, how long an exited process's
+// output may take to reach its FIFOs.
+const drainTimeout = 2 * time.Second
+
+// toGRPC translates errors for containerd at the service's boundary.
+func toGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
+	case errors.Is(err, client.ErrAlreadyExists):
+		err = fmt.Errorf("%w: %w", errdefs.ErrAlreadyExists, err)
+	case errors.Is(err, client.ErrInvalidArgument), errors.Is(err, oci.ErrInvalidBundle):
+		err = fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	return errdefs.ToGRPC(err)
+}
+
+func (s *Service) lookup(id string) *container {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.containers[id]
+}
+
+// processOf finds a container and one of its processes.
+func (s *Service) processOf(id, execID string) (*container, *process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.containers[id]
+	if c == nil {
+		return nil, nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	if execID == "" {
+		return c, c.init, nil
+	}
+	p := c.execs[execID]
+	if p == nil {
+		return nil, nil, fmt.Errorf("exec %s of container %s: %w", execID, id, errdefs.ErrNotFound)
+	}
+	return c, p, nil
+}
+
+// agent returns the connection to the pod's agent.
+func (s *Service) agent(ctx context.Context) (*client.Client, error) {
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	if sb == nil {
+		return nil, fmt.Errorf("no sandbox: %w", errdefs.ErrFailedPrecondition)
+	}
+	return sb.Client(ctx)
+}
+
+// agentFor finds a process and the connection to its pod's agent.
+func (s *Service) agentFor(ctx context.Context, id, execID string) (*process, *client.Client, error) {
+	_, p, err := s.processOf(id, execID)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.agent(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, c, nil
+}
+
+// scaled multiplies d by the accelerator's slowdown.
+func (s *Service) scaled(d time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manager == nil {
+		return d
+	}
+	return d * s.manager.Accelerator.TimeoutScale()
+}
+
+// follow waits for p's end and publishes it.
+func (s *Service) follow(c *client.Client, p *process) {
+	resp, err := p.wait(s.ctx, c, s.scaled(drainTimeout))
+	l := log.G(s.ctx).WithField("container", p.containerID).WithField("exec", p.execID)
+	if err != nil {
+		l.WithError(err).Warn("following the process")
+	}
+	if resp.GetOomKilled() {
+		s.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: p.containerID})
+	}
+	_, status, at := p.state()
+	l.WithField("status", status).Debug("process exited")
+	s.publish(runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+		ContainerID: p.containerID,
+		ID:          p.id(),
+		Pid:         p.pid,
+		ExitStatus:  status,
+		ExitedAt:    protobuf.ToTimestamp(at),
+	})
+	p.done()
+}
+
+// Start starts the init process (created by Create) or an exec'd process
+// (added by Exec).
+func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAPI.StartResponse, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	_, p, err := s.processOf(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if st, _, _ := p.state(); st != task.Status_CREATED {
+		return nil, fmt.Errorf("starting %s: process is %s: %w", p.id(), strings.ToLower(st.String()), errdefs.ErrFailedPrecondition)
+	}
+	c, err := s.agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.ExecID == "" {
+		if _, err := c.StartContainer(ctx, &api.ContainerRequest{ContainerId: r.ID}); err != nil {
+			return nil, fmt.Errorf("starting %s: %w", r.ID, err)
+		}
+		p.setStatus(task.Status_RUNNING)
+		s.publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: r.ID, Pid: p.pid})
+		return &taskAPI.StartResponse{Pid: p.pid}, nil
+	}
+	if _, err := c.ExecProcess(ctx, &api.ExecProcessRequest{
+		ContainerId: r.ID, ExecId: r.ExecID, ProcessJson: p.spec, Stdio: p.stdioConfig(),
+	}); err != nil {
+		return nil, fmt.Errorf("starting exec %s: %w", r.ExecID, err)
+	}
+	if err := p.attach(ctx, c); err != nil {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.scaled(time.Second))
+		defer cancel()
+		_, _ = c.SignalProcess(kctx, &api.SignalProcessRequest{ContainerId: r.ID, ExecId: r.ExecID, Signal: 9})
+		return nil, fmt.Errorf("starting exec %s: %w", r.ExecID, err)
+	}
+	p.setStatus(task.Status_RUNNING)
+	go s.follow(c, p)
+	s.publish(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: p.pid})
+	return &taskAPI.StartResponse{Pid: p.pid}, nil
+}
+
+// Exec adds a process to a container; Start starts it.
+func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *emptypb.Empty, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.containers[r.ID]
+	if c == nil {
+		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrNotFound)
+	}
+	if c.execs[r.ExecID] != nil || r.ExecID == "" {
+		return nil, fmt.Errorf("exec %q of container %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists)
+	}
+	if st, _, _ := c.init.state(); st == task.Status_STOPPED {
+		return nil, fmt.Errorf("exec in container %s: container is stopped: %w", r.ID, errdefs.ErrFailedPrecondition)
+	}
+	spec, err := oci.ParseProcess("exec process", r.Spec.GetValue())
+	if err != nil {
+		return nil, err
+	}
+	gp, err := oci.GuestProcess(spec)
+	if err != nil {
+		return nil, err
+	}
+	p := newProcess(r.ID, r.ExecID, stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal})
+	if p.spec, err = jsonMarshal(gp); err != nil {
+		return nil, err
+	}
+	p.pid = c.init.pid
+	c.execs[r.ExecID] = p
+	s.publish(runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
+	return &emptypb.Empty{}, nil
+}
+
+// State reports a process.
+func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (_ *taskAPI.StateResponse, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	c, p, err := s.processOf(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st, status, at := p.state()
+	return &taskAPI.StateResponse{
+		ID:         p.id(),
+		Bundle:     c.bundle,
+		Pid:        p.pid,
+		Status:     st,
+		Stdin:      p.io.stdin,
+		Stdout:     p.io.stdout,
+		Stderr:     p.io.stderr,
+		Terminal:   p.io.terminal,
+		ExitStatus: status,
+		ExitedAt:   protobuf.ToTimestamp(at),
+		ExecID:     r.ExecID,
+	}, nil
+}
+
+// Kill signals a process, or with All every process of the container.
+func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.Empty, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	_, p, err := s.processOf(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st, _, _ := p.state()
+	if st == task.Status_STOPPED && !r.All {
+		return nil, fmt.Errorf("process %s already finished: %w", p.id(), errdefs.ErrNotFound)
+	}
+	c, err := s.agent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.SignalProcess(ctx, &api.SignalProcessRequest{
+		ContainerId: r.ID, ExecId: r.ExecID, Signal: r.Signal, All: r.All,
+	}); err != nil {
+		if st == task.Status_STOPPED {
+			return &emptypb.Empty{}, nil
+		}
+		if errors.Is(err, client.ErrFailedPrecondition) || errors.Is(err, client.ErrNotFound) {
+			// Exited in the guest; its waiter has not told yet.
+			return nil, fmt.Errorf("process %s already finished: %w: %w", p.id(), errdefs.ErrNotFound, err)
+		}
+		return nil, fmt.Errorf("signalling %s: %w", p.id(), err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Wait returns once the process has exited.
+func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (_ *taskAPI.WaitResponse, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	_, p, err := s.processOf(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	_, status, at := p.state()
+	return &taskAPI.WaitResponse{ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}, nil
+}
+
+// Delete removes an exited process: an exec from the container's list, a
+// container from the guest (and its rootfs from the host). The last
+// container's delete destroys the VM.
+func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *taskAPI.DeleteResponse, retErr error) {
+	defer func() { retErr = toGRPC(retErr) }()
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	c, p, err := s.processOf(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	st, status, at := p.state()
+	if st != task.Status_STOPPED && st != task.Status_CREATED {
+		return nil, fmt.Errorf("deleting %s: process is %s: %w", p.id(), strings.ToLower(st.String()), errdefs.ErrFailedPrecondition)
+	}
+	resp := &taskAPI.DeleteResponse{Pid: p.pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}
+	if r.ExecID != "" {
+		s.mu.Lock()
+		delete(c.execs, r.ExecID)
+		s.mu.Unlock()
+		p.closeFifos()
+		return resp, nil
+	}
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	if err := sb.RemoveContainer(ctx, r.ID, true); err != nil {
+		return nil, err
+	}
+	if st == task.Status_CREATED {
+		// Never started: its waiter goes away with the container.
+		p.closeFifos()
+	}
+	if err := unmountRootfs(c.rootfs); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	delete(s.containers, r.ID)
+	last := len(s.containers) == 0
+	s.mu.Unlock()
+	if last {
+		if err := s.destroySandbox(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+		ContainerID: r.ID, ID: r.ID, Pid: p.pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at),
+	})
+	return resp, nil
+}
+
+// destroySandbox destroys the pod's VM once no container is left in it.
+func (s *Service) destroySandbox(ctx context.Context) error {
+	s.mu.Lock()
+	sb, m := s.sb, s.manager
+	s.sb = nil
+	s.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second*m.Accelerator.TimeoutScale())
+	defer cancel()
+	err := sb.Destroy(ctx)
+	removeEmptyRoot(m.Root)
+	return err
+}
+
+// Connect reports the shim's and the task's PIDs.
+func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: "2"}
+	if c := s.lookup(r.ID); c != nil {
+		resp.TaskPid = c.init.pid
+	}
+	return resp, nil
+}
+
+// Shutdown ends the shim once it serves no container.
+func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	n := len(s.containers)
+	s.mu.Unlock()
+	if n > 0 && !r.Now {
+		return &emptypb.Empty{}, nil
+	}
+	if err := s.destroySandbox(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("destroying the sandbox at shutdown")
+	}
+	s.shutdown()
+	// Events are published synchronously: none is pending. Closing the
+	// publisher lets the shim's main loop return.
+	if err := s.publisher.Close(); err != nil {
+		log.G(ctx).WithError(err).Debug("closing the event publisher")
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Checkpoint is not supported: a VM's containers are not checkpointed.
+func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, errdefs.ToGRPC(fmt.Errorf("checkpointing %s: %w", r.ID, errdefs.ErrNotImplemented))
+}
