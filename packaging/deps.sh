@@ -13,6 +13,7 @@ pkgs=(
 	iproute2                           # tests: namespaces, veth, tc
 	runc                               # tests: cocoon-runtime beside runc
 	docker.io                          # tests: a private dockerd with cocoon as a runtime (brings containerd)
+	conmon                             # tests: cocoon-runtime under CRI-O's container monitor
 )
 
 missing=()

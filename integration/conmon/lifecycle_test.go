@@ -1,0 +1,206 @@
+//go:build integration
+
+package conmon_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-containers/cocoon/internal/conmon"
+)
+
+// TestExitCode runs a container that writes to stdout and stderr and exits
+// 3: conmon's create with the sync and start pipes gives the shim's PID,
+// start runs it, the k8s-file log holds both streams, the exit directory
+// the status; then KILL finds it not running, and delete --force leaves
+// nothing (no VM, no conmon).
+func TestExitCode(t *testing.T) {
+	c := newContainer(t, "exitcode", baseSpec(t, "sh", "-c", "echo out; echo err >&2; exit 3"))
+	pid := create(t, c)
+	if st := status(t, c.ID); st.Status != "created" || st.Pid != pid {
+		t.Errorf("after create: %+v, conmon said pid %d", st, pid)
+	}
+	if cl := cmdline(pid); !strings.Contains(cl, "cocoon-shim") {
+		t.Errorf("container pid %d is %q, want its cocoon-shim", pid, cl)
+	}
+	if qemuCount() != 1 {
+		t.Errorf("%d QEMU processes after create, want 1", qemuCount())
+	}
+	mustRun(t, "start", c.ID)
+	if code := exitCode(t, c.ID); code != 3 {
+		t.Errorf("exit file: %d, want 3", code)
+	}
+	stdout, stderr := readLog(t, c)
+	if stdout != "out\n" || stderr != "err\n" {
+		t.Errorf("log: stdout %q, stderr %q", stdout, stderr)
+	}
+	if st := status(t, c.ID); st.Status != "stopped" {
+		t.Errorf("after exit: %+v", st)
+	}
+	_, err := e.rt.Run(ctx(t), nil, "kill", c.ID, "KILL")
+	notRunning(t, "kill KILL of an exited container", err)
+	remove(t, c)
+	if _, err := e.rt.State(ctx(t), c.ID); err == nil {
+		t.Errorf("state after delete --force succeeded")
+	}
+	if n := qemuCount(); n != 0 {
+		t.Errorf("%d QEMU processes after delete, want 0", n)
+	}
+}
+
+// TestRunning drives a running container as CRI-O does: exec-sync
+// through conmon --exec, streaming exec in the foreground with and without
+// a terminal, update --resources -, then the stop loop (kill 15, kill KILL
+// of the stopped container).
+func TestRunning(t *testing.T) {
+	s := baseSpec(t, "sh", "-c", `trap "echo term; exit 7" TERM; echo ready; while :; do sleep 0.2; done`)
+	c := newContainer(t, "running", s)
+	create(t, c)
+	mustRun(t, "start", c.ID)
+	waitLog(t, c, "ready\n")
+
+	t.Run("ExecSync", func(t *testing.T) {
+		// No cgroup namespace: the container's cgroup is under the
+		// guest's /sys/fs/cgroup at its path.
+		res, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"sh", "-c", "echo hi; echo oops >&2; exit 4"}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ExitCode != 4 || string(res.Stdout) != "hi\n" || string(res.Stderr) != "oops\n" {
+			t.Errorf("exec-sync: exit %d, stdout %q, stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+		}
+		res, err = e.rt.ExecSync(ctx(t), c, s.Process, []string{"true"}, 0)
+		if err != nil || res.ExitCode != 0 {
+			t.Errorf("exec-sync of true: %+v, %v", res, err)
+		}
+	})
+	t.Run("ExecStreaming", func(t *testing.T) {
+		pf, err := conmon.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c", "cat; echo done >&2; exit 5"}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := e.rt.ExecCommand(ctx(t), c.ID, pf)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdin = strings.NewReader("from stdin\n")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err = cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 5 || stdout.String() != "from stdin\n" || stderr.String() != "done\n" {
+			t.Errorf("exec: %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+		}
+	})
+	t.Run("ExecTerminal", func(t *testing.T) {
+		pf, err := conmon.WriteProcess(t.TempDir(), s.Process,
+			[]string{"sh", "-c", `tty; stty -echo; read line; echo "got $line"; exit 6`}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := e.rt.ExecCommand(ctx(t), c.ID, pf)
+		// As CRI-O's ttyCmd: the runtime runs on a pty's slave.
+		master, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer master.Close()
+		out := make(chan string, 1)
+		var buf bytes.Buffer
+		go func() { _, _ = io.Copy(&buf, master); out <- buf.String() }()
+		if _, err := master.Write([]byte("typed\r")); err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Wait()
+		var got string
+		select {
+		case got = <-out:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the pty did not reach its end after the exec exited")
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
+			t.Errorf("exec -t: %v, want exit 6 (output %q)", err, got)
+		}
+		if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "got typed") {
+			t.Errorf("exec -t output %q: want a tty name and the typed line", got)
+		}
+	})
+	t.Run("UpdateResources", func(t *testing.T) {
+		limit := int64(80 << 20)
+		if err := e.rt.Update(ctx(t), c.ID, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}); err != nil {
+			t.Fatal(err)
+		}
+		// No cgroup namespace: the container's cgroup is under the
+		// guest's /sys/fs/cgroup at its path.
+		res, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"sh", "-c",
+			"cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max"}, 0)
+		if err != nil || res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "83886080" {
+			t.Errorf("memory limit in the guest after update: %+v, %v", res, err)
+		}
+	})
+
+	// CRI-O's stop loop: the stop signal (by number, as SignalContainer
+	// sends it), then KILL until the runtime says "not running".
+	mustRun(t, "kill", c.ID, "15")
+	if code := exitCode(t, c.ID); code != 7 {
+		t.Errorf("exit file after kill 15: %d, want 7 (the trap's)", code)
+	}
+	waitLog(t, c, "term\n")
+	_, err := e.rt.Run(ctx(t), nil, "kill", c.ID, "KILL")
+	notRunning(t, "kill KILL of a stopped container", err)
+}
+
+// TestTerminal creates a container with a terminal (conmon -t: the
+// runtime sends the pty master to conmon's console socket) and runs an
+// exec-sync in it, which then has a terminal too.
+func TestTerminal(t *testing.T) {
+	s := baseSpec(t, "sh", "-c", "tty; echo ready; exec sleep 600")
+	s.Process.Terminal = true
+	c := newContainer(t, "terminal", s)
+	create(t, c)
+	mustRun(t, "start", c.ID)
+	waitLog(t, c, "ready")
+	if stdout, _ := readLog(t, c); !strings.Contains(stdout, "/dev/pts/") {
+		t.Errorf("log of a terminal container: %q", stdout)
+	}
+	res, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"tty"}, 0)
+	if err != nil || res.ExitCode != 0 || !strings.Contains(string(res.Stdout), "/dev/pts/") {
+		t.Errorf("exec-sync with a terminal: %+v, %v", res, err)
+	}
+	// By name this time; sleep is PID 1 and ignores TERM, not KILL.
+	mustRun(t, "kill", c.ID, "KILL")
+	if code := exitCode(t, c.ID); code != 137 {
+		t.Errorf("exit file after kill KILL: %d, want 137", code)
+	}
+}
+
+// TestCreateFails: a bundle without its root file system fails in create;
+// conmon reports the runtime's error on the sync pipe, and nothing is
+// left.
+func TestCreateFails(t *testing.T) {
+	s := baseSpec(t, "true")
+	s.Root.Path = filepath.Join(t.TempDir(), "missing")
+	c := newContainer(t, "badbundle", s)
+	_, err := e.rt.Create(ctx(t), c)
+	if err == nil {
+		remove(t, c)
+		t.Fatal("create of a bundle without rootfs succeeded")
+	}
+	if !strings.Contains(err.Error(), "rootfs") && !strings.Contains(err.Error(), "missing") {
+		t.Errorf("create error %q does not name the problem", err)
+	}
+	if _, err := os.Stat(filepath.Join(e.rt.Root, c.ID)); !os.IsNotExist(err) {
+		t.Errorf("state of the failed container: %v", err)
+	}
+	if cpid, err := e.rt.ConmonPid(c); err == nil {
+		waitGone(t, cpid)
+	}
+}
