@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,6 +206,19 @@ func (r *Runtime) ConmonPid(c *Container) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+// Attach connects to the attach socket conmon serves for a container, as
+// CRI-O's AttachContainer does: what is written goes to the container's
+// stdin (conmon -i), and CloseWrite ends it when the container was created
+// with StdinOnce.
+func (r *Runtime) Attach(id string) (*net.UnixConn, error) {
+	path := filepath.Join(r.SocketDir, id, "attach")
+	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the attach socket of %s: %w", id, err)
+	}
+	return conn, nil
 }
 
 // CmdError is a runtime command that failed, with its output.
