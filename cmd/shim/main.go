@@ -76,6 +76,7 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` (default: none)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
+			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as the guard of an exec'd process's shim: SIGKILL the process if descriptor `FD` ends without a byte (see guard.go)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
@@ -84,6 +85,9 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			}
 			if c.String("container") == "" {
 				return fmt.Errorf("no --container given")
+			}
+			if c.Int("guard-fd") >= 0 {
+				return runGuard(c)
 			}
 			s, err := run(c, sigs)
 			*status = s
@@ -129,6 +133,13 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		return fail(err)
 	}
 	defer agent.Close()
+	if c.String("exec") != "" {
+		g, err := startGuard(c)
+		if err != nil {
+			return fail(err)
+		}
+		defer g.release(log)
+	}
 
 	cfg := shim.Config{
 		ContainerID: c.String("container"),

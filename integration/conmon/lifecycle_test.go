@@ -85,14 +85,30 @@ func TestRunning(t *testing.T) {
 		}
 	})
 	t.Run("ExecSyncTimeout", func(t *testing.T) {
-		start := time.Now()
+		// A Kubernetes exec probe with a timeout: conmon -T SIGKILLs the
+		// exec's PID (its shim), and the process in the guest must die
+		// with it, as it would with runc.
 		res, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"sleep", "77"}, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("exec-sync -T 2 of sleep 77: %+v %s after %v", res, res.Stderr, time.Since(start))
-		res, err = e.rt.ExecSync(ctx(t), c, s.Process, []string{"ps", "-o", "pid,args"}, 0)
-		t.Logf("ps: %s %v", res.Stdout, err)
+		if res.ExitCode != -1 || !strings.Contains(string(res.Stderr), "timed out") {
+			t.Errorf("exec-sync -T 2 of sleep 77: exit %d, stderr %q; want -1, timed out", res.ExitCode, res.Stderr)
+		}
+		deadline := time.Now().Add(commandTimeout)
+		for {
+			ps, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"ps", "-o", "args"}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(ps.Stdout), "sleep 77") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the timed-out exec still runs in the guest:\n%s", ps.Stdout)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 	t.Run("ExecStreaming", func(t *testing.T) {
 		pf, err := conmon.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c", "cat; echo done >&2; exit 5"}, false)
