@@ -147,6 +147,18 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	})
 
 	var sb *sandbox.Sandbox
+	if !owns {
+		sb, err = m.Load(ctx, sbID)
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound) && infraMayBeDropped(b.Spec.Annotations):
+			// CRI-O runs the pod without an infra container: its
+			// first container boots the pod's VM, the others join.
+			owns, sb = true, nil
+			rec.OwnsSandbox = true
+		case err != nil:
+			return nil, nil, fmt.Errorf("joining the pod's sandbox: %w", err)
+		}
+	}
 	if owns {
 		undo.push(func() { removeEmptyRoot(m.Root) })
 		sb, err = m.Create(ctx, sbID)
@@ -164,10 +176,6 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 			return nil, nil, err
 		}
 	} else {
-		sb, err = m.Load(ctx, sbID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("joining the pod's sandbox: %w", err)
-		}
 		sbLock, err := sb.Lock()
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the pod's sandbox: %w", err)

@@ -46,3 +46,13 @@ func sandboxFor(id string, annotations map[string]string) (sandboxID string, own
 	}
 	return sandboxIDFor(id), true, nil
 }
+
+// infraMayBeDropped tells whether a container that names a pod whose
+// sandbox does not exist may boot it: CRI-O (drop_infra_ctr, its default)
+// creates no infra container for a pod without a pod-level PID namespace
+// unless the runtime handler is of type "vm", so such a pod's containers
+// name a sandbox that no container created. containerd's CRI always
+// creates the sandbox container first.
+func infraMayBeDropped(annotations map[string]string) bool {
+	return annotations[crioContainerType] == containerTypeApp && annotations[crioSandboxID] != ""
+}

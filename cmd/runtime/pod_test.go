@@ -40,3 +40,21 @@ func TestSandboxFor(t *testing.T) {
 		t.Fatalf("%s is %d bytes", p, len(p))
 	}
 }
+
+func TestInfraMayBeDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ann  map[string]string
+		want bool
+	}{
+		{"crio app", map[string]string{crioContainerType: "container", crioSandboxID: "pod1"}, true},
+		{"crio infra", map[string]string{crioContainerType: "sandbox", crioSandboxID: "pod1"}, false},
+		{"crio app without pod", map[string]string{crioContainerType: "container"}, false},
+		{"cri app", map[string]string{criContainerType: "container", criSandboxID: "pod2"}, false},
+		{"docker", nil, false},
+	} {
+		if got := infraMayBeDropped(tc.ann); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

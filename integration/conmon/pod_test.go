@@ -68,3 +68,40 @@ func TestPod(t *testing.T) {
 		t.Errorf("%d QEMU processes after the pod's last container, want 0", n)
 	}
 }
+
+// TestPodWithoutInfra is a pod as CRI-O runs it by default when the pod has
+// no pod-level PID namespace (drop_infra_ctr): no infra container, only
+// app containers naming the pod. The first boots the pod's VM, the second
+// joins it; the VM lives until the last one is deleted.
+func TestPodWithoutInfra(t *testing.T) {
+	const podID = "crio-noinfra"
+	spec := func(msg string) *specs.Spec {
+		s := baseSpec(t, "sh", "-c", "echo "+msg+"; exec sleep 600")
+		s.Annotations = map[string]string{
+			"io.kubernetes.cri-o.ContainerType": "container",
+			"io.kubernetes.cri-o.SandboxID":     podID,
+		}
+		return s
+	}
+	first, second := newContainer(t, "noinfra-1", spec("one")), newContainer(t, "noinfra-2", spec("two"))
+	create(t, first)
+	mustRun(t, "start", first.ID)
+	create(t, second)
+	mustRun(t, "start", second.ID)
+	waitLog(t, first, "one\n")
+	waitLog(t, second, "two\n")
+	if n := qemuCount(); n != 1 {
+		t.Fatalf("%d QEMU processes for a pod of two containers without infra, want 1", n)
+	}
+	remove(t, first)
+	if n := qemuCount(); n != 1 {
+		t.Errorf("%d QEMU processes after deleting the container that booted the VM, want 1", n)
+	}
+	if st := status(t, second.ID); st.Status != "running" {
+		t.Errorf("the second container after the first left: %+v", st)
+	}
+	remove(t, second)
+	if n := qemuCount(); n != 0 {
+		t.Errorf("%d QEMU processes after the pod's last container, want 0", n)
+	}
+}

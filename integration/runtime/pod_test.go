@@ -62,6 +62,13 @@ func TestPod(t *testing.T) {
 	}
 
 	t.Run("JoinMissingPod", func(t *testing.T) {
+		// containerd's CRI creates the sandbox container first, always
+		// (CRI-O may not: see the conmon tests' TestPodWithoutInfra).
+		app := baseSpec(t, "true")
+		app.Annotations = map[string]string{
+			"io.kubernetes.cri.container-type": "container",
+			"io.kubernetes.cri.sandbox-id":     "pod",
+		}
 		r := rt(t, "create", "--bundle", writeBundle(t, app), "orphan")
 		if r.code != 1 || !strings.Contains(r.stderr, "sandbox") {
 			t.Errorf("joining a missing pod: %v", r)
