@@ -226,11 +226,12 @@ func newContainer(t *testing.T, id string, s *specs.Spec) *conmon.Container {
 // --force, then conmon's exit. It returns the container's PID.
 func create(t *testing.T, c *conmon.Container) int {
 	t.Helper()
-	pid, err := e.rt.Create(ctx(t), c)
+	rt := e.rt
+	pid, err := rt.Create(ctx(t), c)
 	if err != nil {
 		t.Fatalf("create %s: %v", c.ID, err)
 	}
-	t.Cleanup(func() { remove(t, c) })
+	t.Cleanup(func() { removeWith(t, rt, c) })
 	return pid
 }
 
@@ -238,8 +239,13 @@ func create(t *testing.T, c *conmon.Container) int {
 // fine), then waits for the container's conmon to exit.
 func remove(t *testing.T, c *conmon.Container) {
 	t.Helper()
-	cpid, _ := e.rt.ConmonPid(c)
-	if _, err := e.rt.Run(ctx(t), nil, "delete", "--force", c.ID); err != nil {
+	removeWith(t, e.rt, c)
+}
+
+func removeWith(t *testing.T, rt *conmon.Runtime, c *conmon.Container) {
+	t.Helper()
+	cpid, _ := rt.ConmonPid(c)
+	if _, err := rt.Run(ctx(t), nil, "delete", "--force", c.ID); err != nil {
 		var ce *conmon.CmdError
 		if !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "does not exist") {
 			t.Errorf("delete --force %s: %v", c.ID, err)

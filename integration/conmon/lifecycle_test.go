@@ -23,9 +23,28 @@ import (
 // 3: conmon's create with the sync and start pipes gives the shim's PID,
 // start runs it, the k8s-file log holds both streams, the exit directory
 // the status; then KILL finds it not running, and delete --force leaves
-// nothing (no VM, no conmon).
+// nothing (no VM, no conmon). Once with CRI-O's cgroupfs manager, once
+// with its systemd one (conmon -s, runtime --systemd-cgroup).
 func TestExitCode(t *testing.T) {
-	c := newContainer(t, "exitcode", baseSpec(t, "sh", "-c", "echo out; echo err >&2; exit 3"))
+	t.Run("cgroupfs", func(t *testing.T) { testExitCode(t, e.rt) })
+	t.Run("systemd", func(t *testing.T) {
+		rt := *e.rt
+		rt.SystemdCgroup = true
+		testExitCode(t, &rt)
+	})
+}
+
+// testExitCode runs TestExitCode with rt as the suite's runtime (the
+// helpers use e.rt; create's cleanup keeps the runtime it created with).
+func testExitCode(t *testing.T, rt *conmon.Runtime) {
+	saved := e.rt
+	e.rt = rt
+	defer func() { e.rt = saved }()
+	id := "exitcode-cgroupfs"
+	if rt.SystemdCgroup {
+		id = "exitcode-systemd"
+	}
+	c := newContainer(t, id, baseSpec(t, "sh", "-c", "echo out; echo err >&2; exit 3"))
 	pid := create(t, c)
 	if st := status(t, c.ID); st.Status != "created" || st.Pid != pid {
 		t.Errorf("after create: %+v, conmon said pid %d", st, pid)

@@ -50,6 +50,9 @@ type Runtime struct {
 	SocketDir string
 	// LogLevel is conmon's --log-level (CRI-O passes its own level).
 	LogLevel string
+	// SystemdCgroup is CRI-O's cgroup_manager = "systemd" (its default):
+	// conmon gets -s, and runtime calls but exec --systemd-cgroup.
+	SystemdCgroup bool
 }
 
 // Container is what CRI-O knows about a container when it creates it.
@@ -114,6 +117,9 @@ func (r *Runtime) CreateArgs(c *Container) []string {
 		"--socket-dir-path", r.SocketDir,
 		"--syslog",
 		"-u", c.ID,
+	}
+	if r.SystemdCgroup {
+		args = append(args, "-s")
 	}
 	if c.Terminal {
 		args = append(args, "-t")
@@ -248,7 +254,11 @@ func (e *CmdError) NotFound() bool {
 // RuntimeArgs is the argv (without argv[0]) of a direct runtime call:
 // CRI-O's defaultRuntimeArgs (--root R, two words) then args.
 func (r *Runtime) RuntimeArgs(args ...string) []string {
-	return append([]string{"--root", r.Root}, args...)
+	all := []string{"--root", r.Root}
+	if r.SystemdCgroup {
+		all = append(all, "--systemd-cgroup")
+	}
+	return append(all, args...)
 }
 
 // Run runs the runtime directly, as CRI-O's runtimeCmd does, with stdin
@@ -372,6 +382,9 @@ func (r *Runtime) ExecSyncArgs(c *Container, pidFile, logPath, processFile strin
 	}
 	if timeout > 0 {
 		args = append(args, "-T", strconv.Itoa(timeout))
+	}
+	if r.SystemdCgroup {
+		args = append(args, "-s")
 	}
 	return append(args, "--exec-process-spec", processFile, "--runtime-arg", "--root="+r.Root)
 }
