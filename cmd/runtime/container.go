@@ -102,6 +102,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	if err != nil {
 		return nil, nil, err
 	}
+	setConsoleSize(b.Spec.Process, mode)
 	sbID, owns, err := sandboxFor(o.id, b.Spec.Annotations)
 	if err != nil {
 		return nil, nil, err

@@ -137,6 +137,10 @@ func startShim(ctx context.Context, c *cli.Context, m *sandbox.Manager, o shimOp
 		}
 		defer slave.Close()
 		sp.master = master
+		if o.mode.foreground && o.mode.consoleSocket == "" {
+			// The shim reads its terminal's size when it starts.
+			copySize(os.Stdin, master)
+		}
 		defer func() {
 			if retErr != nil || o.mode.consoleSocket != "" {
 				master.Close()

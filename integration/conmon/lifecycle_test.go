@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,37 +146,37 @@ func TestRunning(t *testing.T) {
 		}
 	})
 	t.Run("ExecTerminal", func(t *testing.T) {
-		pf, err := conmon.WriteProcess(t.TempDir(), s.Process,
-			[]string{"sh", "-c", `tty; stty -echo; read line; echo "got $line"; exit 6`}, true)
+		pf, err := conmon.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c",
+			`tty; stty size; stty -echo; read line; stty size; echo "got $line"; exit 6`}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cmd := e.rt.ExecCommand(ctx(t), c.ID, pf)
-		// As CRI-O's ttyCmd: the runtime runs on a pty's slave.
+		// As CRI-O's ttyCmd: the runtime runs on a pty's slave, and a
+		// resize is a TIOCSWINSZ on the master.
 		master, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer master.Close()
-		out := make(chan string, 1)
-		var buf bytes.Buffer
-		go func() { _, _ = io.Copy(&buf, master); out <- buf.String() }()
+		term := newPtyReader(master)
+		term.waitFor(t, "30 100")
+		if err := pty.Setsize(master, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+			t.Fatal(err)
+		}
+		// Let the resize reach the guest before the process reads it.
+		time.Sleep(500 * time.Millisecond)
 		if _, err := master.Write([]byte("typed\r")); err != nil {
 			t.Fatal(err)
 		}
 		err = cmd.Wait()
-		var got string
-		select {
-		case got = <-out:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the pty did not reach its end after the exec exited")
-		}
+		got := term.end(t)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
 			t.Errorf("exec -t: %v, want exit 6 (output %q)", err, got)
 		}
-		if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "got typed") {
-			t.Errorf("exec -t output %q: want a tty name and the typed line", got)
+		if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "40 120") || !strings.Contains(got, "got typed") {
+			t.Errorf("exec -t output %q: want a tty name, the new size 40 120 and the typed line", got)
 		}
 	})
 	t.Run("UpdateResources", func(t *testing.T) {
@@ -278,4 +279,59 @@ func TestCreateFails(t *testing.T) {
 	if cpid, err := e.rt.ConmonPid(c); err == nil {
 		waitGone(t, cpid)
 	}
+}
+
+// ptyReader collects what a pty master reads.
+type ptyReader struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	done chan struct{}
+}
+
+func newPtyReader(master io.Reader) *ptyReader {
+	r := &ptyReader{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		b := make([]byte, 4096)
+		for {
+			n, err := master.Read(b)
+			r.mu.Lock()
+			r.buf.Write(b[:n])
+			r.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *ptyReader) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.buf.String()
+}
+
+// waitFor waits until the output contains want.
+func (r *ptyReader) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(commandTimeout)
+	for !strings.Contains(r.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("terminal output %q without %q", r.String(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// end waits for the master's end of file (the slave's last holder gone)
+// and returns the whole output.
+func (r *ptyReader) end(t *testing.T) string {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pty did not reach its end after the exec exited")
+	}
+	return r.String()
 }
