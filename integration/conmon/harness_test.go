@@ -7,8 +7,6 @@ package conmon_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,11 +104,8 @@ func reapAll() {
 }
 
 // sandboxRoot is where cocoon-runtime puts the sandboxes of the suite's
-// root (cmd/runtime's sandboxRoot).
-func sandboxRoot() string {
-	sum := sha256.Sum256([]byte(filepath.Clean(e.rt.Root)))
-	return "/run/cocoon/.vm/" + hex.EncodeToString(sum[:4])
-}
+// root.
+func sandboxRoot() string { return testutil.SandboxRoot(e.rt.Root) }
 
 // leftovers reports what the suite left: state under the root, sandbox
 // directories, QEMU, proxy, shim or conmon processes.
@@ -139,32 +134,10 @@ func leftovers() error {
 }
 
 // processesOf lists live processes whose command line mentions s.
-func processesOf(s string) []string {
-	var found []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		data, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cl := strings.ReplaceAll(string(data), "\x00", " ")
-		if strings.Contains(cl, s) {
-			found = append(found, filepath.Base(d)+": "+cl)
-		}
-	}
-	return found
-}
+func processesOf(s string) []string { return testutil.ProcessesOf(s) }
 
 // qemuCount counts the QEMU processes of the suite's sandboxes.
-func qemuCount() int {
-	n := 0
-	for _, p := range processesOf(sandboxRoot()) {
-		if strings.Contains(p, "qemu-system") {
-			n++
-		}
-	}
-	return n
-}
+func qemuCount() int { return testutil.QEMUCount(sandboxRoot()) }
 
 // ctx bounds one step.
 func ctx(t *testing.T) context.Context {

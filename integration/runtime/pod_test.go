@@ -5,18 +5,12 @@ package runtime_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // qemuCount counts the QEMU processes of the suite's sandboxes.
-func qemuCount() int {
-	n := 0
-	for _, p := range processesOf(sandboxRoot()) {
-		if strings.Contains(p, "qemu-system") {
-			n++
-		}
-	}
-	return n
-}
+func qemuCount() int { return testutil.QEMUCount(sandboxRoot()) }
 
 // TestPod creates a pod as CRI-O does through conmon: the sandbox
 // container boots the VM, a container with the pod's annotations joins it,

@@ -155,35 +155,17 @@ func (r *Runtime) Create(ctx context.Context, c *Container) (int, error) {
 			return 0, err
 		}
 	}
-	parentPipe, childPipe, err := newPipe()
+	var stderr bytes.Buffer
+	cmd := exec.Command(r.Conmon, r.CreateArgs(c)...)
+	cmd.Dir = c.Bundle
+	// conmon's monitor, which outlives cmd, does not keep stderr; should
+	// it, Wait would not hang on it.
+	cmd.Stderr, cmd.WaitDelay = &stderr, 5*time.Second
+	parentPipe, err := r.startMonitor(cmd, newPipe)
 	if err != nil {
 		return 0, err
 	}
 	defer parentPipe.Close()
-	childStartPipe, parentStartPipe, err := newPipe()
-	if err != nil {
-		childPipe.Close()
-		return 0, err
-	}
-	defer parentStartPipe.Close()
-
-	var stderr bytes.Buffer
-	cmd := exec.Command(r.Conmon, r.CreateArgs(c)...)
-	cmd.Dir = c.Bundle
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	cmd.ExtraFiles = []*os.File{childPipe, childStartPipe}
-	cmd.Env = r.monitorEnv()
-	err = cmd.Start()
-	childPipe.Close()
-	childStartPipe.Close()
-	if err != nil {
-		return 0, fmt.Errorf("starting conmon: %w", err)
-	}
-	if _, err := parentStartPipe.Write([]byte{0}); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return 0, fmt.Errorf("releasing conmon: %w", err)
-	}
 	if err := cmd.Wait(); err != nil {
 		return 0, fmt.Errorf("conmon: %w: %s", err, stderr.String())
 	}
@@ -195,6 +177,41 @@ func (r *Runtime) Create(ctx context.Context, c *Container) (int, error) {
 		return 0, fmt.Errorf("container create failed: %s", si.Message)
 	}
 	return si.Pid, nil
+}
+
+// startMonitor starts conmon as cmd with CRI-O's pipes: the child end of
+// a sync pipe from syncPipe as fd 3, a start pipe as fd 4, named in the
+// environment; then it releases conmon through the start pipe and returns
+// the parent end of the sync pipe. CRI-O makes the sync pipe with newPipe
+// for create, os.Pipe for an exec-sync.
+func (r *Runtime) startMonitor(cmd *exec.Cmd, syncPipe func() (parent, child *os.File, err error)) (*os.File, error) {
+	parentPipe, childPipe, err := syncPipe()
+	if err != nil {
+		return nil, err
+	}
+	childStartPipe, parentStartPipe, err := newPipe()
+	if err != nil {
+		parentPipe.Close()
+		childPipe.Close()
+		return nil, err
+	}
+	defer parentStartPipe.Close()
+	cmd.ExtraFiles = []*os.File{childPipe, childStartPipe}
+	cmd.Env = r.monitorEnv()
+	err = cmd.Start()
+	childPipe.Close()
+	childStartPipe.Close()
+	if err != nil {
+		parentPipe.Close()
+		return nil, fmt.Errorf("starting conmon: %w", err)
+	}
+	if _, err := parentStartPipe.Write([]byte{0}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		parentPipe.Close()
+		return nil, fmt.Errorf("releasing conmon: %w", err)
+	}
+	return parentPipe, nil
 }
 
 // decodeWithin decodes one JSON message from f before ctx ends.
@@ -405,34 +422,14 @@ func (r *Runtime) ExecSync(ctx context.Context, c *Container, spec *specs.Proces
 	if err != nil {
 		return nil, err
 	}
-	parentPipe, childPipe, err := os.Pipe()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, r.Conmon, r.ExecSyncArgs(c, pidFile, logPath, processFile, timeout)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	parentPipe, err := r.startMonitor(cmd, func() (*os.File, *os.File, error) { return os.Pipe() })
 	if err != nil {
 		return nil, err
 	}
 	defer parentPipe.Close()
-	childStartPipe, parentStartPipe, err := newPipe()
-	if err != nil {
-		childPipe.Close()
-		return nil, err
-	}
-	defer parentStartPipe.Close()
-
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, r.Conmon, r.ExecSyncArgs(c, pidFile, logPath, processFile, timeout)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.ExtraFiles = []*os.File{childPipe, childStartPipe}
-	cmd.Env = r.monitorEnv()
-	err = cmd.Start()
-	childPipe.Close()
-	childStartPipe.Close()
-	if err != nil {
-		return nil, fmt.Errorf("starting conmon: %w", err)
-	}
-	if _, err := parentStartPipe.Write([]byte{0}); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("releasing conmon: %w", err)
-	}
 	waitErr := cmd.Wait()
 	var ec exitCodeInfo
 	decodeErr := decodeWithin(ctx, parentPipe, &ec)
