@@ -185,4 +185,3 @@ func (a *AttachedExec) Wait(ctx context.Context) (int, error) {
 	}
 	return m.Data, nil
 }
-
