@@ -20,15 +20,17 @@ import (
 	"github.com/cocoon-containers/cocoon/shim"
 )
 
-// An exec'd process's shim PID is the process's PID to the caller, and
-// callers SIGKILL it directly: conmon when an exec-sync (a Kubernetes exec
-// probe) times out, containerd's runc shim when it kills an exec. With runc
-// that kills the process; a shim cannot catch SIGKILL to forward it. So the
-// shim of an exec'd process starts a guard: a second cocoon-shim, in its
-// own session with no stdio, that holds the read end of a pipe whose write
-// end only the shim holds. The shim writes one byte to it before it exits
-// by itself; a guard that reads end of file without that byte knows that
-// its shim died unannounced, and SIGKILLs the process in the guest.
+// A shim's PID is its process's PID to the caller, and a SIGKILL to that
+// PID must kill the process, as it does with runc: conmon SIGKILLs an
+// exec-sync's PID when it times out (a Kubernetes exec probe) and a
+// container's when `conmon -T` (podman run --timeout) expires,
+// containerd's runc shim SIGKILLs an exec's PID to kill it, the host's OOM
+// killer picks one. A shim cannot catch SIGKILL to forward it. So every
+// shim starts a guard: a second cocoon-shim, in its own session with no
+// stdio, that holds the read end of a pipe whose write end only the shim
+// holds. The shim writes one byte to it before it exits by itself; a guard
+// that reads end of file without that byte knows that its shim died
+// unannounced, and SIGKILLs the process in the guest.
 
 // guardFD is the guard's end of the pipe, as the guard sees it.
 const guardFD = 3
@@ -42,7 +44,7 @@ type guard struct {
 	w   *os.File
 }
 
-// startGuard starts the guard of the process that c names.
+// startGuard starts the guard of the process that c's flags name.
 func startGuard(c *cli.Context) (*guard, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -54,9 +56,9 @@ func startGuard(c *cli.Context) (*guard, error) {
 	}
 	defer r.Close()
 	args := []string{"cocoon-shim", "--guard-fd", strconv.Itoa(guardFD),
-		"--container", c.String("container"), "--exec", c.String("exec"),
+		"--container", c.String("container"),
 		"--timeout-scale", strconv.FormatUint(uint64(c.Uint("timeout-scale")), 10)}
-	for _, f := range []string{"proxy-socket", "vsock", "log", "log-format"} {
+	for _, f := range []string{"exec", "proxy-socket", "vsock", "log", "log-format"} {
 		if v := c.String(f); v != "" {
 			args = append(args, "--"+f, v)
 		}

@@ -10,32 +10,38 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 )
 
-// TestGuard: the shim of an exec'd process that is SIGKILLed (conmon's
-// exec-sync timeout) has its guard SIGKILL the process in the guest; a
-// shim that exits with its process leaves the process alone.
+// TestGuard: a shim that is SIGKILLed (conmon's exec-sync timeout) has its
+// guard SIGKILL the process in the guest, an exec'd one or the container's
+// init; a shim that exits with its process leaves the process alone.
 func TestGuard(t *testing.T) {
-	t.Run("ShimKilled", func(t *testing.T) {
-		sb := newSandbox(t)
-		cmd := sb.shimCmd("--exec", "e")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out // stdin: /dev/null
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sb.attached(t, 2)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		select {
-		case req := <-sb.Signals:
-			if req.ContainerId != "c" || req.ExecId != "e" || req.Signal != uint32(unix.SIGKILL) {
-				t.Errorf("the guard sent %+v, want SIGKILL to c/e", req)
+	for _, execID := range []string{"e", ""} {
+		t.Run("ShimKilled/exec="+execID, func(t *testing.T) {
+			sb := newSandbox(t)
+			var args []string
+			if execID != "" {
+				args = []string{"--exec", execID}
 			}
-		case <-time.After(waitTimeout):
-			t.Fatal("the guard did not kill the process of its SIGKILLed shim")
-		}
-	})
+			cmd := sb.shimCmd(args...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out // stdin: /dev/null
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sb.attached(t, 2)
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			select {
+			case req := <-sb.Signals:
+				if req.ContainerId != "c" || req.ExecId != execID || req.Signal != uint32(unix.SIGKILL) {
+					t.Errorf("the guard sent %+v, want SIGKILL to c/%s", req, execID)
+				}
+			case <-time.After(waitTimeout):
+				t.Fatal("the guard did not kill the process of its SIGKILLed shim")
+			}
+		})
+	}
 	t.Run("ProcessExited", func(t *testing.T) {
 		sb := newSandbox(t)
 		cmd := sb.shimCmd("--exec", "e")

@@ -20,7 +20,9 @@
 //     shim then gets SIGWINCH when the caller resizes the master (and SIGHUP
 //     when it closes it, which it forwards).
 //   - No Pdeathsig: the shim outlives the runtime. The environment is not
-//     used.
+//     used. The shim starts a guard (a second cocoon-shim, --guard-fd) that
+//     kills the process in the guest should the shim be SIGKILLed (see
+//     guard.go).
 //   - The process must have been created (CreateContainer or ExecProcess)
 //     with the api.StdioConfig that matches --stdin, --stdout and --stderr
 //     (shim.AttachedStdio computes both from the same files).
@@ -133,13 +135,11 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		return fail(err)
 	}
 	defer agent.Close()
-	if c.String("exec") != "" {
-		g, err := startGuard(c)
-		if err != nil {
-			return fail(err)
-		}
-		defer g.release(log)
+	g, err := startGuard(c)
+	if err != nil {
+		return fail(err)
 	}
+	defer g.release(log)
 
 	cfg := shim.Config{
 		ContainerID: c.String("container"),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/internal/conmon"
 )
@@ -115,7 +116,8 @@ func TestRunning(t *testing.T) {
 		if res.ExitCode != -1 || !strings.Contains(string(res.Stderr), "timed out") {
 			t.Errorf("exec-sync -T 2 of sleep 77: exit %d, stderr %q; want -1, timed out", res.ExitCode, res.Stderr)
 		}
-		deadline := time.Now().Add(commandTimeout)
+		// Well before sleep's own end.
+		deadline := time.Now().Add(killedWithin)
 		for {
 			ps, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"ps", "-o", "args"}, 0)
 			if err != nil {
@@ -254,6 +256,58 @@ func TestTerminal(t *testing.T) {
 	mustRun(t, "kill", c.ID, "KILL")
 	if code := exitCode(t, c.ID); code != 137 {
 		t.Errorf("exit file after kill KILL: %d, want 137", code)
+	}
+}
+
+// killedWithin bounds how long a process whose shim was SIGKILLed may
+// live on in the guest (its shim's guard kills it at once).
+const killedWithin = 20 * time.Second
+
+// TestShimKilled SIGKILLs a container's PID (its shim), as conmon -T or
+// the host's OOM killer would: as with runc the container dies (it stops
+// writing its heartbeat into a host directory), conmon records 137, and
+// the runtime calls it stopped.
+func TestShimKilled(t *testing.T) {
+	hb := t.TempDir()
+	s := baseSpec(t, "sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /hb/beat; sleep 0.1; done")
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/hb", Type: "bind", Source: hb, Options: []string{"rbind", "rw"}})
+	c := newContainer(t, "shimkilled", s)
+	pid := create(t, c)
+	mustRun(t, "start", c.ID)
+	beat := func() string {
+		data, _ := os.ReadFile(filepath.Join(hb, "beat"))
+		return string(data)
+	}
+	deadline := time.Now().Add(commandTimeout)
+	for first := beat(); first == "" || beat() == first; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no heartbeat from the container")
+		}
+		if first == "" {
+			first = beat()
+		}
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(t, c.ID); code != 137 {
+		t.Errorf("exit file after SIGKILL of the container pid: %d, want 137", code)
+	}
+	// The guest container dies: the heartbeat stops.
+	deadline = time.Now().Add(killedWithin)
+	var last string
+	for stable := 0; stable < 10; time.Sleep(200 * time.Millisecond) {
+		if b := beat(); b == last {
+			stable++
+		} else {
+			last, stable = b, 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the container still runs in the guest after its shim was SIGKILLed")
+		}
+	}
+	if st := status(t, c.ID); st.Status != "stopped" {
+		t.Errorf("state after SIGKILL: %+v", st)
 	}
 }
 
