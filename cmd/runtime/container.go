@@ -188,20 +188,24 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	if _, err := sb.CreateContainer(ctx, o.id, b, mode.stdioConfig()); err != nil {
 		return nil, nil, err
 	}
+	var sp *shimProcess
 	undo.push(func() {
+		// The process goes first: its shim then exits by itself, and
+		// the shim's guard stays quiet (a killed shim's guard would
+		// kill the process too, racing the removal).
 		cctx, cancel := cleanupCtx()
 		defer cancel()
 		if err := sb.RemoveContainer(cctx, o.id, true); err != nil {
 			m.Log.WithError(err).Warn("cleaning up a failed create")
 		}
+		sp.stop(scaled(m, 500*time.Millisecond))
 	})
-	sp, err := startShim(ctx, c, m, shimOptions{
+	sp, err = startShim(ctx, c, m, shimOptions{
 		sb: sb, containerID: o.id, mode: mode, newNetNS: wantsNewNetNS(b.Spec),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	undo.push(sp.kill)
 	rec.Pid, rec.PidStart = sp.pid, sp.start
 
 	hs := hookState(rec, specs.StateCreating)
