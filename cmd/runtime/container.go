@@ -107,6 +107,12 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	if err != nil {
 		return nil, nil, err
 	}
+	// The pod's hostname, before a pod member's UTS namespace (and with
+	// it the hostname) is found to be the guest's.
+	attach := sandbox.AttachConfig{Hostname: b.Spec.Hostname}
+	if podMember(b.Spec.Annotations) {
+		attach.Sysctls = podNamespaces(b.Spec)
+	}
 	m, err := newManager(c)
 	if err != nil {
 		return nil, nil, err
@@ -173,7 +179,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 				m.Log.WithError(err).Warn("cleaning up a failed create")
 			}
 		})
-		if err := sb.Attach(ctx, sandbox.AttachConfig{Hostname: b.Spec.Hostname}); err != nil {
+		if err := sb.Attach(ctx, attach); err != nil {
 			return nil, nil, err
 		}
 	} else {
