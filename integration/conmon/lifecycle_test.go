@@ -80,9 +80,10 @@ func testExitCode(t *testing.T, rt *conmon.Runtime) {
 }
 
 // TestRunning drives a running container as CRI-O does: exec-sync
-// through conmon --exec, streaming exec in the foreground with and without
-// a terminal, update --resources -, then the stop loop (kill 15, kill KILL
-// of the stopped container).
+// through conmon --exec (and one that times out), streaming exec in the
+// foreground with and without a terminal, update --resources -, pause and
+// resume, then the stop loop (kill 15, kill KILL of the stopped
+// container).
 func TestRunning(t *testing.T) {
 	s := baseSpec(t, "sh", "-c", `trap "echo term; exit 7" TERM; echo ready; while :; do sleep 0.2; done`)
 	c := newContainer(t, "running", s)
@@ -192,6 +193,21 @@ func TestRunning(t *testing.T) {
 			"cat /sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max"}, 0)
 		if err != nil || res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "83886080" {
 			t.Errorf("memory limit in the guest after update: %+v, %v", res, err)
+		}
+	})
+
+	t.Run("PauseResume", func(t *testing.T) {
+		mustRun(t, "pause", c.ID)
+		if st := status(t, c.ID); st.Status != "paused" {
+			t.Errorf("after pause: %+v", st)
+		}
+		mustRun(t, "resume", c.ID)
+		if st := status(t, c.ID); st.Status != "running" {
+			t.Errorf("after resume: %+v", st)
+		}
+		res, err := e.rt.ExecSync(ctx(t), c, s.Process, []string{"true"}, 0)
+		if err != nil || res.ExitCode != 0 {
+			t.Errorf("exec-sync after resume: %+v, %v", res, err)
 		}
 	})
 
