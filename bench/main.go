@@ -95,6 +95,10 @@ func run(ctx context.Context, out, bin string, runs int) error {
 	if err != nil {
 		return fmt.Errorf("pod start: %w", err)
 	}
+	runcConmon, cocoonConmon, err := b.conmonTrue(ctx, filepath.Join(b.work, "bundle"), out, bin, runs)
+	if err != nil {
+		return fmt.Errorf("conmon: %w", err)
+	}
 	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
 	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
 	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
@@ -107,6 +111,12 @@ func run(ctx context.Context, out, bin string, runs int) error {
 	row("cocoon-runtime run of busybox true (s)", seconds(cocoonTrue))
 	row("CRI runp + create + start, runc (s)", seconds(runcPod))
 	row("CRI runp + create + start, cocoon (s)", seconds(cocoonPod))
+	if len(runcConmon) > 0 {
+		row("conmon (CRI-O) create+start, true, runc (s)", seconds(runcConmon))
+	}
+	if len(cocoonConmon) > 0 {
+		row("conmon (CRI-O) create+start, true, cocoon (s)", seconds(cocoonConmon))
+	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ pkgs=(
 	docker.io                          # tests: a private dockerd with cocoon as a runtime (brings containerd)
 	shellcheck                         # tests: every shell script
 	vagrant                            # tests: vagrant validate of the Vagrantfiles
+	conmon                             # tests: cocoon-runtime under CRI-O's container monitor
 )
 if [ $# -gt 0 ]; then
 	pkgs=("$@")

@@ -102,9 +102,16 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	if err != nil {
 		return nil, nil, err
 	}
+	setConsoleSize(b.Spec.Process, mode)
 	sbID, owns, err := sandboxFor(o.id, b.Spec.Annotations)
 	if err != nil {
 		return nil, nil, err
+	}
+	// The pod's hostname, before a pod member's UTS namespace (and with
+	// it the hostname) is found to be the guest's.
+	attach := sandbox.AttachConfig{Hostname: b.Spec.Hostname}
+	if podMember(b.Spec.Annotations) {
+		attach.Sysctls = podNamespaces(b.Spec)
 	}
 	m, err := newManager(c)
 	if err != nil {
@@ -147,6 +154,18 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	})
 
 	var sb *sandbox.Sandbox
+	if !owns {
+		sb, err = m.Load(ctx, sbID)
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound) && infraMayBeDropped(b.Spec.Annotations):
+			// CRI-O runs the pod without an infra container: its
+			// first container boots the pod's VM, the others join.
+			owns, sb = true, nil
+			rec.OwnsSandbox = true
+		case err != nil:
+			return nil, nil, fmt.Errorf("joining the pod's sandbox: %w", err)
+		}
+	}
 	if owns {
 		undo.push(func() { removeEmptyRoot(m.Root) })
 		sb, err = m.Create(ctx, sbID)
@@ -160,14 +179,10 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 				m.Log.WithError(err).Warn("cleaning up a failed create")
 			}
 		})
-		if err := sb.Attach(ctx, sandbox.AttachConfig{Hostname: b.Spec.Hostname}); err != nil {
+		if err := sb.Attach(ctx, attach); err != nil {
 			return nil, nil, err
 		}
 	} else {
-		sb, err = m.Load(ctx, sbID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("joining the pod's sandbox: %w", err)
-		}
 		sbLock, err := sb.Lock()
 		if err != nil {
 			return nil, nil, fmt.Errorf("joining the pod's sandbox: %w", err)
@@ -179,20 +194,24 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	if _, err := sb.CreateContainer(ctx, o.id, b, mode.stdioConfig()); err != nil {
 		return nil, nil, err
 	}
+	var sp *shimProcess
 	undo.push(func() {
+		// The process goes first: its shim then exits by itself, and
+		// the shim's guard stays quiet (a killed shim's guard would
+		// kill the process too, racing the removal).
 		cctx, cancel := cleanupCtx()
 		defer cancel()
 		if err := sb.RemoveContainer(cctx, o.id, true); err != nil {
 			m.Log.WithError(err).Warn("cleaning up a failed create")
 		}
+		sp.stop(scaled(m, 500*time.Millisecond))
 	})
-	sp, err := startShim(ctx, c, m, shimOptions{
+	sp, err = startShim(ctx, c, m, shimOptions{
 		sb: sb, containerID: o.id, mode: mode, newNetNS: wantsNewNetNS(b.Spec),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	undo.push(sp.kill)
 	rec.Pid, rec.PidStart = sp.pid, sp.start
 
 	hs := hookState(rec, specs.StateCreating)

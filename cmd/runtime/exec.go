@@ -93,6 +93,7 @@ func execProcess(c *cli.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	setConsoleSize(p, mode)
 	gp, err := oci.GuestProcess(p)
 	if err != nil {
 		return 0, err

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/cocoon-containers/cocoon/shim"
 	"golang.org/x/sys/unix"
 )
@@ -92,5 +94,24 @@ func copySize(from, to *os.File) {
 			return err
 		}
 		return control(to, func(tfd int) error { return unix.IoctlSetWinsize(tfd, unix.TIOCSWINSZ, ws) })
+	})
+}
+
+// setConsoleSize gives a process that gets a terminal in the foreground
+// (run or exec on the caller's terminal, no console socket) the size of
+// the caller's terminal from its start, as runc does, unless the spec sets
+// one: the guest creates its pty with it, while a resize sent once the
+// process runs comes late for a program that reads the size at once.
+func setConsoleSize(p *specs.Process, mode stdioMode) {
+	if !mode.terminal || !mode.foreground || mode.consoleSocket != "" || p.ConsoleSize != nil {
+		return
+	}
+	_ = control(os.Stdin, func(fd int) error {
+		ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
+		if err != nil || ws.Row == 0 || ws.Col == 0 {
+			return err
+		}
+		p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
+		return nil
 	})
 }

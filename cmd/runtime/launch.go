@@ -137,6 +137,10 @@ func startShim(ctx context.Context, c *cli.Context, m *sandbox.Manager, o shimOp
 		}
 		defer slave.Close()
 		sp.master = master
+		if o.mode.foreground && o.mode.consoleSocket == "" {
+			// The shim reads its terminal's size when it starts.
+			copySize(os.Stdin, master)
+		}
 		defer func() {
 			if retErr != nil || o.mode.consoleSocket != "" {
 				master.Close()
@@ -217,16 +221,24 @@ func waitReady(ctx context.Context, r *os.File) error {
 }
 
 // kill stops the shim and reaps it (it is still our child).
-func (sp *shimProcess) kill() {
+func (sp *shimProcess) kill() { sp.stop(0) }
+
+// stop lets the shim exit by itself for up to grace (its process is gone
+// or going), then kills it, and reaps it (it is still our child).
+func (sp *shimProcess) stop(grace time.Duration) {
 	if sp == nil || sp.cmd == nil {
 		return
 	}
-	_ = sp.cmd.Process.Kill()
 	done := make(chan struct{})
 	go func() { _ = sp.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(grace):
+		_ = sp.cmd.Process.Kill()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	if sp.master != nil {
 		sp.master.Close()

@@ -20,7 +20,9 @@
 //     shim then gets SIGWINCH when the caller resizes the master (and SIGHUP
 //     when it closes it, which it forwards).
 //   - No Pdeathsig: the shim outlives the runtime. The environment is not
-//     used.
+//     used. The shim starts a guard (a second cocoon-shim, --guard-fd) that
+//     kills the process in the guest should the shim be SIGKILLed (see
+//     guard.go).
 //   - The process must have been created (CreateContainer or ExecProcess)
 //     with the api.StdioConfig that matches --stdin, --stdout and --stderr
 //     (shim.AttachedStdio computes both from the same files).
@@ -76,6 +78,7 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` (default: none)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
+			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as the guard of an exec'd process's shim: SIGKILL the process if descriptor `FD` ends without a byte (see guard.go)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
@@ -84,6 +87,9 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			}
 			if c.String("container") == "" {
 				return fmt.Errorf("no --container given")
+			}
+			if c.Int("guard-fd") >= 0 {
+				return runGuard(c)
 			}
 			s, err := run(c, sigs)
 			*status = s
@@ -129,6 +135,11 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		return fail(err)
 	}
 	defer agent.Close()
+	g, err := startGuard(c)
+	if err != nil {
+		return fail(err)
+	}
+	defer g.release(log)
 
 	cfg := shim.Config{
 		ContainerID: c.String("container"),

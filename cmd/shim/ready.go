@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"syscall"
 )
 
 // readyPipe tells the runtime that started the shim how its start went:
@@ -17,6 +18,9 @@ func newReadyPipe(fd int) *readyPipe {
 	if fd < 0 {
 		return &readyPipe{}
 	}
+	// The guard, which outlives the ready pipe, must not inherit it: the
+	// runtime reads the pipe to its end.
+	syscall.CloseOnExec(fd)
 	return &readyPipe{f: os.NewFile(uintptr(fd), "ready-fd")}
 }
 

@@ -8,8 +8,6 @@ package runtime_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -87,12 +85,9 @@ func testMain(m *testing.M) int {
 	return code
 }
 
-// sandboxRoot is where cocoon-runtime puts the sandboxes of e.root
-// (cmd/runtime's sandboxRoot).
-func sandboxRoot() string {
-	sum := sha256.Sum256([]byte(filepath.Clean(e.root)))
-	return "/run/cocoon/.vm/" + hex.EncodeToString(sum[:4])
-}
+// sandboxRoot is where cocoon-runtime puts the sandboxes of the suite's
+// root.
+func sandboxRoot() string { return testutil.SandboxRoot(e.root) }
 
 // leftovers reports what the suite's containers left: state under the
 // root, sandbox directories, QEMU, proxy or shim processes.
@@ -118,21 +113,7 @@ func leftovers() error {
 }
 
 // processesOf lists live processes whose command line mentions s.
-func processesOf(s string) []string {
-	var found []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		data, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		cl := strings.ReplaceAll(string(data), "\x00", " ")
-		if strings.Contains(cl, s) {
-			found = append(found, filepath.Base(d)+": "+cl)
-		}
-	}
-	return found
-}
+func processesOf(s string) []string { return testutil.ProcessesOf(s) }
 
 // result is what a command left.
 type result struct {

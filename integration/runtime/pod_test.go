@@ -5,18 +5,12 @@ package runtime_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // qemuCount counts the QEMU processes of the suite's sandboxes.
-func qemuCount() int {
-	n := 0
-	for _, p := range processesOf(sandboxRoot()) {
-		if strings.Contains(p, "qemu-system") {
-			n++
-		}
-	}
-	return n
-}
+func qemuCount() int { return testutil.QEMUCount(sandboxRoot()) }
 
 // TestPod creates a pod as CRI-O does through conmon: the sandbox
 // container boots the VM, a container with the pod's annotations joins it,
@@ -62,6 +56,13 @@ func TestPod(t *testing.T) {
 	}
 
 	t.Run("JoinMissingPod", func(t *testing.T) {
+		// containerd's CRI creates the sandbox container first, always
+		// (CRI-O may not: see the conmon tests' TestPodWithoutInfra).
+		app := baseSpec(t, "true")
+		app.Annotations = map[string]string{
+			"io.kubernetes.cri.container-type": "container",
+			"io.kubernetes.cri.sandbox-id":     "pod",
+		}
 		r := rt(t, "create", "--bundle", writeBundle(t, app), "orphan")
 		if r.code != 1 || !strings.Contains(r.stderr, "sandbox") {
 			t.Errorf("joining a missing pod: %v", r)

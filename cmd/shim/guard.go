@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/shim"
+)
+
+// A shim's PID is its process's PID to the caller, and a SIGKILL to that
+// PID must kill the process, as it does with runc: conmon SIGKILLs an
+// exec-sync's PID when it times out (a Kubernetes exec probe) and a
+// container's when `conmon -T` (podman run --timeout) expires,
+// containerd's runc shim SIGKILLs an exec's PID to kill it, the host's OOM
+// killer picks one. A shim cannot catch SIGKILL to forward it. So every
+// shim starts a guard: a second cocoon-shim, in its own session with no
+// stdio, that holds the read end of a pipe whose write end only the shim
+// holds. The shim writes one byte to it before it exits by itself; a guard
+// that reads end of file without that byte knows that its shim died
+// unannounced, and SIGKILLs the process in the guest.
+
+// guardFD is the guard's end of the pipe, as the guard sees it.
+const guardFD = 3
+
+// guardAlive is the byte the shim writes when it exits by itself.
+var guardAlive = []byte{'.'}
+
+// guard is a started guard, seen from its shim.
+type guard struct {
+	cmd *exec.Cmd
+	w   *os.File
+}
+
+// startGuard starts the guard of the process that c's flags name.
+func startGuard(c *cli.Context) (*guard, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("starting the guard: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting the guard: %w", err)
+	}
+	defer r.Close()
+	args := []string{"cocoon-shim", "--guard-fd", strconv.Itoa(guardFD),
+		"--container", c.String("container"),
+		"--timeout-scale", strconv.FormatUint(uint64(c.Uint("timeout-scale")), 10)}
+	for _, f := range []string{"exec", "proxy-socket", "vsock", "log", "log-format"} {
+		if v := c.String(f); v != "" {
+			args = append(args, "--"+f, v)
+		}
+	}
+	if c.Bool("debug") {
+		args = append(args, "--debug")
+	}
+	cmd := &exec.Cmd{
+		Path:        self,
+		Args:        args,
+		Env:         []string{},
+		ExtraFiles:  []*os.File{r}, // fd 3
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("starting the guard: %w", err)
+	}
+	return &guard{cmd: cmd, w: w}, nil
+}
+
+// release tells the guard that the shim exits by itself and reaps it.
+func (g *guard) release(log *logrus.Entry) {
+	_, _ = g.w.Write(guardAlive)
+	g.w.Close()
+	done := make(chan struct{})
+	go func() { _ = g.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		log.Warn("the guard did not exit")
+		_ = g.cmd.Process.Kill()
+	}
+}
+
+// runGuard is cocoon-shim --guard-fd: it waits for its shim to exit and,
+// if the shim died without writing guardAlive, kills the process.
+func runGuard(c *cli.Context) error {
+	fd := c.Int("guard-fd")
+	if _, err := shim.CloseInheritedFDs(fd); err != nil {
+		return err
+	}
+	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
+	if err != nil {
+		return err
+	}
+	log = log.WithFields(logrus.Fields{"container": c.String("container"), "exec": c.String("exec"), "guard": true})
+	pipe := os.NewFile(uintptr(fd), "guard")
+	buf := make([]byte, 1)
+	n, err := pipe.Read(buf)
+	pipe.Close()
+	if n == 1 {
+		return nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		log.WithError(err).Warn("reading the guard pipe")
+	}
+	log.Info("the shim died without the process's exit: killing the process")
+	d, err := shim.NewDialer(c.String("proxy-socket"), c.String("vsock"))
+	if err != nil {
+		return err
+	}
+	scale := time.Duration(max(c.Uint("timeout-scale"), 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second*scale)
+	defer cancel()
+	agent, err := shim.Connect(ctx, d, client.Options{Scale: scale, Log: log})
+	if err != nil {
+		return err
+	}
+	defer agent.Close()
+	if _, err := agent.SignalProcess(ctx, &api.SignalProcessRequest{
+		ContainerId: c.String("container"), ExecId: c.String("exec"), Signal: uint32(unix.SIGKILL),
+	}); err != nil {
+		return fmt.Errorf("killing the process of a dead shim: %w", err)
+	}
+	return nil
+}
