@@ -149,7 +149,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	var sb *sandbox.Sandbox
 	if owns {
 		undo.push(func() { removeEmptyRoot(m.Root) })
-		sb, err = m.Create(ctx, sbID)
+		sb, err = m.Create(ctx, sbID, sandbox.WithNetwork(sandbox.NetworkOf(b.Spec)))
 		if err != nil {
 			return nil, nil, err
 		}
