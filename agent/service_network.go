@@ -79,10 +79,8 @@ func updateInterfaces(h *netlink.Handle, ifcs []*api.Interface) error {
 		}
 		plan = append(plan, p)
 	}
-	if lo, err := h.LinkByName("lo"); err != nil {
-		return fmt.Errorf("finding lo: %w", err)
-	} else if err := h.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("bringing lo up: %w", err)
+	if err := loopbackUp(h); err != nil {
+		return err
 	}
 	for _, p := range plan {
 		l, name := p.link, p.ifc.Name
@@ -194,6 +192,18 @@ func updateRoutes(h *netlink.Handle, req *api.UpdateRoutesRequest) error {
 		if err := h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, State: netlink.NUD_PERMANENT, IP: ip, HardwareAddr: mac}); err != nil {
 			return fmt.Errorf("adding neighbour %s: %w", ip, err)
 		}
+	}
+	return nil
+}
+
+// loopbackUp brings lo up: the kernel gives it its addresses.
+func loopbackUp(h *netlink.Handle) error {
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("finding lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
 	}
 	return nil
 }
