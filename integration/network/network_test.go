@@ -95,7 +95,9 @@ func TestQEMUCrash(t *testing.T) {
 		out, _ := os.ReadFile(logf.Name())
 		t.Fatalf("run -d: %v: %s", err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command(e.runtime, "--config", e.config, "--root", e.root, "delete", "--force", id).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command(e.runtime, "--config", e.config, "--root", e.root, "delete", "--force", id).Run()
+	})
 	qemu := qemuPIDs(t)
 	if len(qemu) != 1 {
 		t.Fatalf("qemu processes of the suite: %v", qemu)
