@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
+	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -15,7 +18,8 @@ import (
 )
 
 // UpdateInterfaces configures the guest's NICs, found by MAC address:
-// name, MTU, addresses (those it had are replaced), up. lo comes up too.
+// name, MAC (when HardwareAddr is set), MTU, addresses (those it had are
+// replaced), up. lo comes up too.
 func (s *Service) UpdateInterfaces(ctx context.Context, req *api.UpdateInterfacesRequest) (*api.Empty, error) {
 	if err := updateInterfaces(s.netlink(), req.Interfaces); err != nil {
 		return nil, rpcError(fmt.Errorf("updating interfaces: %w", err))
@@ -46,9 +50,10 @@ func (s *Service) netlink() *netlink.Handle {
 
 func updateInterfaces(h *netlink.Handle, ifcs []*api.Interface) error {
 	type planned struct {
-		link  netlink.Link
-		ifc   *api.Interface
-		addrs []*netlink.Addr
+		link   netlink.Link
+		ifc    *api.Interface
+		addrs  []*netlink.Addr
+		hwaddr net.HardwareAddr
 	}
 	// Validate everything before changing anything.
 	var plan []planned
@@ -61,6 +66,11 @@ func updateInterfaces(h *netlink.Handle, ifcs []*api.Interface) error {
 			return fmt.Errorf("%w: interface name %q", errInvalid, ifc.Name)
 		}
 		p := planned{ifc: ifc}
+		if ifc.HardwareAddr != "" {
+			if p.hwaddr, err = net.ParseMAC(ifc.HardwareAddr); err != nil || len(p.hwaddr) != 6 {
+				return fmt.Errorf("%w: interface %q: hardware address %q", errInvalid, ifc.Name, ifc.HardwareAddr)
+			}
+		}
 		for _, a := range ifc.Addresses {
 			addr, err := netlink.ParseAddr(a)
 			if err != nil {
@@ -84,12 +94,21 @@ func updateInterfaces(h *netlink.Handle, ifcs []*api.Interface) error {
 	}
 	for _, p := range plan {
 		l, name := p.link, p.ifc.Name
-		if l.Attrs().Name != name {
+		rename := l.Attrs().Name != name
+		readdress := p.hwaddr != nil && p.hwaddr.String() != l.Attrs().HardwareAddr.String()
+		if rename || readdress {
 			if err := h.LinkSetDown(l); err != nil {
 				return fmt.Errorf("interface %s: %w", name, err)
 			}
+		}
+		if rename {
 			if err := h.LinkSetName(l, name); err != nil {
 				return fmt.Errorf("renaming %s to %s: %w", l.Attrs().Name, name, err)
+			}
+		}
+		if readdress {
+			if err := h.LinkSetHardwareAddr(l, p.hwaddr); err != nil {
+				return fmt.Errorf("setting the mac of %s to %s: %w", name, p.hwaddr, err)
 			}
 		}
 		if p.ifc.Mtu > 0 && int(p.ifc.Mtu) != l.Attrs().MTU {
@@ -204,6 +223,37 @@ func loopbackUp(h *netlink.Handle) error {
 	}
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	return nil
+}
+
+// applyNetworkSysctls moves the net.* sysctls of a container that uses the
+// guest's network namespace (the host passes none: the guest's namespace
+// carries the container's network) out of the spec and into the guest:
+// libcontainer refuses them without a namespace of the container's own,
+// yet they are the container's, as Docker sets them for its bridge
+// networks (net.ipv4.ip_unprivileged_port_start, ping_group_range).
+func (s *Service) applyNetworkSysctls(spec *specs.Spec) error {
+	if spec.Linux == nil || len(spec.Linux.Sysctl) == 0 {
+		return nil
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return nil
+		}
+	}
+	names := make([]string, 0, len(spec.Linux.Sysctl))
+	for name := range spec.Linux.Sysctl {
+		if strings.HasPrefix(name, "net.") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := writeSysctl(s.cfg.ProcSysDir, name, spec.Linux.Sysctl[name]); err != nil {
+			return fmt.Errorf("container sysctl: %w", err)
+		}
+		delete(spec.Linux.Sysctl, name)
 	}
 	return nil
 }

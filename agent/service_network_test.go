@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"google.golang.org/grpc/codes"
@@ -89,6 +90,15 @@ func TestUpdateInterfacesAndRoutes(t *testing.T) {
 		t.Errorf("addresses not replaced:\n%s", out)
 	}
 
+	// The NIC takes another MAC (Docker's veth arrives after boot).
+	ifc.HardwareAddr = "02:42:c0:00:02:03"
+	if _, err := client.UpdateInterfaces(ctx, &api.UpdateInterfacesRequest{Interfaces: []*api.Interface{ifc}}); err != nil {
+		t.Fatalf("UpdateInterfaces with a new mac: %v", err)
+	}
+	if out := ipOut(t, "-n", ns, "link", "show", "dev", "eth0"); !strings.Contains(out, "02:42:c0:00:02:03") || !strings.Contains(out, "state UP") && !strings.Contains(out, ",UP") {
+		t.Errorf("eth0 after a mac change:\n%s", out)
+	}
+
 	_, err := client.UpdateRoutes(ctx, &api.UpdateRoutesRequest{
 		Routes: []*api.Route{
 			{Gateway: "192.0.2.1", Device: "eth0", Family: 4},
@@ -135,5 +145,37 @@ func TestUpdateInterfacesErrors(t *testing.T) {
 	_, err := client.UpdateRoutes(ctx, &api.UpdateRoutesRequest{Routes: []*api.Route{{Gateway: "192.0.2.1", Device: "nope"}}})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("UpdateRoutes on an unknown device: %v", err)
+	}
+}
+
+func TestApplyNetworkSysctls(t *testing.T) {
+	procSys := t.TempDir()
+	if err := os.MkdirAll(procSys+"/net/ipv4", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(procSys+"/net/ipv4/ip_unprivileged_port_start", []byte("1024\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(ServiceConfig{Log: testLog(t), ProcSysDir: procSys})
+	spec := &specs.Spec{Linux: &specs.Linux{
+		Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}},
+		Sysctl:     map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "kernel.msgmax": "8192"},
+	}}
+	if err := svc.applyNetworkSysctls(spec); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(procSys + "/net/ipv4/ip_unprivileged_port_start"); string(got) != "0" {
+		t.Errorf("guest sysctl = %q, want 0", got)
+	}
+	if len(spec.Linux.Sysctl) != 1 || spec.Linux.Sysctl["kernel.msgmax"] != "8192" {
+		t.Errorf("spec sysctls left: %v", spec.Linux.Sysctl)
+	}
+	// With a network namespace of its own, the container keeps them.
+	spec = &specs.Spec{Linux: &specs.Linux{
+		Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}},
+		Sysctl:     map[string]string{"net.ipv4.ip_unprivileged_port_start": "5"},
+	}}
+	if err := svc.applyNetworkSysctls(spec); err != nil || len(spec.Linux.Sysctl) != 1 {
+		t.Errorf("own namespace: %v, %v", err, spec.Linux.Sysctl)
 	}
 }

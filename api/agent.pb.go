@@ -1333,7 +1333,12 @@ type Interface struct {
 	Mac string `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
 	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
 	// Addresses in CIDR notation (192.0.2.2/24, 2001:db8::2/64).
-	Addresses     []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Addresses []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// HardwareAddr, when set, replaces the MAC address: the NIC was made
+	// before the host interface it mirrors existed (Docker moves a veth
+	// into the namespace after the VM booted), and takes that
+	// interface's address, which its peers already know.
+	HardwareAddr  string `protobuf:"bytes,5,opt,name=hardware_addr,json=hardwareAddr,proto3" json:"hardware_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1394,6 +1399,13 @@ func (x *Interface) GetAddresses() []string {
 		return x.Addresses
 	}
 	return nil
+}
+
+func (x *Interface) GetHardwareAddr() string {
+	if x != nil {
+		return x.HardwareAddr
+	}
+	return ""
 }
 
 type UpdateInterfacesRequest struct {
@@ -1732,12 +1744,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eresources_json\x18\x02 \x01(\fR\rresourcesJson\"Q\n" +
 	"\x16RemoveContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
-	"\x05force\x18\x02 \x01(\bR\x05force\"a\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x86\x01\n" +
 	"\tInterface\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x10\n" +
 	"\x03mtu\x18\x03 \x01(\rR\x03mtu\x12\x1c\n" +
-	"\taddresses\x18\x04 \x03(\tR\taddresses\"U\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\x12#\n" +
+	"\rhardware_addr\x18\x05 \x01(\tR\fhardwareAddr\"U\n" +
 	"\x17UpdateInterfacesRequest\x12:\n" +
 	"\n" +
 	"interfaces\x18\x01 \x03(\v2\x1a.cocoon.agent.v1.InterfaceR\n" +

@@ -75,50 +75,105 @@ func mirror(i int, ifc Interface) (Link, error) {
 	if l.HardwareAddr, err = net.ParseMAC(ifc.MAC); err != nil {
 		return l, err
 	}
-	veth, err := netlink.LinkByName(ifc.Name)
-	if err != nil {
-		return l, fmt.Errorf("finding %s: %w", ifc.Name, err)
+	if l.Tap, err = createTap(l.TapName); err != nil {
+		return l, err
 	}
-	// One queue, vnet headers (QEMU negotiates checksum and segmentation
-	// offloads with them), not persistent: the tap lives as long as a
-	// descriptor of it is open, so a crashed VMM takes it along.
+	return l, connect(ifc, l.TapName)
+}
+
+// createTap creates and opens a tap device in the current thread's
+// namespace: one queue, vnet headers (QEMU negotiates checksum and
+// segmentation offloads with them), not persistent: the tap lives as long
+// as a descriptor of it is open, so a crashed VMM takes it along.
+func createTap(name string) (*os.File, error) {
 	tap := &netlink.Tuntap{
-		LinkAttrs:  netlink.LinkAttrs{Name: l.TapName},
+		LinkAttrs:  netlink.LinkAttrs{Name: name},
 		Mode:       netlink.TUNTAP_MODE_TAP,
 		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
 		Queues:     1,
 		NonPersist: true,
 	}
 	if err := netlink.LinkAdd(tap); err != nil {
-		return l, fmt.Errorf("creating tap %s: %w", l.TapName, err)
+		return nil, fmt.Errorf("creating tap %s: %w", name, err)
 	}
-	l.Tap = tap.Fds[0]
+	return tap.Fds[0], nil
+}
+
+// connect gives the tap ifc's MTU, brings both up and redirects each one's
+// ingress to the other's egress.
+func connect(ifc Interface, tapName string) error {
+	veth, err := netlink.LinkByName(ifc.Name)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", ifc.Name, err)
+	}
+	tap, err := netlink.LinkByName(tapName)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", tapName, err)
+	}
 	if ifc.MTU > 0 {
 		if err := netlink.LinkSetMTU(tap, ifc.MTU); err != nil {
-			return l, fmt.Errorf("setting the mtu of %s: %w", l.TapName, err)
+			return fmt.Errorf("setting the mtu of %s: %w", tapName, err)
 		}
 	}
-	if err := netlink.LinkSetUp(tap); err != nil {
-		return l, fmt.Errorf("bringing %s up: %w", l.TapName, err)
-	}
-	if err := netlink.LinkSetUp(veth); err != nil {
-		return l, fmt.Errorf("bringing %s up: %w", ifc.Name, err)
-	}
-	tapIndex := tap.Attrs().Index
-	if tapIndex == 0 {
-		t, err := netlink.LinkByName(l.TapName)
-		if err != nil {
-			return l, fmt.Errorf("finding %s: %w", l.TapName, err)
+	for _, l := range []netlink.Link{tap, veth} {
+		if err := netlink.LinkSetUp(l); err != nil {
+			return fmt.Errorf("bringing %s up: %w", l.Attrs().Name, err)
 		}
-		tapIndex = t.Attrs().Index
 	}
-	if err := redirect(veth.Attrs().Index, tapIndex); err != nil {
-		return l, fmt.Errorf("redirecting %s to %s: %w", ifc.Name, l.TapName, err)
+	if err := redirect(veth.Attrs().Index, tap.Attrs().Index); err != nil {
+		return fmt.Errorf("redirecting %s to %s: %w", ifc.Name, tapName, err)
 	}
-	if err := redirect(tapIndex, veth.Attrs().Index); err != nil {
-		return l, fmt.Errorf("redirecting %s to %s: %w", l.TapName, ifc.Name, err)
+	if err := redirect(tap.Attrs().Index, veth.Attrs().Index); err != nil {
+		return fmt.Errorf("redirecting %s to %s: %w", tapName, ifc.Name, err)
 	}
-	return l, nil
+	return nil
+}
+
+// CreateTap creates the tap device TapPrefix+"0" in the namespace at
+// nsPath, for an interface that does not exist yet (Connect mirrors it
+// later), and returns it open. Taps that a crashed run left are removed
+// first.
+func CreateTap(nsPath string) (*os.File, error) {
+	ns, err := openNS(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	var f *os.File
+	err = inNS(ns, func() error {
+		if err := removeStale(nil); err != nil {
+			return err
+		}
+		f, err = createTap(TapPrefix + "0")
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating a tap in %s: %w", nsPath, err)
+	}
+	return f, nil
+}
+
+// Connect mirrors the first interface of cfg to the tap that CreateTap
+// made. Only one interface can be carried this way: the VM has one NIC.
+func Connect(nsPath string, cfg *Config) error {
+	if len(cfg.Interfaces) != 1 {
+		return fmt.Errorf("connecting the network of %s: %d interfaces, the VM has one NIC", nsPath, len(cfg.Interfaces))
+	}
+	ns, err := openNS(nsPath)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	err = inNS(ns, func() error {
+		if err := removeIngressOf(cfg.Interfaces); err != nil {
+			return err
+		}
+		return connect(cfg.Interfaces[0], TapPrefix+"0")
+	})
+	if err != nil {
+		return fmt.Errorf("connecting the network of %s: %w", nsPath, err)
+	}
+	return nil
 }
 
 // redirect adds an ingress qdisc to link from and a filter that matches
@@ -161,6 +216,15 @@ func removeStale(ifcs []Interface) error {
 			}
 		}
 	}
+	if err := removeIngressOf(ifcs); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeIngressOf removes the ingress qdiscs of ifcs (see removeIngress).
+func removeIngressOf(ifcs []Interface) error {
+	var errs []error
 	for _, ifc := range ifcs {
 		l, err := netlink.LinkByName(ifc.Name)
 		if err != nil {

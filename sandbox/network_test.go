@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
@@ -49,7 +50,7 @@ func netNS(t *testing.T, suffix string, veth bool) string {
 
 // recordStart wraps the fixture's fake hypervisor to keep the VMConfigs
 // and, while the VM starts, the namespace's links.
-func recordStart(f *fixture, ns string) (*[]hypervisor.VMConfig, *string) {
+func recordStart(t *testing.T, f *fixture, ns string) (*[]hypervisor.VMConfig, *string) {
 	var (
 		mu    sync.Mutex
 		cfgs  []hypervisor.VMConfig
@@ -60,6 +61,13 @@ func recordStart(f *fixture, ns string) (*[]hypervisor.VMConfig, *string) {
 	h.StartFunc = func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
 		mu.Lock()
 		cfgs = append(cfgs, vc)
+		// Hold the taps as QEMU would (they vanish with the last
+		// descriptor).
+		for _, n := range vc.NICs {
+			if fd, err := unix.Dup(int(n.Tap.Fd())); err == nil {
+				t.Cleanup(func() { unix.Close(fd) })
+			}
+		}
 		if ns != "" {
 			out, _ := exec.Command("ip", "-n", ns, "link", "show").CombinedOutput()
 			links = string(out)
@@ -82,7 +90,7 @@ func TestNetworkOf(t *testing.T) {
 		want sandbox.Network
 	}{
 		"path":     {specWithNetNS("/run/netns/x"), sandbox.Network{NSPath: "/run/netns/x"}},
-		"new":      {specWithNetNS(""), sandbox.Network{}},
+		"new":      {specWithNetNS(""), sandbox.Network{New: true}},
 		"host":     {&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}}, sandbox.Network{Host: true}},
 		"no linux": {&specs.Spec{}, sandbox.Network{Host: true}},
 		"nil spec": {nil, sandbox.Network{Host: true}},
@@ -115,7 +123,7 @@ func TestCreateWithNetwork(t *testing.T) {
 	}
 	f := newFixture(t, a)
 	ns := netNS(t, "v", true)
-	cfgs, links := recordStart(f, ns)
+	cfgs, links := recordStart(t, f, ns)
 	ctx := context.Background()
 	sb, err := f.m.Create(ctx, "net1", sandbox.WithNetwork(sandbox.NetworkOf(specWithNetNS("/run/netns/"+ns))))
 	if err != nil {
@@ -163,7 +171,6 @@ func TestCreateWithoutNIC(t *testing.T) {
 	for name, spec := range map[string]func(t *testing.T) *specs.Spec{
 		"loopback only": func(t *testing.T) *specs.Spec { return specWithNetNS("/run/netns/" + netNS(t, "lo", false)) },
 		"host network":  func(*testing.T) *specs.Spec { return &specs.Spec{Linux: &specs.Linux{}} },
-		"new namespace": func(*testing.T) *specs.Spec { return specWithNetNS("") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			called := false
@@ -172,7 +179,7 @@ func TestCreateWithoutNIC(t *testing.T) {
 				return &api.Empty{}, nil
 			}}
 			f := newFixture(t, a)
-			cfgs, _ := recordStart(f, "")
+			cfgs, _ := recordStart(t, f, "")
 			ctx := context.Background()
 			sb, err := f.m.Create(ctx, "nonet", sandbox.WithNetwork(sandbox.NetworkOf(spec(t))))
 			if err != nil {
@@ -200,5 +207,75 @@ func TestCreateWithBadNetNS(t *testing.T) {
 	}
 	if _, err := os.Stat(f.m.Root + "/badnet"); !os.IsNotExist(err) {
 		t.Errorf("sandbox directory left: %v", err)
+	}
+}
+
+// TestCreateNewNetNS is Docker's case: Create makes the namespace and the
+// NIC's tap, a veth arrives in the namespace after boot (the prestart
+// hook), and ConnectNetwork carries it into the guest.
+func TestCreateNewNetNS(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		ifcs *api.UpdateInterfacesRequest
+	)
+	a := &clienttest.Agent{UpdateInterfacesFunc: func(_ context.Context, r *api.UpdateInterfacesRequest) (*api.Empty, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		ifcs = r
+		return &api.Empty{}, nil
+	}}
+	f := newFixture(t, a)
+	cfgs, _ := recordStart(t, f, "")
+	ctx := context.Background()
+	sb, err := f.m.Create(ctx, "docker1", sandbox.WithNetwork(sandbox.NetworkOf(specWithNetNS(""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	path := sb.NetNS()
+	if path == "" || !strings.HasPrefix(path, sb.Dir()) {
+		t.Fatalf("NetNS() = %q", path)
+	}
+	nics := (*cfgs)[0].NICs
+	if len(nics) != 1 || nics[0].MAC[0]&2 == 0 {
+		t.Fatalf("NICs = %+v, want one with a locally administered mac", nics)
+	}
+	if err := sb.Attach(ctx, sandbox.AttachConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing in the namespace yet: ConnectNetwork leaves the NIC alone.
+	if err := sb.ConnectNetwork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ifcs != nil {
+		t.Fatalf("UpdateInterfaces before the namespace has an interface: %v", ifcs)
+	}
+	// The hook: a veth moved into the namespace, with an address.
+	peer := netNS(t, "dp", false)
+	ipCmd(t, "-n", peer, "link", "add", "eth0", "address", "02:42:c0:00:02:05", "type", "veth", "peer", "name", "peer0")
+	out, err := exec.Command("sh", "-c", fmt.Sprintf("ip -n %s link set eth0 netns /proc/self/fd/3 3<%s", peer, path)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("moving the veth: %v: %s", err, out)
+	}
+	if out, err := exec.Command("nsenter", "--net="+path, "sh", "-c", "ip addr add 192.0.2.5/24 dev eth0 && ip link set eth0 up").CombinedOutput(); err != nil {
+		t.Fatalf("configuring the veth: %v: %s", err, out)
+	}
+	if err := sb.ConnectNetwork(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if ifcs == nil || len(ifcs.Interfaces) != 1 || ifcs.Interfaces[0].Mac != nics[0].MAC.String() ||
+		ifcs.Interfaces[0].HardwareAddr != "02:42:c0:00:02:05" || strings.Join(ifcs.Interfaces[0].Addresses, ",") != "192.0.2.5/24" {
+		t.Errorf("UpdateInterfaces got %v", ifcs)
+	}
+	mu.Unlock()
+	if out, _ := exec.Command("nsenter", "--net="+path, "tc", "qdisc", "show", "dev", "eth0").CombinedOutput(); !strings.Contains(string(out), "ingress") {
+		t.Errorf("no ingress qdisc on the veth: %s", out)
+	}
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("namespace file left: %v", err)
 	}
 }

@@ -187,7 +187,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 		}
 	})
 	sp, err := startShim(ctx, c, m, shimOptions{
-		sb: sb, containerID: o.id, mode: mode, newNetNS: wantsNewNetNS(b.Spec),
+		sb: sb, containerID: o.id, mode: mode, newNetNS: wantsNewNetNS(b.Spec), netNS: sb.NetNS(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -200,6 +200,10 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 		if err := hooks.Run(ctx, k, hooks.Of(b.Spec.Hooks, k), hs); err != nil {
 			return nil, nil, err
 		}
+	}
+	// The hooks (Docker's libnetwork-setkey) have filled the namespace.
+	if err := sb.ConnectNetwork(ctx); err != nil {
+		return nil, nil, err
 	}
 	if o.pidFile != "" {
 		if err := writePidFile(o.pidFile, sp.pid); err != nil {
