@@ -219,20 +219,15 @@ func TestSetupKeepsForeignIngress(t *testing.T) {
 }
 
 func linkMAC(t *testing.T, ns, dev string) net.HardwareAddr {
-	t.Helper()
-	h, err := handleIn(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	l, err := h.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l.Attrs().HardwareAddr
+	return linkIn(t, ns, dev).Attrs().HardwareAddr
 }
 
 func rxPackets(t *testing.T, ns, dev string) uint64 {
+	return linkIn(t, ns, dev).Attrs().Statistics.RxPackets
+}
+
+// linkIn looks dev up in the named namespace.
+func linkIn(t *testing.T, ns, dev string) netlink.Link {
 	t.Helper()
 	h, err := handleIn(ns)
 	if err != nil {
@@ -243,7 +238,7 @@ func rxPackets(t *testing.T, ns, dev string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l.Attrs().Statistics.RxPackets
+	return l
 }
 
 func handleIn(ns string) (*netlink.Handle, error) {
