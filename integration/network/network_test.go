@@ -187,3 +187,59 @@ func TestHostNetwork(t *testing.T) {
 		t.Errorf("no warning about the host network: %q", out)
 	}
 }
+
+// TestMachines carries a namespace into a guest on each machine type
+// (virtio-net-device on microvm, virtio-net-pci on q35): address, MTU and a
+// connection to the peer.
+func TestMachines(t *testing.T) {
+	for _, machine := range []string{"microvm", "q35"} {
+		t.Run(machine, func(t *testing.T) {
+			config := machineConfig(t, machine)
+			tp := newTopology(t, 1450)
+			ns := tp.container("m"+machine[:1], 4)
+			peerGot := listen(t, tp.br, "192.0.2.1:7002")
+			id := "net-" + machine
+			b := bundle(t, ns, id, `echo "addr: $(ip -o addr show dev eth0 | grep 'inet ')"; echo "mtu: $(cat /sys/class/net/eth0/mtu)"; echo `+machine+` | nc -w 30 192.0.2.1 7002`)
+			out, err := exec.Command(e.runtime, "--config", config, "--root", e.root, "run", "--bundle", b, id).CombinedOutput()
+			if err != nil {
+				_ = exec.Command(e.runtime, "--config", config, "--root", e.root, "delete", "--force", id).Run()
+				t.Fatalf("run: %v: %s", err, out)
+			}
+			if got := peerGot(); got != machine+"\n" {
+				t.Errorf("the peer got %q", got)
+			}
+			for _, want := range []string{"inet 192.0.2.4/24", "mtu: 1450"} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("output lacks %q: %s", want, out)
+				}
+			}
+			checkClean(t, ns)
+		})
+	}
+}
+
+// machineConfig writes a copy of the suite's configuration with the
+// machine type set and its relative paths made absolute.
+func machineConfig(t *testing.T, machine string) string {
+	t.Helper()
+	data, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(e.config)
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(l, " = \""); ok && !filepath.IsAbs(strings.TrimSuffix(v, "\"")) {
+			l = k + ` = "` + filepath.Join(dir, strings.TrimSuffix(v, "\"")) + `"`
+		}
+		lines = append(lines, l)
+		if strings.TrimSpace(l) == "[hypervisor]" {
+			lines = append(lines, `machine = "`+machine+`"`)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "configuration.toml")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
