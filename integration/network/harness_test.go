@@ -135,10 +135,11 @@ func sh(t *testing.T, name string, args ...string) string {
 }
 
 // topology is what a CNI bridge plugin makes: a namespace "br" holding the
-// bridge br0 (192.0.2.1/24, the containers' gateway and the peer the
-// tests talk to) and, per container, a namespace whose eth0 (a veth whose
-// other end is a port of br0) has an address of 192.0.2.0/24, a default
-// route via 192.0.2.1 and MTU 1400.
+// bridge br0 (192.0.2.1/24 and 2001:db8::1/64, the containers' gateway and
+// the peer the tests talk to) and, per container, a namespace whose eth0
+// (a veth whose other end is a port of br0) has addresses in 192.0.2.0/24
+// and 2001:db8::/64 (documentation ranges), a default route via 192.0.2.1
+// and the topology's MTU.
 type topology struct {
 	t   *testing.T
 	br  string
@@ -151,6 +152,7 @@ func newTopology(t *testing.T, mtu int) *topology {
 	tp.addNS(tp.br)
 	sh(t, "ip", "-n", tp.br, "link", "add", "br0", "mtu", fmt.Sprint(mtu), "type", "bridge")
 	sh(t, "ip", "-n", tp.br, "addr", "add", "192.0.2.1/24", "dev", "br0")
+	sh(t, "ip", "-n", tp.br, "addr", "add", "2001:db8::1/64", "dev", "br0", "nodad")
 	sh(t, "ip", "-n", tp.br, "link", "set", "br0", "up")
 	sh(t, "ip", "-n", tp.br, "link", "set", "lo", "up")
 	return tp
@@ -179,6 +181,7 @@ func (tp *topology) container(name string, host int) string {
 	sh(t, "ip", "-n", ns, "link", "set", "eth0", "mtu", fmt.Sprint(tp.mtu), "up")
 	sh(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	sh(t, "ip", "-n", ns, "addr", "add", fmt.Sprintf("192.0.2.%d/24", host), "dev", "eth0")
+	sh(t, "ip", "-n", ns, "addr", "add", fmt.Sprintf("2001:db8::%d/64", host), "dev", "eth0", "nodad")
 	sh(t, "ip", "-n", ns, "route", "add", "default", "via", "192.0.2.1")
 	return "/run/netns/" + ns
 }

@@ -23,6 +23,7 @@ func TestContainerNetwork(t *testing.T) {
 	ns2 := tp.container("c2", 3)
 
 	peerGot := listen(t, tp.br, "192.0.2.1:7000")
+	peerGot6 := listen(t, tp.br, "[2001:db8::1]:7003")
 	c1 := start(t, "net-c1", bundle(t, ns1, "c1", `
 echo "addr: $(ip -o addr show dev eth0 | grep 'inet ')"
 echo "mtu: $(cat /sys/class/net/eth0/mtu)"
@@ -31,13 +32,18 @@ echo "lo: $(ip -o addr show dev lo | grep 'inet ')"
 echo "resolv: $(cat /etc/resolv.conf | tr '\n' ' ')"
 echo "hosts: $(grep gateway /etc/hosts)"
 echo "hostname: $(hostname) $(cat /etc/hostname)"
+echo "addr6: $(ip -o addr show dev eth0 | grep 'inet6 2001')"
 echo from-c1 | nc -w 30 192.0.2.1 7000 || echo "nc to the peer failed: $?"
+echo from-c1-v6 | nc -w 30 2001:db8::1 7003 || echo "nc to the peer over ipv6 failed: $?"
 echo from-c1-server | nc -l -p 8000
 echo from-c1-to-c2 | nc -l -p 8001
 echo c1 done`))
 
 	if got := peerGot(); got != "from-c1\n" {
 		t.Errorf("the peer's server got %q, want %q", got, "from-c1\n")
+	}
+	if got := peerGot6(); got != "from-c1-v6\n" {
+		t.Errorf("the peer's ipv6 server got %q", got)
 	}
 	if got := dial(t, tp.br, "192.0.2.2:8000"); got != "from-c1-server\n" {
 		t.Errorf("the container's server sent %q to the peer", got)
@@ -56,6 +62,7 @@ echo "c2 could not reach c1"; exit 1`))
 	t.Logf("c1:\n%s", out1)
 	for _, want := range []string{
 		"addr: ", "inet 192.0.2.2/24",
+		"addr6: ", "inet6 2001:db8::2/64",
 		"mtu: 1400",
 		"route: default via 192.0.2.1 dev eth0",
 		"lo: ", "inet 127.0.0.1/8",
