@@ -27,7 +27,7 @@ const (
 type netResult struct {
 	toContainer, fromContainer []float64 // TCP throughput, Gbit/s
 	rtt                        []float64 // ICMP round trip, ms
-	failed                     int       // iperf3 runs that failed and were retried
+	failed                     []string  // errors of iperf3 runs that were retried
 }
 
 // network measures TCP throughput (iperf3, both directions) and round-trip
@@ -128,7 +128,7 @@ func measureNet(ctx context.Context, runtime []string, bundle, peer string, runs
 					o, _ := os.ReadFile(logf.Name())
 					return nil, fmt.Errorf("%w: %s", err, o)
 				}
-				r.failed++
+				r.failed = append(r.failed, err.Error())
 				time.Sleep(500 * time.Millisecond)
 			}
 			if reverse {
@@ -298,7 +298,7 @@ func netRows(runc, cocoon *netResult) {
 		row("cocoon: ICMP round trip (ms)", cocoon.rtt)
 		return
 	}
-	fmt.Printf("\niperf3 runs retried after an error: runc %d, cocoon %d\n", runc.failed, cocoon.failed)
+	fmt.Printf("\niperf3 runs retried after an error: runc %d %q, cocoon %d %q\n", len(runc.failed), runc.failed, len(cocoon.failed), cocoon.failed)
 	for _, p := range rs {
 		fmt.Printf("cocoon / runc, medians, %s: %.3f\n", p.name, median(p.cocoon)/median(p.runc))
 	}
