@@ -8,6 +8,17 @@
 // MAC addresses, and the agent configures the guest with what Scan found.
 // Teardown removes the taps and the filters. Linux only; everything it does
 // happens inside the given namespace, never in the caller's.
+//
+// Where the interface arrives after the VM booted (Docker's
+// libnetwork-setkey prestart hook moves a veth into the namespace of the
+// container PID), NewNamespace makes the namespace beforehand, CreateTap the
+// tap that becomes the NIC at boot, Do starts the container PID inside it,
+// and Connect mirrors the interface once the hooks have run.
+//
+// Taps are not persistent: they vanish with the VMM's descriptor, so a
+// crashed VMM leaves only the filters on the interface, which Setup,
+// Connect and Teardown remove (never an ingress qdisc holding filters that
+// cocoon did not add).
 package network
 
 import (
