@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,7 +42,8 @@ func guestMounts() []guestMount {
 // it moves its root off the initramfs (see leaveInitramfs), mounts /proc,
 // /sys, /dev, /dev/pts, /dev/shm, /run, /tmp and /sys/fs/cgroup, links
 // /dev/ptmx and /dev/fd, points stdio at the console (again, now that /dev
-// is mounted) and sets PATH. It is idempotent: what is already mounted stays
+// is mounted), brings the loopback interface up (the guest's network
+// namespace is the containers') and sets PATH. It is idempotent: what is already mounted stays
 // as it is. It returns the first error but tries every step, so one missing
 // kernel feature does not hide the others.
 func SetupGuest(log *logrus.Entry) error {
@@ -58,6 +60,9 @@ func SetupGuest(log *logrus.Entry) error {
 		errs = append(errs, err)
 	}
 	if err := SetupStdio(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := loopbackUp(&netlink.Handle{}); err != nil {
 		errs = append(errs, err)
 	}
 	if os.Getenv("PATH") == "" {

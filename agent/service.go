@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/agent/container"
@@ -45,6 +46,10 @@ type ServiceConfig struct {
 	// Guest makes the system calls of CreateSandbox and SetGuestTime;
 	// zero fields are the real calls.
 	Guest GuestOps
+	// Netlink configures the guest's network (UpdateInterfaces,
+	// UpdateRoutes); nil is the calling thread's namespace, the guest's.
+	// Tests pass a handle in a namespace of their own.
+	Netlink *netlink.Handle
 	// Log receives the service's messages.
 	Log *logrus.Entry
 }

@@ -52,6 +52,9 @@ func (s *Service) CreateContainer(ctx context.Context, req *api.CreateContainerR
 	if err != nil {
 		return nil, rpcError(err)
 	}
+	if err := s.applyNetworkSysctls(spec); err != nil {
+		return nil, rpcError(err)
+	}
 	c, err := m.Create(ctx, req.ContainerId, spec, stdioConfig(req.Stdio))
 	if err != nil {
 		return nil, rpcError(err)

@@ -1324,6 +1324,339 @@ func (x *RemoveContainerRequest) GetForce() bool {
 	return false
 }
 
+// Interface is a guest network interface, matched by its MAC address.
+type Interface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is what the interface is called in the guest (eth0, ...).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// MAC is the hardware address the host gave the NIC (aa:bb:cc:dd:ee:ff).
+	Mac string `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// Addresses in CIDR notation (192.0.2.2/24, 2001:db8::2/64).
+	Addresses []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// HardwareAddr, when set, replaces the MAC address: the NIC was made
+	// before the host interface it mirrors existed (Docker moves a veth
+	// into the namespace after the VM booted), and takes that
+	// interface's address, which its peers already know.
+	HardwareAddr  string `protobuf:"bytes,5,opt,name=hardware_addr,json=hardwareAddr,proto3" json:"hardware_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Interface) Reset() {
+	*x = Interface{}
+	mi := &file_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Interface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Interface) ProtoMessage() {}
+
+func (x *Interface) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Interface.ProtoReflect.Descriptor instead.
+func (*Interface) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Interface) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Interface) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Interface) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+func (x *Interface) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *Interface) GetHardwareAddr() string {
+	if x != nil {
+		return x.HardwareAddr
+	}
+	return ""
+}
+
+type UpdateInterfacesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Interfaces    []*Interface           `protobuf:"bytes,1,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateInterfacesRequest) Reset() {
+	*x = UpdateInterfacesRequest{}
+	mi := &file_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateInterfacesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateInterfacesRequest) ProtoMessage() {}
+
+func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateInterfacesRequest.ProtoReflect.Descriptor instead.
+func (*UpdateInterfacesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *UpdateInterfacesRequest) GetInterfaces() []*Interface {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+// Route is a guest route through one of the interfaces.
+type Route struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Destination in CIDR notation; empty is the default route.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Gateway is the next hop; empty for a directly connected network.
+	Gateway string `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// Device names the interface (Interface.name).
+	Device string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	// Source is the preferred source address; may be empty.
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Scope is the route's scope (netlink's RT_SCOPE_*: 0 universe, 253 link).
+	Scope uint32 `protobuf:"varint,5,opt,name=scope,proto3" json:"scope,omitempty"`
+	// Family is 4 or 6; only needed for a default route (empty destination).
+	Family        uint32 `protobuf:"varint,6,opt,name=family,proto3" json:"family,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Route) Reset() {
+	*x = Route{}
+	mi := &file_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Route) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Route) ProtoMessage() {}
+
+func (x *Route) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Route.ProtoReflect.Descriptor instead.
+func (*Route) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Route) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Route) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Route) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Route) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Route) GetScope() uint32 {
+	if x != nil {
+		return x.Scope
+	}
+	return 0
+}
+
+func (x *Route) GetFamily() uint32 {
+	if x != nil {
+		return x.Family
+	}
+	return 0
+}
+
+// Neighbor is a permanent neighbour table entry.
+type Neighbor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ip    string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	Mac   string                 `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	// Device names the interface (Interface.name).
+	Device        string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Neighbor) Reset() {
+	*x = Neighbor{}
+	mi := &file_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Neighbor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Neighbor) ProtoMessage() {}
+
+func (x *Neighbor) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Neighbor.ProtoReflect.Descriptor instead.
+func (*Neighbor) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Neighbor) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *Neighbor) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Neighbor) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+type UpdateRoutesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Routes        []*Route               `protobuf:"bytes,1,rep,name=routes,proto3" json:"routes,omitempty"`
+	Neighbors     []*Neighbor            `protobuf:"bytes,2,rep,name=neighbors,proto3" json:"neighbors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoutesRequest) Reset() {
+	*x = UpdateRoutesRequest{}
+	mi := &file_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoutesRequest) ProtoMessage() {}
+
+func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoutesRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UpdateRoutesRequest) GetRoutes() []*Route {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *UpdateRoutesRequest) GetNeighbors() []*Neighbor {
+	if x != nil {
+		return x.Neighbors
+	}
+	return nil
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1411,7 +1744,31 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eresources_json\x18\x02 \x01(\fR\rresourcesJson\"Q\n" +
 	"\x16RemoveContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
-	"\x05force\x18\x02 \x01(\bR\x05force2\xdd\v\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x86\x01\n" +
+	"\tInterface\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x10\n" +
+	"\x03mtu\x18\x03 \x01(\rR\x03mtu\x12\x1c\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\x12#\n" +
+	"\rhardware_addr\x18\x05 \x01(\tR\fhardwareAddr\"U\n" +
+	"\x17UpdateInterfacesRequest\x12:\n" +
+	"\n" +
+	"interfaces\x18\x01 \x03(\v2\x1a.cocoon.agent.v1.InterfaceR\n" +
+	"interfaces\"\xa1\x01\n" +
+	"\x05Route\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x14\n" +
+	"\x05scope\x18\x05 \x01(\rR\x05scope\x12\x16\n" +
+	"\x06family\x18\x06 \x01(\rR\x06family\"D\n" +
+	"\bNeighbor\x12\x0e\n" +
+	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"~\n" +
+	"\x13UpdateRoutesRequest\x12.\n" +
+	"\x06routes\x18\x01 \x03(\v2\x16.cocoon.agent.v1.RouteR\x06routes\x127\n" +
+	"\tneighbors\x18\x02 \x03(\v2\x19.cocoon.agent.v1.NeighborR\tneighbors2\x81\r\n" +
 	"\x05Agent\x12F\n" +
 	"\x05Check\x12\x1d.cocoon.agent.v1.CheckRequest\x1a\x1e.cocoon.agent.v1.CheckResponse\x12L\n" +
 	"\aVersion\x12\x1f.cocoon.agent.v1.VersionRequest\x1a .cocoon.agent.v1.VersionResponse\x12a\n" +
@@ -1431,7 +1788,9 @@ const file_agent_proto_rawDesc = "" +
 	"\x0ePauseContainer\x12!.cocoon.agent.v1.ContainerRequest\x1a\x16.cocoon.agent.v1.Empty\x12L\n" +
 	"\x0fResumeContainer\x12!.cocoon.agent.v1.ContainerRequest\x1a\x16.cocoon.agent.v1.Empty\x12R\n" +
 	"\x0fUpdateContainer\x12'.cocoon.agent.v1.UpdateContainerRequest\x1a\x16.cocoon.agent.v1.Empty\x12R\n" +
-	"\x0fRemoveContainer\x12'.cocoon.agent.v1.RemoveContainerRequest\x1a\x16.cocoon.agent.v1.EmptyB-Z+github.com/cocoon-containers/cocoon/api;apib\x06proto3"
+	"\x0fRemoveContainer\x12'.cocoon.agent.v1.RemoveContainerRequest\x1a\x16.cocoon.agent.v1.Empty\x12T\n" +
+	"\x10UpdateInterfaces\x12(.cocoon.agent.v1.UpdateInterfacesRequest\x1a\x16.cocoon.agent.v1.Empty\x12L\n" +
+	"\fUpdateRoutes\x12$.cocoon.agent.v1.UpdateRoutesRequest\x1a\x16.cocoon.agent.v1.EmptyB-Z+github.com/cocoon-containers/cocoon/api;apib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1445,7 +1804,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_agent_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: cocoon.agent.v1.Empty
 	(*CheckRequest)(nil),            // 1: cocoon.agent.v1.CheckRequest
@@ -1471,54 +1830,66 @@ var file_agent_proto_goTypes = []any{
 	(*StatsContainerResponse)(nil),  // 21: cocoon.agent.v1.StatsContainerResponse
 	(*UpdateContainerRequest)(nil),  // 22: cocoon.agent.v1.UpdateContainerRequest
 	(*RemoveContainerRequest)(nil),  // 23: cocoon.agent.v1.RemoveContainerRequest
-	nil,                             // 24: cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
+	(*Interface)(nil),               // 24: cocoon.agent.v1.Interface
+	(*UpdateInterfacesRequest)(nil), // 25: cocoon.agent.v1.UpdateInterfacesRequest
+	(*Route)(nil),                   // 26: cocoon.agent.v1.Route
+	(*Neighbor)(nil),                // 27: cocoon.agent.v1.Neighbor
+	(*UpdateRoutesRequest)(nil),     // 28: cocoon.agent.v1.UpdateRoutesRequest
+	nil,                             // 29: cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
 }
 var file_agent_proto_depIdxs = []int32{
-	24, // 0: cocoon.agent.v1.CreateSandboxRequest.sysctls:type_name -> cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
+	29, // 0: cocoon.agent.v1.CreateSandboxRequest.sysctls:type_name -> cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
 	9,  // 1: cocoon.agent.v1.CreateContainerRequest.stdio:type_name -> cocoon.agent.v1.StdioConfig
 	9,  // 2: cocoon.agent.v1.ExecProcessRequest.stdio:type_name -> cocoon.agent.v1.StdioConfig
 	19, // 3: cocoon.agent.v1.ListProcessesResponse.processes:type_name -> cocoon.agent.v1.ProcessInfo
-	1,  // 4: cocoon.agent.v1.Agent.Check:input_type -> cocoon.agent.v1.CheckRequest
-	3,  // 5: cocoon.agent.v1.Agent.Version:input_type -> cocoon.agent.v1.VersionRequest
-	5,  // 6: cocoon.agent.v1.Agent.DestroySandbox:input_type -> cocoon.agent.v1.DestroySandboxRequest
-	7,  // 7: cocoon.agent.v1.Agent.CreateSandbox:input_type -> cocoon.agent.v1.CreateSandboxRequest
-	8,  // 8: cocoon.agent.v1.Agent.SetGuestTime:input_type -> cocoon.agent.v1.SetGuestTimeRequest
-	10, // 9: cocoon.agent.v1.Agent.CreateContainer:input_type -> cocoon.agent.v1.CreateContainerRequest
-	12, // 10: cocoon.agent.v1.Agent.StartContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	14, // 11: cocoon.agent.v1.Agent.ExecProcess:input_type -> cocoon.agent.v1.ExecProcessRequest
-	16, // 12: cocoon.agent.v1.Agent.SignalProcess:input_type -> cocoon.agent.v1.SignalProcessRequest
-	13, // 13: cocoon.agent.v1.Agent.WaitProcess:input_type -> cocoon.agent.v1.ProcessRequest
-	13, // 14: cocoon.agent.v1.Agent.CloseStdin:input_type -> cocoon.agent.v1.ProcessRequest
-	18, // 15: cocoon.agent.v1.Agent.ResizeTty:input_type -> cocoon.agent.v1.ResizeTtyRequest
-	12, // 16: cocoon.agent.v1.Agent.ListProcesses:input_type -> cocoon.agent.v1.ContainerRequest
-	12, // 17: cocoon.agent.v1.Agent.StatsContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	12, // 18: cocoon.agent.v1.Agent.PauseContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	12, // 19: cocoon.agent.v1.Agent.ResumeContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	22, // 20: cocoon.agent.v1.Agent.UpdateContainer:input_type -> cocoon.agent.v1.UpdateContainerRequest
-	23, // 21: cocoon.agent.v1.Agent.RemoveContainer:input_type -> cocoon.agent.v1.RemoveContainerRequest
-	2,  // 22: cocoon.agent.v1.Agent.Check:output_type -> cocoon.agent.v1.CheckResponse
-	4,  // 23: cocoon.agent.v1.Agent.Version:output_type -> cocoon.agent.v1.VersionResponse
-	6,  // 24: cocoon.agent.v1.Agent.DestroySandbox:output_type -> cocoon.agent.v1.DestroySandboxResponse
-	0,  // 25: cocoon.agent.v1.Agent.CreateSandbox:output_type -> cocoon.agent.v1.Empty
-	0,  // 26: cocoon.agent.v1.Agent.SetGuestTime:output_type -> cocoon.agent.v1.Empty
-	11, // 27: cocoon.agent.v1.Agent.CreateContainer:output_type -> cocoon.agent.v1.CreateContainerResponse
-	0,  // 28: cocoon.agent.v1.Agent.StartContainer:output_type -> cocoon.agent.v1.Empty
-	15, // 29: cocoon.agent.v1.Agent.ExecProcess:output_type -> cocoon.agent.v1.ExecProcessResponse
-	0,  // 30: cocoon.agent.v1.Agent.SignalProcess:output_type -> cocoon.agent.v1.Empty
-	17, // 31: cocoon.agent.v1.Agent.WaitProcess:output_type -> cocoon.agent.v1.WaitProcessResponse
-	0,  // 32: cocoon.agent.v1.Agent.CloseStdin:output_type -> cocoon.agent.v1.Empty
-	0,  // 33: cocoon.agent.v1.Agent.ResizeTty:output_type -> cocoon.agent.v1.Empty
-	20, // 34: cocoon.agent.v1.Agent.ListProcesses:output_type -> cocoon.agent.v1.ListProcessesResponse
-	21, // 35: cocoon.agent.v1.Agent.StatsContainer:output_type -> cocoon.agent.v1.StatsContainerResponse
-	0,  // 36: cocoon.agent.v1.Agent.PauseContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 37: cocoon.agent.v1.Agent.ResumeContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 38: cocoon.agent.v1.Agent.UpdateContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 39: cocoon.agent.v1.Agent.RemoveContainer:output_type -> cocoon.agent.v1.Empty
-	22, // [22:40] is the sub-list for method output_type
-	4,  // [4:22] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	24, // 4: cocoon.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> cocoon.agent.v1.Interface
+	26, // 5: cocoon.agent.v1.UpdateRoutesRequest.routes:type_name -> cocoon.agent.v1.Route
+	27, // 6: cocoon.agent.v1.UpdateRoutesRequest.neighbors:type_name -> cocoon.agent.v1.Neighbor
+	1,  // 7: cocoon.agent.v1.Agent.Check:input_type -> cocoon.agent.v1.CheckRequest
+	3,  // 8: cocoon.agent.v1.Agent.Version:input_type -> cocoon.agent.v1.VersionRequest
+	5,  // 9: cocoon.agent.v1.Agent.DestroySandbox:input_type -> cocoon.agent.v1.DestroySandboxRequest
+	7,  // 10: cocoon.agent.v1.Agent.CreateSandbox:input_type -> cocoon.agent.v1.CreateSandboxRequest
+	8,  // 11: cocoon.agent.v1.Agent.SetGuestTime:input_type -> cocoon.agent.v1.SetGuestTimeRequest
+	10, // 12: cocoon.agent.v1.Agent.CreateContainer:input_type -> cocoon.agent.v1.CreateContainerRequest
+	12, // 13: cocoon.agent.v1.Agent.StartContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	14, // 14: cocoon.agent.v1.Agent.ExecProcess:input_type -> cocoon.agent.v1.ExecProcessRequest
+	16, // 15: cocoon.agent.v1.Agent.SignalProcess:input_type -> cocoon.agent.v1.SignalProcessRequest
+	13, // 16: cocoon.agent.v1.Agent.WaitProcess:input_type -> cocoon.agent.v1.ProcessRequest
+	13, // 17: cocoon.agent.v1.Agent.CloseStdin:input_type -> cocoon.agent.v1.ProcessRequest
+	18, // 18: cocoon.agent.v1.Agent.ResizeTty:input_type -> cocoon.agent.v1.ResizeTtyRequest
+	12, // 19: cocoon.agent.v1.Agent.ListProcesses:input_type -> cocoon.agent.v1.ContainerRequest
+	12, // 20: cocoon.agent.v1.Agent.StatsContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	12, // 21: cocoon.agent.v1.Agent.PauseContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	12, // 22: cocoon.agent.v1.Agent.ResumeContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	22, // 23: cocoon.agent.v1.Agent.UpdateContainer:input_type -> cocoon.agent.v1.UpdateContainerRequest
+	23, // 24: cocoon.agent.v1.Agent.RemoveContainer:input_type -> cocoon.agent.v1.RemoveContainerRequest
+	25, // 25: cocoon.agent.v1.Agent.UpdateInterfaces:input_type -> cocoon.agent.v1.UpdateInterfacesRequest
+	28, // 26: cocoon.agent.v1.Agent.UpdateRoutes:input_type -> cocoon.agent.v1.UpdateRoutesRequest
+	2,  // 27: cocoon.agent.v1.Agent.Check:output_type -> cocoon.agent.v1.CheckResponse
+	4,  // 28: cocoon.agent.v1.Agent.Version:output_type -> cocoon.agent.v1.VersionResponse
+	6,  // 29: cocoon.agent.v1.Agent.DestroySandbox:output_type -> cocoon.agent.v1.DestroySandboxResponse
+	0,  // 30: cocoon.agent.v1.Agent.CreateSandbox:output_type -> cocoon.agent.v1.Empty
+	0,  // 31: cocoon.agent.v1.Agent.SetGuestTime:output_type -> cocoon.agent.v1.Empty
+	11, // 32: cocoon.agent.v1.Agent.CreateContainer:output_type -> cocoon.agent.v1.CreateContainerResponse
+	0,  // 33: cocoon.agent.v1.Agent.StartContainer:output_type -> cocoon.agent.v1.Empty
+	15, // 34: cocoon.agent.v1.Agent.ExecProcess:output_type -> cocoon.agent.v1.ExecProcessResponse
+	0,  // 35: cocoon.agent.v1.Agent.SignalProcess:output_type -> cocoon.agent.v1.Empty
+	17, // 36: cocoon.agent.v1.Agent.WaitProcess:output_type -> cocoon.agent.v1.WaitProcessResponse
+	0,  // 37: cocoon.agent.v1.Agent.CloseStdin:output_type -> cocoon.agent.v1.Empty
+	0,  // 38: cocoon.agent.v1.Agent.ResizeTty:output_type -> cocoon.agent.v1.Empty
+	20, // 39: cocoon.agent.v1.Agent.ListProcesses:output_type -> cocoon.agent.v1.ListProcessesResponse
+	21, // 40: cocoon.agent.v1.Agent.StatsContainer:output_type -> cocoon.agent.v1.StatsContainerResponse
+	0,  // 41: cocoon.agent.v1.Agent.PauseContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 42: cocoon.agent.v1.Agent.ResumeContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 43: cocoon.agent.v1.Agent.UpdateContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 44: cocoon.agent.v1.Agent.RemoveContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 45: cocoon.agent.v1.Agent.UpdateInterfaces:output_type -> cocoon.agent.v1.Empty
+	0,  // 46: cocoon.agent.v1.Agent.UpdateRoutes:output_type -> cocoon.agent.v1.Empty
+	27, // [27:47] is the sub-list for method output_type
+	7,  // [7:27] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1532,7 +1903,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

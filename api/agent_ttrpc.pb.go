@@ -26,6 +26,8 @@ type AgentService interface {
 	ResumeContainer(context.Context, *ContainerRequest) (*Empty, error)
 	UpdateContainer(context.Context, *UpdateContainerRequest) (*Empty, error)
 	RemoveContainer(context.Context, *RemoveContainerRequest) (*Empty, error)
+	UpdateInterfaces(context.Context, *UpdateInterfacesRequest) (*Empty, error)
+	UpdateRoutes(context.Context, *UpdateRoutesRequest) (*Empty, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -156,6 +158,20 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.RemoveContainer(ctx, &req)
+			},
+			"UpdateInterfaces": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateInterfacesRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.UpdateInterfaces(ctx, &req)
+			},
+			"UpdateRoutes": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateRoutesRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.UpdateRoutes(ctx, &req)
 			},
 		},
 	})
@@ -310,6 +326,22 @@ func (c *agentClient) UpdateContainer(ctx context.Context, req *UpdateContainerR
 func (c *agentClient) RemoveContainer(ctx context.Context, req *RemoveContainerRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "cocoon.agent.v1.Agent", "RemoveContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) UpdateInterfaces(ctx context.Context, req *UpdateInterfacesRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cocoon.agent.v1.Agent", "UpdateInterfaces", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) UpdateRoutes(ctx context.Context, req *UpdateRoutesRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cocoon.agent.v1.Agent", "UpdateRoutes", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -30,9 +30,10 @@ func main() {
 	out := flag.String("out", "out", "directory with vmlinux, initrd.img and configuration.toml")
 	bin := flag.String("bin", "bin", "directory with the cocoon binaries")
 	runs := flag.Int("runs", 5, "runs per measurement")
+	netOnly := flag.Bool("net", false, "only the network bench")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
-	if err := run(context.Background(), *out, *bin, *runs); err != nil {
+	if err := run(context.Background(), *out, *bin, *runs, *netOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -44,7 +45,7 @@ type bench struct {
 	floorRD string
 }
 
-func run(ctx context.Context, out, bin string, runs int) error {
+func run(ctx context.Context, out, bin string, runs int, netOnly bool) error {
 	cfg, err := config.Load(filepath.Join(out, "configuration.toml"))
 	if err != nil {
 		return err
@@ -64,6 +65,15 @@ func run(ctx context.Context, out, bin string, runs int) error {
 			Accelerator: accel,
 			Log:         logrus.NewEntry(logrus.StandardLogger()),
 		},
+	}
+	if netOnly {
+		runcNet, cocoonNet, err := b.network(ctx, out, bin, runs)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("cocoon network bench: %s, machine %s, %d runs\n\n", accel, cfg.Hypervisor.Machine, runs)
+		netRows(runcNet, cocoonNet)
+		return nil
 	}
 	if err := b.buildFloor(); err != nil {
 		return err
@@ -99,6 +109,10 @@ func run(ctx context.Context, out, bin string, runs int) error {
 	if err != nil {
 		return fmt.Errorf("conmon: %w", err)
 	}
+	runcNet, cocoonNet, err := b.network(ctx, out, bin, runs)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
 	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
 	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
 	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
@@ -117,6 +131,7 @@ func run(ctx context.Context, out, bin string, runs int) error {
 	if len(cocoonConmon) > 0 {
 		row("conmon (CRI-O) create+start, true, cocoon (s)", seconds(cocoonConmon))
 	}
+	netRows(runcNet, cocoonNet)
 	return nil
 }
 

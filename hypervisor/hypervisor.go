@@ -7,6 +7,8 @@ package hypervisor
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
 	"time"
 )
 
@@ -66,8 +68,23 @@ type VMConfig struct {
 	VsockCID uint32
 	// SharedDirs are exported to the guest (virtio-9p today).
 	SharedDirs []SharedDir
+	// NICs are the guest's network interfaces, in order.
+	NICs []NIC
 	// Debug keeps the guest's kernel messages on the console.
 	Debug bool
+}
+
+// NIC is a guest network interface backed by a host tap device that the
+// caller created and opened: the VMM gets the open descriptor, so that the
+// tap can live in another network namespace than the VMM.
+type NIC struct {
+	// MAC is the guest interface's hardware address.
+	MAC net.HardwareAddr
+	// Tap is the open tap device (one queue). The VMM inherits a copy; the
+	// caller closes its own after Start.
+	Tap *os.File
+	// MTU is the interface's MTU; 0 leaves the VMM's default.
+	MTU int
 }
 
 // State is what must be persisted to find a running VM again from another

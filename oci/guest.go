@@ -69,8 +69,11 @@ func isBind(m specs.Mount) bool {
 //   - bind mount sources become guest paths of mounts in the share (a
 //     relative source is relative to the bundle, as runc has it), and each
 //     becomes a Bind; other mounts are unchanged;
-//   - a network namespace with a path is dropped (NetNSPath), and joining
-//     any other namespace by path is ErrUnsupported unless
+//   - the network namespace is dropped (a path goes to NetNSPath): the
+//     container uses the guest's, which carries the network of its host
+//     namespace (the sandbox package mirrors it into the VM; a new
+//     namespace that Docker fills later is mirrored in the same way).
+//     Joining any other namespace by path is ErrUnsupported unless
 //     Bundle.GuestNamespaces maps the path to the guest's: host paths mean
 //     nothing in the guest;
 //   - host hooks are moved to Hooks; host security labels (AppArmor, SELinux),
@@ -127,13 +130,13 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 		var kept []specs.LinuxNamespace
 		for _, ns := range l.Namespaces {
 			switch {
+			case ns.Type == specs.NetworkNamespace:
+				g.NetNSPath = ns.Path
 			case ns.Path == "":
 				kept = append(kept, ns)
 			case b.GuestNamespaces[ns.Path] != "":
 				ns.Path = b.GuestNamespaces[ns.Path]
 				kept = append(kept, ns)
-			case ns.Type == specs.NetworkNamespace:
-				g.NetNSPath = ns.Path
 			default:
 				return nil, fmt.Errorf("translating spec: joining the %s namespace at %s: %w", ns.Type, ns.Path, ErrUnsupported)
 			}

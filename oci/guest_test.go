@@ -128,12 +128,12 @@ func TestForGuest(t *testing.T) {
 			wantBinds: []Bind{rootBind},
 			wantNetNS: "/var/run/netns/cni-1",
 		},
-		"new network namespace kept": {
+		"new network namespace dropped: the guest's is the container's": {
 			edit: func(s *specs.Spec) {
-				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}
+				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.NetworkNamespace}, {Type: specs.PIDNamespace}}
 			},
 			wantSpec: func(s *specs.Spec) {
-				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}
+				s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.PIDNamespace}}
 			},
 			wantBinds: []Bind{rootBind},
 		},

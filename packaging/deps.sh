@@ -18,6 +18,7 @@ pkgs=(
 	shellcheck                         # tests: every shell script
 	vagrant                            # tests: vagrant validate of the Vagrantfiles
 	conmon                             # tests: cocoon-runtime under CRI-O's container monitor
+	iperf3                             # bench: TCP throughput between a namespace and a container
 )
 if [ $# -gt 0 ]; then
 	pkgs=("$@")

@@ -25,8 +25,9 @@ type AttachConfig struct {
 }
 
 // Attach is the second phase of creation: the guest mounts the shared
-// directory (tag ShareTag, at oci.GuestSharePath) and takes the hostname,
-// DNS and sysctls.
+// directory (tag ShareTag, at oci.GuestSharePath), takes the hostname, DNS
+// and sysctls, and configures its NICs with the addresses, routes and
+// neighbours of the network namespace given to Create.
 func (s *Sandbox) Attach(ctx context.Context, cfg AttachConfig) error {
 	if s.state.Attached {
 		return fmt.Errorf("attaching sandbox %s: already attached", s.state.ID)
@@ -46,6 +47,9 @@ func (s *Sandbox) Attach(ctx context.Context, cfg AttachConfig) error {
 		Dns:             cfg.DNS,
 		Sysctls:         cfg.Sysctls,
 	}); err != nil {
+		return fmt.Errorf("attaching sandbox %s: %w", s.state.ID, err)
+	}
+	if err := s.configureNetwork(ctx); err != nil {
 		return fmt.Errorf("attaching sandbox %s: %w", s.state.ID, err)
 	}
 	s.state.Attached = true

@@ -31,7 +31,8 @@ func (m *Manager) transport() string {
 }
 
 // boot is the container-independent phase: VM, proxy, agent ready.
-func (s *Sandbox) boot(ctx context.Context) error {
+// nics are the guest's network interfaces.
+func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 	m := s.m
 	h := m.Config.Hypervisor
 	params := append([]string{}, h.KernelParams...)
@@ -50,6 +51,7 @@ func (s *Sandbox) boot(ctx context.Context) error {
 		SharedDirs:   []hypervisor.SharedDir{{Tag: ShareTag, HostPath: s.SharedDir()}},
 		Debug:        h.Debug,
 		KernelParams: params,
+		NICs:         nics,
 	}
 	if s.state.Transport == api.TransportVsock {
 		cid, err := randomCID()

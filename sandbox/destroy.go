@@ -12,7 +12,7 @@ import (
 )
 
 // Destroy powers the guest off through its agent, stops whatever is left
-// (VM, proxy), unmounts whatever is still mounted in the share (containers
+// (VM, proxy), removes the taps and tc filters from the network namespace, unmounts whatever is still mounted in the share (containers
 // that were never removed, a crashed run's) and removes the sandbox
 // directory. It succeeds on a sandbox whose VM or proxy already died.
 func (s *Sandbox) Destroy(ctx context.Context) error {
@@ -45,6 +45,11 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	}
 	if err := s.Close(); err != nil {
 		s.m.Log.WithError(err).Debug("closing the agent connection")
+	}
+	// After QEMU is gone (its taps with it): the filters on the
+	// namespace's interfaces.
+	if err := s.teardownNetwork(); err != nil {
+		errs = append(errs, err)
 	}
 	// Never remove the directory while something is mounted under it:
 	// that would delete a container's root file system or volumes.

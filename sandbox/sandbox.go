@@ -19,6 +19,7 @@ import (
 	"github.com/cocoon-containers/cocoon/agent/client"
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/store"
 )
@@ -63,6 +64,9 @@ type State struct {
 	Attached bool `json:"attached,omitempty"`
 	// Hostname is the guest's hostname, set by Attach.
 	Hostname string `json:"hostname,omitempty"`
+	// Network is the namespace whose interfaces the guest took over; nil
+	// when the guest has only loopback.
+	Network *NetworkState `json:"network,omitempty"`
 }
 
 // Manager creates and finds sandboxes under one root directory.
@@ -124,8 +128,13 @@ func (m *Manager) scaled(d time.Duration) time.Duration {
 // Create boots a new sandbox and returns once its agent answers: the boot
 // phase, with nothing container-specific, so that booted sandboxes can wait
 // in a pool. Attach must run before containers are created. On any failure
-// everything Create started or created is removed again.
-func (m *Manager) Create(ctx context.Context, id string) (_ *Sandbox, retErr error) {
+// everything Create started or created is removed again. WithNetwork gives
+// the guest the NICs of a network namespace.
+func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (_ *Sandbox, retErr error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := store.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("creating sandbox: %w", err)
 	}
@@ -160,7 +169,14 @@ func (m *Manager) Create(ctx context.Context, id string) (_ *Sandbox, retErr err
 	if err := privateShare(s.SharedDir()); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
-	if err := s.boot(ctx); err != nil {
+	links, nics, err := s.setupNetwork(o.network)
+	if err != nil {
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
+	}
+	err = s.boot(ctx, nics)
+	// QEMU holds the taps now (or failed): this process's copies go.
+	network.Close(links)
+	if err != nil {
 		return nil, fmt.Errorf("booting sandbox %s: %w", id, err)
 	}
 	return s, nil

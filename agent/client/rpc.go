@@ -95,3 +95,14 @@ func (c *Client) UpdateContainer(ctx context.Context, req *api.UpdateContainerRe
 func (c *Client) RemoveContainer(ctx context.Context, req *api.RemoveContainerRequest) (*api.Empty, error) {
 	return call(ctx, c, "remove container", c.svc.RemoveContainer, req)
 }
+
+// UpdateInterfaces configures the guest's NICs (found by MAC address) and
+// brings lo up.
+func (c *Client) UpdateInterfaces(ctx context.Context, req *api.UpdateInterfacesRequest) (*api.Empty, error) {
+	return call(ctx, c, "update interfaces", c.svc.UpdateInterfaces, req)
+}
+
+// UpdateRoutes adds the guest's routes and permanent neighbour entries.
+func (c *Client) UpdateRoutes(ctx context.Context, req *api.UpdateRoutesRequest) (*api.Empty, error) {
+	return call(ctx, c, "update routes", c.svc.UpdateRoutes, req)
+}

@@ -168,7 +168,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	}
 	if owns {
 		undo.push(func() { removeEmptyRoot(m.Root) })
-		sb, err = m.Create(ctx, sbID)
+		sb, err = m.Create(ctx, sbID, sandbox.WithNetwork(sandbox.NetworkOf(b.Spec)))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -207,7 +207,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 		sp.stop(scaled(m, 500*time.Millisecond))
 	})
 	sp, err = startShim(ctx, c, m, shimOptions{
-		sb: sb, containerID: o.id, mode: mode, newNetNS: wantsNewNetNS(b.Spec),
+		sb: sb, containerID: o.id, mode: mode, newNetNS: wantsNewNetNS(b.Spec), netNS: sb.NetNS(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -219,6 +219,10 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 		if err := hooks.Run(ctx, k, hooks.Of(b.Spec.Hooks, k), hs); err != nil {
 			return nil, nil, err
 		}
+	}
+	// The hooks (Docker's libnetwork-setkey) have filled the namespace.
+	if err := sb.ConnectNetwork(ctx); err != nil {
+		return nil, nil, err
 	}
 	if o.pidFile != "" {
 		if err := writePidFile(o.pidFile, sp.pid); err != nil {

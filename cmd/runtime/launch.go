@@ -18,6 +18,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/internal/proc"
+	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/sandbox"
 	"github.com/cocoon-containers/cocoon/shim"
 	"github.com/cocoon-containers/cocoon/state"
@@ -82,6 +83,10 @@ type shimOptions struct {
 	// container's host-side one, which prestart hooks (Docker's
 	// libnetwork-setkey) find through the container PID.
 	newNetNS bool
+	// netNS, when set, is the namespace that the sandbox made for the
+	// container (sandbox.Sandbox.NetNS): the shim starts in it instead of
+	// a new one, and its NIC is already in the VM.
+	netNS string
 }
 
 // shimPath finds cocoon-shim: next to this binary, else in $PATH.
@@ -123,7 +128,7 @@ func startShim(ctx context.Context, c *cli.Context, m *sandbox.Manager, o shimOp
 		args = append(args, "--debug")
 	}
 	attr := &syscall.SysProcAttr{Setsid: true}
-	if o.newNetNS {
+	if o.newNetNS && o.netNS == "" {
 		attr.Cloneflags = unix.CLONE_NEWNET
 	}
 	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
@@ -170,7 +175,11 @@ func startShim(ctx context.Context, c *cli.Context, m *sandbox.Manager, o shimOp
 		ExtraFiles:  []*os.File{readyW},
 		SysProcAttr: attr,
 	}
-	err = cmd.Start()
+	if o.netNS != "" {
+		err = network.Do(o.netNS, cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
 	readyW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("starting the shim: %w", err)

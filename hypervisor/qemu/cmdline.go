@@ -175,6 +175,16 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		)
 	}
 
+	// NICs: the tap descriptors are passed to QEMU as ExtraFiles, so the
+	// i-th one is descriptor NICFirstFD+i. One queue, no vhost-net (not
+	// available under TCG, and the tap may live in another namespace).
+	for i, nic := range cfg.NICs {
+		args = append(args,
+			"-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, NICFirstFD+i),
+			"-device", nicDevice(device("virtio-net"), i, nic),
+		)
+	}
+
 	// Entropy for the guest's CRNG from the host (rng-builtin backend).
 	args = append(args, "-device", device("virtio-rng")+",id=rng0")
 
@@ -183,6 +193,20 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		"-pidfile", filepath.Join(cfg.Dir, PIDFileName),
 	)
 	return args, nil
+}
+
+// NICFirstFD is the descriptor number of the first NIC's tap in QEMU:
+// Start passes the taps as exec.Cmd.ExtraFiles, which begin at 3.
+const NICFirstFD = 3
+
+// nicDevice is the -device value of the i-th NIC.
+func nicDevice(driver string, i int, nic hypervisor.NIC) string {
+	d := fmt.Sprintf("%s,id=nic%d,netdev=net%d,mac=%s", driver, i, i, nic.MAC)
+	if nic.MTU > 0 {
+		// host_mtu tells the guest driver the MTU (VIRTIO_NET_F_MTU).
+		d += ",host_mtu=" + strconv.Itoa(nic.MTU)
+	}
+	return d
 }
 
 // kernelParams returns the guest kernel's command line: ours, then the

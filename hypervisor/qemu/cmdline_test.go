@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"net"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -119,6 +121,36 @@ func TestCommandLineVariants(t *testing.T) {
 				{"-device", "virtio-serial-pci,id=serial0"},
 				{"-device", "vhost-vsock-pci,id=vsock0,guest-cid=1234"},
 			},
+		},
+		"microvm nics": {
+			machine: MachineMicroVM,
+			edit: func(c *hypervisor.VMConfig, _ *Features) {
+				c.NICs = []hypervisor.NIC{
+					{MAC: mac("02:00:c0:00:02:02"), Tap: os.Stdin, MTU: 1400},
+					{MAC: mac("02:00:c0:00:02:03"), Tap: os.Stdin},
+				}
+			},
+			want: [][]string{
+				{"-netdev", "tap,id=net0,fd=3"},
+				{"-device", "virtio-net-device,id=nic0,netdev=net0,mac=02:00:c0:00:02:02,host_mtu=1400"},
+				{"-netdev", "tap,id=net1,fd=4"},
+				{"-device", "virtio-net-device,id=nic1,netdev=net1,mac=02:00:c0:00:02:03"},
+			},
+			absent: []string{"vhost=on", "mq=on", "virtio-net-pci"},
+		},
+		"q35 nic": {
+			machine: MachineQ35,
+			edit: func(c *hypervisor.VMConfig, _ *Features) {
+				c.NICs = []hypervisor.NIC{{MAC: mac("02:00:c0:00:02:02"), Tap: os.Stdin, MTU: 9000}}
+			},
+			want: [][]string{
+				{"-netdev", "tap,id=net0,fd=3"},
+				{"-device", "virtio-net-pci,id=nic0,netdev=net0,mac=02:00:c0:00:02:02,host_mtu=9000"},
+			},
+		},
+		"no nic by default": {
+			machine: MachineMicroVM,
+			absent:  []string{"-netdev", "virtio-net"},
 		},
 		"no vsock by default": {
 			machine: MachineQ35,
@@ -326,4 +358,12 @@ func hasSequence(args, seq []string) bool {
 		}
 	}
 	return false
+}
+
+func mac(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }

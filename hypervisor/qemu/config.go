@@ -34,6 +34,10 @@ const (
 	maxTagLen = 31
 	// maxSocketPath is the room in sockaddr_un.sun_path, NUL included.
 	maxSocketPath = 108
+	// minMTU and maxMTU bound a NIC's MTU: IPv4's minimum, and virtio-net's
+	// largest (64 KiB less the Ethernet header).
+	minMTU = 68
+	maxMTU = 65535 - 14
 	// firstGuestCID is the lowest context ID a guest may have: 0-2 are
 	// reserved (hypervisor, local, host).
 	firstGuestCID = 3
@@ -133,6 +137,25 @@ func Validate(cfg hypervisor.VMConfig) error {
 	}
 	if cfg.VsockCID != 0 && (cfg.VsockCID < firstGuestCID || cfg.VsockCID == ^uint32(0)) {
 		bad("vsock cid %d is reserved (want %d to %d)", cfg.VsockCID, firstGuestCID, ^uint32(0)-1)
+	}
+
+	macs := map[string]bool{}
+	for i, nic := range cfg.NICs {
+		switch {
+		case len(nic.MAC) != 6:
+			bad("nic %d: mac %q is not an ethernet address", i, nic.MAC)
+		case nic.MAC[0]&1 != 0:
+			bad("nic %d: mac %s is a multicast address", i, nic.MAC)
+		case macs[nic.MAC.String()]:
+			bad("nic %d: mac %s is used twice", i, nic.MAC)
+		}
+		macs[nic.MAC.String()] = true
+		if nic.Tap == nil {
+			bad("nic %d: no tap device", i)
+		}
+		if nic.MTU < 0 || nic.MTU > maxMTU || (nic.MTU > 0 && nic.MTU < minMTU) {
+			bad("nic %d: mtu %d out of range %d-%d", i, nic.MTU, minMTU, maxMTU)
+		}
 	}
 
 	tags := map[string]bool{}

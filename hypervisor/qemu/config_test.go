@@ -43,6 +43,22 @@ func TestValidate(t *testing.T) {
 		"duplicate tag": {edit: func(c *hypervisor.VMConfig) {
 			c.SharedDirs = []hypervisor.SharedDir{{Tag: "a", HostPath: "/x"}, {Tag: "a", HostPath: "/y"}}
 		}, want: "used twice"},
+		"nic": {edit: func(c *hypervisor.VMConfig) {
+			c.NICs = []hypervisor.NIC{{MAC: mac("02:00:00:00:00:01"), Tap: os.Stdin, MTU: 1500}}
+		}},
+		"nic short mac": {edit: func(c *hypervisor.VMConfig) {
+			c.NICs = []hypervisor.NIC{{MAC: mac("02:00:00:00:00:01")[:5], Tap: os.Stdin}}
+		}, want: "not an ethernet address"},
+		"nic multicast mac": {edit: func(c *hypervisor.VMConfig) {
+			c.NICs = []hypervisor.NIC{{MAC: mac("01:00:5e:00:00:01"), Tap: os.Stdin}}
+		}, want: "multicast"},
+		"nic duplicate mac": {edit: func(c *hypervisor.VMConfig) {
+			c.NICs = []hypervisor.NIC{{MAC: mac("02:00:00:00:00:01"), Tap: os.Stdin}, {MAC: mac("02:00:00:00:00:01"), Tap: os.Stdin}}
+		}, want: "used twice"},
+		"nic without tap": {edit: func(c *hypervisor.VMConfig) { c.NICs = []hypervisor.NIC{{MAC: mac("02:00:00:00:00:01")}} }, want: "no tap device"},
+		"nic tiny mtu": {edit: func(c *hypervisor.VMConfig) {
+			c.NICs = []hypervisor.NIC{{MAC: mac("02:00:00:00:00:01"), Tap: os.Stdin, MTU: 10}}
+		}, want: "mtu 10 out of range"},
 		"relative shared path": {edit: func(c *hypervisor.VMConfig) { c.SharedDirs = []hypervisor.SharedDir{{Tag: "a", HostPath: "x"}} }, want: "not an absolute path"},
 	}
 	for name, tc := range tests {

@@ -174,6 +174,9 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 	cmd.Stdout = qlog
 	cmd.Stderr = qlog
 	cmd.Dir = "/"
+	for _, nic := range cfg.NICs {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, nic.Tap)
+	}
 	log.WithField("args", strings.Join(args, " ")).Debug("starting qemu")
 	p, err := startDetached(cmd)
 	if err != nil {

@@ -43,6 +43,9 @@ type Agent struct {
 	ResumeContainerFunc func(context.Context, *api.ContainerRequest) (*api.Empty, error)
 	UpdateContainerFunc func(context.Context, *api.UpdateContainerRequest) (*api.Empty, error)
 	RemoveContainerFunc func(context.Context, *api.RemoveContainerRequest) (*api.Empty, error)
+	// The network API: a nil function answers success.
+	UpdateInterfacesFunc func(context.Context, *api.UpdateInterfacesRequest) (*api.Empty, error)
+	UpdateRoutesFunc     func(context.Context, *api.UpdateRoutesRequest) (*api.Empty, error)
 	// StdioFunc receives every stdio stream, and owns it; when nil, stdio
 	// streams are closed at once.
 	StdioFunc func(api.StreamHeader, net.Conn)
@@ -78,6 +81,22 @@ func (a *Agent) DestroySandbox(ctx context.Context, req *api.DestroySandboxReque
 func (a *Agent) CreateSandbox(ctx context.Context, req *api.CreateSandboxRequest) (*api.Empty, error) {
 	if a.CreateSandboxFunc != nil {
 		return a.CreateSandboxFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// UpdateInterfaces calls UpdateInterfacesFunc, or answers success.
+func (a *Agent) UpdateInterfaces(ctx context.Context, req *api.UpdateInterfacesRequest) (*api.Empty, error) {
+	if a.UpdateInterfacesFunc != nil {
+		return a.UpdateInterfacesFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// UpdateRoutes calls UpdateRoutesFunc, or answers success.
+func (a *Agent) UpdateRoutes(ctx context.Context, req *api.UpdateRoutesRequest) (*api.Empty, error) {
+	if a.UpdateRoutesFunc != nil {
+		return a.UpdateRoutesFunc(ctx, req)
 	}
 	return &api.Empty{}, nil
 }
