@@ -39,16 +39,30 @@ type Network struct {
 }
 
 // NetworkOf tells where the network of a container with spec comes from.
+// A new namespace that no prestart or createRuntime hook can fill (`ctr
+// run`, a bare `cocoon-runtime run`) stays empty, as it would with runc:
+// the guest gets loopback only, and no NIC is paid for.
 func NetworkOf(spec *specs.Spec) Network {
 	if spec == nil || spec.Linux == nil {
 		return Network{Host: true}
 	}
 	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			return Network{NSPath: ns.Path, New: ns.Path == ""}
+		if ns.Type != specs.NetworkNamespace {
+			continue
 		}
+		if ns.Path == "" && !hasNetworkHooks(spec.Hooks) {
+			return Network{}
+		}
+		return Network{NSPath: ns.Path, New: ns.Path == ""}
 	}
 	return Network{Host: true}
+}
+
+// hasNetworkHooks says whether hooks that run before the container's
+// program (where Docker's libnetwork-setkey sits) exist.
+func hasNetworkHooks(h *specs.Hooks) bool {
+	//nolint:staticcheck // Prestart is deprecated in the spec, and still what Docker uses.
+	return h != nil && (len(h.Prestart) > 0 || len(h.CreateRuntime) > 0)
 }
 
 // CreateOption configures Create.

@@ -84,16 +84,23 @@ func specWithNetNS(path string) *specs.Spec {
 	}}}
 }
 
+// withHook adds a prestart hook, as Docker's libnetwork-setkey is.
+func withHook(s *specs.Spec) *specs.Spec {
+	s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/usr/bin/dockerd", Args: []string{"libnetwork-setkey"}}}}
+	return s
+}
+
 func TestNetworkOf(t *testing.T) {
 	for name, tc := range map[string]struct {
 		spec *specs.Spec
 		want sandbox.Network
 	}{
-		"path":     {specWithNetNS("/run/netns/x"), sandbox.Network{NSPath: "/run/netns/x"}},
-		"new":      {specWithNetNS(""), sandbox.Network{New: true}},
-		"host":     {&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}}, sandbox.Network{Host: true}},
-		"no linux": {&specs.Spec{}, sandbox.Network{Host: true}},
-		"nil spec": {nil, sandbox.Network{Host: true}},
+		"path":                  {specWithNetNS("/run/netns/x"), sandbox.Network{NSPath: "/run/netns/x"}},
+		"new":                   {withHook(specWithNetNS("")), sandbox.Network{New: true}},
+		"new, nothing fills it": {specWithNetNS(""), sandbox.Network{}},
+		"host":                  {&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}}, sandbox.Network{Host: true}},
+		"no linux":              {&specs.Spec{}, sandbox.Network{Host: true}},
+		"nil spec":              {nil, sandbox.Network{Host: true}},
 	} {
 		if got := sandbox.NetworkOf(tc.spec); got != tc.want {
 			t.Errorf("%s: NetworkOf = %+v, want %+v", name, got, tc.want)
@@ -227,7 +234,7 @@ func TestCreateNewNetNS(t *testing.T) {
 	f := newFixture(t, a)
 	cfgs, _ := recordStart(t, f, "")
 	ctx := context.Background()
-	sb, err := f.m.Create(ctx, "docker1", sandbox.WithNetwork(sandbox.NetworkOf(specWithNetNS(""))))
+	sb, err := f.m.Create(ctx, "docker1", sandbox.WithNetwork(sandbox.NetworkOf(withHook(specWithNetNS("")))))
 	if err != nil {
 		t.Fatal(err)
 	}

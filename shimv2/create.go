@@ -78,7 +78,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	case !owns && (sb == nil || sb.ID() != sbID):
 		return nil, fmt.Errorf("creating %s: pod sandbox %s is not served by this shim: %w", r.ID, sbID, errdefs.ErrNotFound)
 	case owns:
-		sb, err = m.Create(ctx, sbID)
+		sb, err = m.Create(ctx, sbID, sandbox.WithNetwork(podNetwork(b.Spec)))
 		if err != nil {
 			removeEmptyRoot(m.Root)
 			return nil, err
@@ -196,4 +196,16 @@ func guestHostname(b *oci.Bundle, sbID string) string {
 		return sbID[:12]
 	}
 	return sbID
+}
+
+// podNetwork is the network the pod's VM carries: the namespace CNI filled
+// for a CRI pod (its path is in the spec), loopback only for a host-network
+// pod. This shim runs no OCI hooks, so a new namespace without a path stays
+// empty here, as it would with runc and no hooks.
+func podNetwork(spec *specs.Spec) sandbox.Network {
+	n := sandbox.NetworkOf(spec)
+	if n.New {
+		return sandbox.Network{}
+	}
+	return n
 }
