@@ -10,8 +10,6 @@ package network_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -82,10 +80,7 @@ func testMain(m *testing.M) int {
 }
 
 // sandboxRoot is where cocoon-runtime puts the sandboxes of e.root.
-func sandboxRoot() string {
-	sum := sha256.Sum256([]byte(filepath.Clean(e.root)))
-	return "/run/cocoon/.vm/" + hex.EncodeToString(sum[:4])
-}
+func sandboxRoot() string { return testutil.SandboxRoot(e.root) }
 
 // leftovers reports containers, sandboxes, processes and namespaces that
 // the suite left.
@@ -97,7 +92,7 @@ func leftovers() error {
 	if _, err := os.Stat(sandboxRoot()); err == nil {
 		problems = append(problems, sandboxRoot()+" still exists")
 	}
-	if ps := processesOf(sandboxRoot()); len(ps) > 0 {
+	if ps := testutil.ProcessesOf(sandboxRoot()); len(ps) > 0 {
 		problems = append(problems, fmt.Sprintf("processes left: %v", ps))
 	}
 	if nss, _ := filepath.Glob("/run/netns/" + e.prefix + "*"); len(nss) > 0 {
@@ -107,21 +102,6 @@ func leftovers() error {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-func processesOf(s string) []string {
-	var found []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		data, err := os.ReadFile(filepath.Join(d, "cmdline"))
-		if err != nil || len(data) == 0 {
-			continue
-		}
-		if cl := strings.ReplaceAll(string(data), "\x00", " "); strings.Contains(cl, s) {
-			found = append(found, filepath.Base(d)+": "+cl)
-		}
-	}
-	return found
 }
 
 // sh runs a host command and fails the test unless it exits 0.

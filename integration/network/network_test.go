@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // TestContainerNetwork runs two containers, each in its own namespace on
@@ -148,7 +150,7 @@ func TestQEMUCrash(t *testing.T) {
 func qemuPIDs(t *testing.T) []int {
 	t.Helper()
 	var pids []int
-	for _, p := range processesOf(sandboxRoot()) {
+	for _, p := range testutil.ProcessesOf(sandboxRoot()) {
 		pid, cl, _ := strings.Cut(p, ": ")
 		if strings.HasPrefix(cl, "qemu-system") || strings.Contains(strings.Fields(cl)[0], "qemu-system") {
 			var n int
