@@ -43,7 +43,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	opts := containerdtest.Options{CRI: true, SandboxImage: pause}
+	opts := containerdtest.Options{CRI: true, SandboxImage: pause, PodNetwork: podNetwork}
 	return containerdtest.RunTests(m, opts, namespace, func(ctx context.Context, d *containerdtest.Daemon) error {
 		daemon = d
 		if err := d.ImportBusybox(ctx, namespace); err != nil {
