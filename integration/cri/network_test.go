@@ -205,10 +205,15 @@ func TestPodNetwork(t *testing.T) {
 	})
 
 	// Tear down: CNI DEL, the namespaces, taps and filters, VMs, shims.
-	for _, p := range strings.Fields(mustCrictl(t, "pods", "-q")) {
+	pods := strings.Fields(mustCrictl(t, "pods", "-q"))
+	if len(pods) != 3 {
+		t.Errorf("%d pods before the teardown, want 3: %v", len(pods), pods)
+	}
+	for _, p := range pods {
 		netns := inspectPod(t, p).NetNS
 		mustCrictl(t, "stopp", p)
 		if _, err := os.Stat(netns); err == nil {
+			t.Logf("%s is still there after stopp", netns)
 			// containerd 1.6 removes the namespace at stopp; if it ever
 			// keeps it, it must at least hold nothing of cocoon's.
 			taps, filters, err := containerdtest.NetNSDevices(netns, network.TapPrefix)
