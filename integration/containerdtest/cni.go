@@ -29,6 +29,9 @@ type PodNetwork struct {
 	Bridge string
 	// Subnet is the pods' IPv4 subnet, e.g. 198.51.100.0/24 (TEST-NET-2).
 	Subnet string
+	// Subnet6, if set, is an IPv6 subnet (e.g. in 2001:db8::/32) that
+	// makes the network dual-stack.
+	Subnet6 string
 }
 
 // Gateway is the bridge's address: the subnet's first.
@@ -76,6 +79,12 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 			return err
 		}
 	}
+	ranges := [][]map[string]any{{{"subnet": n.Subnet, "gateway": gw.String()}}}
+	routes := []map[string]any{{"dst": "0.0.0.0/0"}}
+	if n.Subnet6 != "" {
+		ranges = append(ranges, []map[string]any{{"subnet": n.Subnet6}})
+		routes = append(routes, map[string]any{"dst": "::/0"})
+	}
 	conf, err := json.MarshalIndent(map[string]any{
 		"cniVersion": "0.4.0",
 		"name":       n.Name,
@@ -87,8 +96,8 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 			"ipam": map[string]any{
 				"type":    "host-local",
 				"dataDir": d.CNIStateDir(),
-				"ranges":  [][]map[string]any{{{"subnet": n.Subnet, "gateway": gw.String()}}},
-				"routes":  []map[string]any{{"dst": "0.0.0.0/0"}},
+				"ranges":  ranges,
+				"routes":  routes,
 			},
 		}},
 	}, "", "  ")

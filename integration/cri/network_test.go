@@ -19,13 +19,17 @@ import (
 
 // podNetwork is the suite's CNI network: Debian's bridge and host-local
 // plugins on a bridge of its own, in TEST-NET-2.
-var podNetwork = &containerdtest.PodNetwork{Name: "cocoon-cri-test", Bridge: "cocoon-cri0", Subnet: "198.51.100.0/24"}
+var podNetwork = &containerdtest.PodNetwork{Name: "cocoon-cri-test", Bridge: "cocoon-cri0", Subnet: "198.51.100.0/24", Subnet6: "2001:db8:51::/64"}
 
-const gateway = "198.51.100.1"
+const (
+	gateway  = "198.51.100.1"
+	gateway6 = "2001:db8:51::1"
+)
 
 // podInfo is what crictl inspectp tells of a pod's network.
 type podInfo struct {
 	IP    string // from CNI
+	IP6   string // the IPv6 address CNI gave too
 	NetNS string // the namespace's path in the pause container's spec
 }
 
@@ -33,7 +37,10 @@ func inspectPod(t *testing.T, id string) podInfo {
 	t.Helper()
 	var p struct {
 		Status struct {
-			Network struct{ IP string }
+			Network struct {
+				IP            string
+				AdditionalIPs []struct{ IP string } `json:"additionalIps"`
+			}
 		}
 		Info struct {
 			RuntimeSpec struct {
@@ -48,13 +55,18 @@ func inspectPod(t *testing.T, id string) podInfo {
 		t.Fatalf("inspectp %s: %v", id, err)
 	}
 	info := podInfo{IP: p.Status.Network.IP}
+	for _, a := range p.Status.Network.AdditionalIPs {
+		if ip := net.ParseIP(a.IP); ip != nil && ip.To4() == nil {
+			info.IP6 = a.IP
+		}
+	}
 	for _, ns := range p.Info.RuntimeSpec.Linux.Namespaces {
 		if ns.Type == "network" {
 			info.NetNS = ns.Path
 		}
 	}
-	if net.ParseIP(info.IP) == nil || !strings.HasPrefix(info.IP, "198.51.100.") || info.NetNS == "" {
-		t.Fatalf("pod %s: IP %q, network namespace %q; want an address of %s and a path", id, info.IP, info.NetNS, podNetwork.Subnet)
+	if net.ParseIP(info.IP) == nil || !strings.HasPrefix(info.IP, "198.51.100.") || !strings.HasPrefix(info.IP6, "2001:db8:51::") || info.NetNS == "" {
+		t.Fatalf("pod %s: IPs %q %q, network namespace %q; want addresses of %s and %s and a path", id, info.IP, info.IP6, info.NetNS, podNetwork.Subnet, podNetwork.Subnet6)
 	}
 	return info
 }
@@ -124,7 +136,7 @@ func TestPodNetwork(t *testing.T) {
 	dir := t.TempDir()
 	podA, ctrA := startNetworkPod(t, dir, "cocoon", "net-a", httpdCommand("hello-from-a")...)
 	a := inspectPod(t, podA)
-	t.Logf("cocoon pod A: %s in %s", a.IP, a.NetNS)
+	t.Logf("cocoon pod A: %s and %s in %s", a.IP, a.IP6, a.NetNS)
 
 	// The pod's VM carries the namespace's interface: a tap beside it,
 	// mirred filters both ways.
@@ -132,6 +144,7 @@ func TestPodNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("namespace of pod A: taps %v, %d ingress filters", taps, filters)
 	if len(taps) != 1 || filters < 2 {
 		t.Errorf("namespace %s: taps %v, %d ingress filters; want one tap and its two mirred filters", a.NetNS, taps, filters)
 	}
@@ -148,14 +161,32 @@ func TestPodNetwork(t *testing.T) {
 		if !strings.Contains(routes, "default via "+gateway) {
 			t.Errorf("ip route in the container lacks the default route via %s:\n%s", gateway, routes)
 		}
+		addrs6 := mustCrictl(t, "exec", "-s", ctrA, "ip", "-6", "addr", "show", "scope", "global")
+		if !strings.Contains(addrs6, "inet6 "+a.IP6+"/64") {
+			t.Errorf("ip -6 addr in the container lacks the pod IPv6 %s/64:\n%s", a.IP6, addrs6)
+		}
+		routes6 := mustCrictl(t, "exec", "-s", ctrA, "ip", "-6", "route")
+		if !strings.Contains(routes6, "default via "+gateway6) {
+			t.Errorf("ip -6 route in the container lacks the default route via %s:\n%s", gateway6, routes6)
+		}
 		if got := mustCrictl(t, "exec", "-s", ctrA, "hostname"); got != "net-a" {
 			t.Errorf("hostname in the pod: %q, want net-a", got)
+		}
+		// The pod's DNS settings reach its containers, as the kubelet's do.
+		resolv := mustCrictl(t, "exec", "-s", ctrA, "cat", "/etc/resolv.conf")
+		for _, want := range []string{"nameserver " + containerdtest.PodDNS.Server, "search " + containerdtest.PodDNS.Search, "options ndots:5"} {
+			if !strings.Contains(resolv, want) {
+				t.Errorf("/etc/resolv.conf in the pod lacks %q:\n%s", want, resolv)
+			}
 		}
 	})
 
 	t.Run("host to pod", func(t *testing.T) {
 		if got := httpGet(t, "http://"+a.IP+":8080/"); got != "hello-from-a" {
 			t.Errorf("GET from the host: %q, want hello-from-a", got)
+		}
+		if got := httpGet(t, "http://["+a.IP6+"]:8080/"); got != "hello-from-a" {
+			t.Errorf("GET over IPv6 from the host: %q, want hello-from-a", got)
 		}
 	})
 
@@ -181,6 +212,9 @@ func TestPodNetwork(t *testing.T) {
 	t.Run("pod to pod", func(t *testing.T) {
 		if got := wgetIn(t, ctrB, "http://"+a.IP+":8080/"); got != "hello-from-a" {
 			t.Errorf("cocoon pod B to cocoon pod A: %q", got)
+		}
+		if got := wgetIn(t, ctrB, "http://["+a.IP6+"]:8080/"); got != "hello-from-a" {
+			t.Errorf("cocoon pod B to cocoon pod A over IPv6: %q", got)
 		}
 	})
 
