@@ -107,10 +107,20 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 	return os.WriteFile(filepath.Join(d.cniConfDir(), "10-"+n.Name+".conflist"), conf, 0o644)
 }
 
-// cniLeftovers reports the address leases that CNI DEL did not release and
-// the interfaces still enslaved to the bridge.
+// libcniCacheDir is where libcni caches each attachment's result; the
+// CRI plugin of containerd 1.6 has no setting to move it, so it is the one
+// CNI state outside the daemon's directory (CNI DEL removes the files).
+const libcniCacheDir = "/var/lib/cni/results"
+
+// cniLeftovers reports the address leases that CNI DEL did not release,
+// the network's cached results and the interfaces still enslaved to the
+// bridge.
 func (d *Daemon) cniLeftovers(n *PodNetwork) []string {
 	var problems []string
+	cached, _ := filepath.Glob(filepath.Join(libcniCacheDir, n.Name+"-*"))
+	for _, c := range cached {
+		problems = append(problems, "CNI result left: "+c)
+	}
 	entries, _ := os.ReadDir(filepath.Join(d.CNIStateDir(), n.Name))
 	for _, e := range entries {
 		if net.ParseIP(e.Name()) != nil {
