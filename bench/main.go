@@ -101,9 +101,13 @@ func run(ctx context.Context, out, bin string, runs int, netOnly bool) error {
 	if err != nil {
 		return err
 	}
-	runcPod, cocoonPod, err := b.podStart(ctx, out, bin, runs)
+	runcPod, cocoonPod, err := b.podStart(ctx, out, bin, runs, nil)
 	if err != nil {
 		return fmt.Errorf("pod start: %w", err)
+	}
+	runcPodNet, cocoonPodNet, err := b.podStart(ctx, out, bin, runs, benchPodNetwork)
+	if err != nil {
+		return fmt.Errorf("pod start with a CNI network: %w", err)
 	}
 	runcConmon, cocoonConmon, err := b.conmonTrue(ctx, filepath.Join(b.work, "bundle"), out, bin, runs)
 	if err != nil {
@@ -125,6 +129,8 @@ func run(ctx context.Context, out, bin string, runs int, netOnly bool) error {
 	row("cocoon-runtime run of busybox true (s)", seconds(cocoonTrue))
 	row("CRI runp + create + start, runc (s)", seconds(runcPod))
 	row("CRI runp + create + start, cocoon (s)", seconds(cocoonPod))
+	row("same, CNI bridge pod network, runc (s)", seconds(runcPodNet))
+	row("same, CNI bridge pod network, cocoon (s)", seconds(cocoonPodNet))
 	if len(runcConmon) > 0 {
 		row("conmon (CRI-O) create+start, true, runc (s)", seconds(runcConmon))
 	}

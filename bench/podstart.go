@@ -9,16 +9,22 @@ import (
 	"github.com/cocoon-containers/cocoon/integration/containerdtest"
 )
 
+// benchPodNetwork is the CNI network of the pod-start bench with a pod
+// network: a bridge of its own in TEST-NET-3, apart from the CRI tests'.
+var benchPodNetwork = &containerdtest.PodNetwork{Name: "cocoon-bench", Bridge: "cocoon-bench0", Subnet: "203.0.113.0/24"}
+
 // podStart times what a pod's start costs through containerd's CRI: runp
-// of a host-network pod, then create and start of one busybox container in
-// it, with the runc and cocoon runtime handlers of one private containerd,
-// interleaved. Stopping and removing the pod is not timed.
-func (b *bench) podStart(ctx context.Context, out, bin string, runs int) (runc, cocoon []time.Duration, err error) {
+// of a pod, then create and start of one busybox container in it, with the
+// runc and cocoon runtime handlers of one private containerd, interleaved.
+// The pod uses the host's network when podNet is nil, else a network of
+// its own that CNI (bridge + host-local) fills from podNet. Stopping and
+// removing the pod is not timed.
+func (b *bench) podStart(ctx context.Context, out, bin string, runs int, podNet *containerdtest.PodNetwork) (runc, cocoon []time.Duration, err error) {
 	crictl, err := containerdtest.CrictlPath()
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := containerdtest.Start(containerdtest.Options{Bin: bin, Out: out, CRI: true, SandboxImage: containerdtest.PauseImage})
+	d, err := containerdtest.Start(containerdtest.Options{Bin: bin, Out: out, CRI: true, SandboxImage: containerdtest.PauseImage, PodNetwork: podNet})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -49,7 +55,11 @@ func (b *bench) podStart(ctx context.Context, out, bin string, runs int) (runc, 
 		return d.Crictl(cctx, crictl, args...)
 	}
 	timePod := func(handler string, i int) (time.Duration, error) {
-		pod, err := containerdtest.PodConfig(dir, fmt.Sprintf("%s-%d", handler, i))
+		podConfig := containerdtest.PodConfig
+		if podNet != nil {
+			podConfig = containerdtest.NetworkPodConfig
+		}
+		pod, err := podConfig(dir, fmt.Sprintf("%s-%d", handler, i))
 		if err != nil {
 			return 0, err
 		}

@@ -19,6 +19,7 @@ pkgs=(
 	vagrant                            # tests: vagrant validate of the Vagrantfiles
 	conmon                             # tests: cocoon-runtime under CRI-O's container monitor
 	iperf3                             # bench: TCP throughput between a namespace and a container
+	containernetworking-plugins        # tests: CNI bridge + host-local for CRI pod networks
 )
 if [ $# -gt 0 ]; then
 	pkgs=("$@")

@@ -33,9 +33,11 @@ type Daemon struct {
 	Bin, Out string
 
 	pid     int
+	podNet  *PodNetwork
 	exited  chan struct{}
 	log     string
-	lastLog string // the log's tail, kept by Stop
+	lastLog string   // the log's tail, kept by Stop
+	cniLeft []string // what Stop found of the pod network
 }
 
 // Options say how to configure the daemon.
@@ -48,6 +50,10 @@ type Options struct {
 	// disabled.
 	CRI          bool
 	SandboxImage string
+	// PodNetwork, with CRI, is the CNI network of the pods that do not
+	// use the host's network; nil leaves the CNI configuration empty
+	// (host-network pods only).
+	PodNetwork *PodNetwork
 }
 
 // Start starts a daemon in a new temporary directory.
@@ -74,6 +80,13 @@ func Start(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
+	if o.CRI && o.PodNetwork != nil {
+		if err := d.setupCNI(o.PodNetwork); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		d.podNet = o.PodNetwork
+	}
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(d.config(o)), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -122,7 +135,7 @@ func (d *Daemon) config(o Options) string {
 	fmt.Fprintf(&b, "[%s.containerd]\n  default_runtime_name = \"runc\"\n", cri)
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n", cri)
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.cocoon]\n  runtime_type = %q\n", cri, Runtime)
-	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, filepath.Join(d.Dir, "cni-bin"), filepath.Join(d.Dir, "cni-conf"))
+	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, d.cniBinDir(), d.cniConfDir())
 	return b.String()
 }
 
@@ -177,7 +190,8 @@ func (d *Daemon) LogTail() string {
 }
 
 // Stop stops the daemon by its PID (TERM, then KILL), unmounts what it
-// left under its directory and removes the directory.
+// left under its directory, removes the pod network's bridge and the
+// directory. Leftovers still sees the pod network's state afterwards.
 func (d *Daemon) Stop() {
 	_ = unix.Kill(d.pid, unix.SIGTERM)
 	select {
@@ -189,6 +203,12 @@ func (d *Daemon) Stop() {
 	d.lastLog = d.LogTail()
 	for _, m := range MountsUnder(d.Dir) {
 		_ = unix.Unmount(m, unix.MNT_DETACH)
+	}
+	if d.podNet != nil {
+		d.cniLeft = d.cniLeftovers(d.podNet)
+		if err := removeBridge(d.podNet); err != nil {
+			d.cniLeft = append(d.cniLeft, err.Error())
+		}
 	}
 	os.RemoveAll(d.Dir)
 }
@@ -249,7 +269,8 @@ func QEMUs(root string) []string {
 
 // Leftovers reports what the daemon's tests left: sandbox directories of
 // the namespaces, shims, QEMU and proxy processes, mounts under the
-// daemon's directory.
+// daemon's directory, and of the pod network: address leases, interfaces
+// on the bridge, the bridge after Stop.
 func (d *Daemon) Leftovers(namespaces ...string) error {
 	var problems []string
 	subs := []string{d.Dir} // a shim's -address is the daemon's socket
@@ -266,6 +287,14 @@ func (d *Daemon) Leftovers(namespaces ...string) error {
 	for _, m := range MountsUnder(d.Dir) {
 		if strings.Contains(m, "/io.containerd.runtime.v2.task/") {
 			problems = append(problems, "mount left: "+m)
+		}
+	}
+	if d.podNet != nil {
+		select {
+		case <-d.exited: // Stop looked before removing the state
+			problems = append(problems, d.cniLeft...)
+		default:
+			problems = append(problems, d.cniLeftovers(d.podNet)...)
 		}
 	}
 	if len(problems) > 0 {

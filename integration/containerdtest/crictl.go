@@ -70,6 +70,27 @@ func PodConfig(dir, name string) (string, error) {
 	})
 }
 
+// NetworkPodConfig writes the configuration of a pod with a network of
+// its own (CNI: the daemon's PodNetwork), the hostname name and DNS
+// settings as the kubelet gives them (PodDNS below), whose containers
+// share one PID namespace, and returns its path.
+func NetworkPodConfig(dir, name string) (string, error) {
+	return writeJSON(filepath.Join(dir, name+"-pod.json"), map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
+		"hostname":      name,
+		"dns_config":    map[string]any{"servers": []string{PodDNS.Server}, "searches": []string{PodDNS.Search}, "options": []string{"ndots:5"}},
+		"log_directory": filepath.Join(dir, "logs"),
+		"linux": map[string]any{"security_context": map[string]any{
+			// network POD (0): a namespace that CNI fills; pid POD (0).
+			"namespace_options": map[string]any{"network": 0, "pid": 0},
+		}},
+	})
+}
+
+// PodDNS is the DNS configuration of NetworkPodConfig's pods (the
+// resolver's address is in TEST-NET-1: nothing answers there).
+var PodDNS = struct{ Server, Search string }{"192.0.2.53", "default.svc.cluster.test"}
+
 // ContainerConfig writes the configuration of a container of image that
 // runs cmd, and returns its path.
 func ContainerConfig(dir, name, image string, cmd ...string) (string, error) {

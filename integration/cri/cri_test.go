@@ -2,9 +2,11 @@
 
 // Package cri_test drives cocoon through containerd's CRI plugin with
 // crictl, as the kubelet would: a private containerd (see containerdtest)
-// with a "cocoon" runtime handler, a pause image built here from a few
-// lines of Go, and host-network pods (no CNI). A pod is one VM, and all its
-// containers run in it.
+// with "cocoon" and "runc" runtime handlers, a pause image built here from
+// a few lines of Go, host-network pods, and pods on a CNI network (Debian's
+// bridge and host-local plugins from private directories: see
+// containerdtest.PodNetwork). A pod is one VM, and all its containers run
+// in it.
 package cri_test
 
 import (
@@ -43,7 +45,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	opts := containerdtest.Options{CRI: true, SandboxImage: pause}
+	opts := containerdtest.Options{CRI: true, SandboxImage: pause, PodNetwork: podNetwork}
 	return containerdtest.RunTests(m, opts, namespace, func(ctx context.Context, d *containerdtest.Daemon) error {
 		daemon = d
 		if err := d.ImportBusybox(ctx, namespace); err != nil {
