@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/api"
 )
 
 // DefaultSharedMountPath is where the sandbox's shared directory is mounted
@@ -47,9 +49,24 @@ func (o *GuestOps) setDefaults() {
 	}
 }
 
-// mountShare mounts the 9p share tag at path, unless something is already
-// mounted there (CreateSandbox may be retried).
-func (s *Service) mountShare(tag, path string) error {
+// virtiofsMountOptions are the options of a virtio-fs share: none. The
+// cache policy is the host daemon's (virtiofsd -o cache=...), and the
+// guest's page cache follows it.
+const virtiofsMountOptions = ""
+
+// mountShare mounts the share tag at path with fstype (api.SharedMount9p,
+// the default when empty, or api.SharedMountVirtioFS), unless something is
+// already mounted there (CreateSandbox may be retried).
+func (s *Service) mountShare(tag, path, fstype string) error {
+	opts := shareMountOptions
+	switch fstype {
+	case "", api.SharedMount9p:
+		fstype = api.SharedMount9p
+	case api.SharedMountVirtioFS:
+		opts = virtiofsMountOptions
+	default:
+		return fmt.Errorf("%w: shared mount type %q (want %q or %q)", errInvalid, fstype, api.SharedMount9p, api.SharedMountVirtioFS)
+	}
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		return fmt.Errorf("mounting the shared directory: %w", err)
 	}
@@ -57,8 +74,8 @@ func (s *Service) mountShare(tag, path string) error {
 		s.cfg.Log.WithField("path", path).Info("shared directory already mounted")
 		return nil
 	}
-	if err := s.cfg.Guest.Mount(tag, path, "9p", 0, shareMountOptions); err != nil {
-		return fmt.Errorf("mounting the shared directory %q on %s: %w", tag, path, err)
+	if err := s.cfg.Guest.Mount(tag, path, fstype, 0, opts); err != nil {
+		return fmt.Errorf("mounting the shared directory %q (%s) on %s: %w", tag, fstype, path, err)
 	}
 	return nil
 }

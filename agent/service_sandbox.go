@@ -37,7 +37,7 @@ func (s *Service) createSandbox(req *api.CreateSandboxRequest) error {
 		return fmt.Errorf("%w: shared mount path %q must be absolute and clean", errInvalid, path)
 	}
 	if req.SharedMountTag != "" {
-		if err := s.mountShare(req.SharedMountTag, path); err != nil {
+		if err := s.mountShare(req.SharedMountTag, path, req.SharedMountType); err != nil {
 			return err
 		}
 	}
@@ -62,7 +62,7 @@ func (s *Service) createSandbox(req *api.CreateSandboxRequest) error {
 		}
 	}
 	s.cfg.Log.WithFields(logrus.Fields{
-		"hostname": req.Hostname, "share": req.SharedMountTag, "path": path,
+		"hostname": req.Hostname, "share": req.SharedMountTag, "path": path, "type": req.SharedMountType,
 		"dns": len(req.Dns), "sysctls": len(req.Sysctls),
 	}).Info("sandbox created")
 	return nil

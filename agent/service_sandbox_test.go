@@ -81,12 +81,29 @@ func TestCreateSandbox(t *testing.T) {
 	for name, req := range map[string]*api.CreateSandboxRequest{
 		"bad hostname":       {Hostname: "a b"},
 		"relative share":     {SharedMountTag: "t", SharedMountPath: "run/shared"},
+		"unknown share type": {SharedMountTag: "t", SharedMountPath: share + "2", SharedMountType: "nfs"},
 		"dns line break":     {Dns: []string{"nameserver 1.1.1.1\nnameserver 2.2.2.2"}},
 		"sysctl escape":      {Sysctls: map[string]string{"../../etc/passwd": "x"}},
 		"sysctl not in kern": {Sysctls: map[string]string{"kernel.nope": "1"}},
 	} {
 		_, err := client.CreateSandbox(ctx, req)
 		wantCode(t, name, err, codes.InvalidArgument)
+	}
+}
+
+func TestCreateSandboxVirtioFS(t *testing.T) {
+	client, fg, _, _ := sandboxService(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	share := filepath.Join(t.TempDir(), "shared")
+	if _, err := client.CreateSandbox(ctx, &api.CreateSandboxRequest{
+		SharedMountTag: "cocoon-share", SharedMountPath: share, SharedMountType: api.SharedMountVirtioFS,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"cocoon-share", share, "virtiofs", ""}
+	if len(fg.mounts) != 1 || !equalStrings(fg.mounts[0], want) {
+		t.Errorf("mounts %q, want %q", fg.mounts, want)
 	}
 }
 

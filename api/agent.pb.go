@@ -333,9 +333,12 @@ type CreateSandboxRequest struct {
 	Dns []string `protobuf:"bytes,4,rep,name=dns,proto3" json:"dns,omitempty"`
 	// Sysctls applied to the guest kernel (not namespaced ones, which the
 	// containers' specs carry).
-	Sysctls       map[string]string `protobuf:"bytes,5,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sysctls map[string]string `protobuf:"bytes,5,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// SharedMountType is the file system of the shared directory: "9p"
+	// (the default when empty) or "virtiofs".
+	SharedMountType string `protobuf:"bytes,6,opt,name=shared_mount_type,json=sharedMountType,proto3" json:"shared_mount_type,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateSandboxRequest) Reset() {
@@ -401,6 +404,13 @@ func (x *CreateSandboxRequest) GetSysctls() map[string]string {
 		return x.Sysctls
 	}
 	return nil
+}
+
+func (x *CreateSandboxRequest) GetSharedMountType() string {
+	if x != nil {
+		return x.SharedMountType
+	}
+	return ""
 }
 
 type SetGuestTimeRequest struct {
@@ -1674,13 +1684,14 @@ const file_agent_proto_rawDesc = "" +
 	"\vapi_version\x18\x04 \x01(\rR\n" +
 	"apiVersion\"\x17\n" +
 	"\x15DestroySandboxRequest\"\x18\n" +
-	"\x16DestroySandboxResponse\"\xa4\x02\n" +
+	"\x16DestroySandboxResponse\"\xd0\x02\n" +
 	"\x14CreateSandboxRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12(\n" +
 	"\x10shared_mount_tag\x18\x02 \x01(\tR\x0esharedMountTag\x12*\n" +
 	"\x11shared_mount_path\x18\x03 \x01(\tR\x0fsharedMountPath\x12\x10\n" +
 	"\x03dns\x18\x04 \x03(\tR\x03dns\x12L\n" +
-	"\asysctls\x18\x05 \x03(\v22.cocoon.agent.v1.CreateSandboxRequest.SysctlsEntryR\asysctls\x1a:\n" +
+	"\asysctls\x18\x05 \x03(\v22.cocoon.agent.v1.CreateSandboxRequest.SysctlsEntryR\asysctls\x12*\n" +
+	"\x11shared_mount_type\x18\x06 \x01(\tR\x0fsharedMountType\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"4\n" +

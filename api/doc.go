@@ -29,4 +29,10 @@ const (
 	TransportSerial = "serial"
 	// TransportVsock is AF_VSOCK, one connection per stream.
 	TransportVsock = "vsock"
+
+	// SharedMount9p and SharedMountVirtioFS are the values of
+	// CreateSandboxRequest.SharedMountType: the file system the guest mounts
+	// the shared directory with (empty means 9p).
+	SharedMount9p       = "9p"
+	SharedMountVirtioFS = "virtiofs"
 )

@@ -32,11 +32,17 @@ func (a Accelerator) TimeoutScale() time.Duration {
 	return 10
 }
 
-// SharedDir is a host directory exported to the guest under a mount tag.
+// SharedDir is a host directory exported to the guest under a mount tag:
+// by the VMM itself (virtio-9p), or, when Socket is set, by a vhost-user
+// file system daemon (virtiofsd) that the caller started on HostPath and
+// that serves Socket; the VMM then shares the guest's memory with it.
 type SharedDir struct {
 	Tag      string
 	HostPath string
 	ReadOnly bool
+	// Socket is the vhost-user socket of the daemon serving HostPath
+	// (virtio-fs); empty exports HostPath with virtio-9p.
+	Socket string
 }
 
 // VMConfig describes a VM to boot. Paths are absolute.
@@ -66,7 +72,7 @@ type VMConfig struct {
 	// VsockCID, when non-zero, gives the guest a vhost-vsock device with
 	// this context ID (only where /dev/vhost-vsock exists).
 	VsockCID uint32
-	// SharedDirs are exported to the guest (virtio-9p today).
+	// SharedDirs are exported to the guest (virtio-9p or virtio-fs).
 	SharedDirs []SharedDir
 	// NICs are the guest's network interfaces, in order.
 	NICs []NIC

@@ -105,13 +105,20 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		args = append(args, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")
 	}
 
+	// A vhost-user device's daemon reads and writes guest memory itself:
+	// the RAM must be a shared memfd (works under TCG as under KVM).
+	shared := sharesMemory(cfg)
+	machineOpts := ""
+	if shared {
+		machineOpts = ",memory-backend=" + memoryBackendID
+	}
 	switch cfg.Machine {
 	case MachineMicroVM:
 		// rtc=off costs about a second of boot: the kernel waits for it.
-		args = append(args, "-M", "microvm,rtc=on")
+		args = append(args, "-M", "microvm,rtc=on"+machineOpts)
 	case MachineQ35:
 		// Drop the built-in devices a sandbox never uses.
-		args = append(args, "-M", "q35,sata=off,smbus=off,vmport=off")
+		args = append(args, "-M", "q35,sata=off,smbus=off,vmport=off"+machineOpts)
 		if f.KernelELF && f.QBoot != "" {
 			args = append(args, "-bios", f.QBoot)
 		}
@@ -129,8 +136,11 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	args = append(args,
 		"-smp", strconv.Itoa(cfg.VCPUs),
 		"-m", strconv.Itoa(cfg.MemoryMiB),
-		"-kernel", cfg.Kernel,
 	)
+	if shared {
+		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=%s,size=%dM,share=on", memoryBackendID, cfg.MemoryMiB))
+	}
+	args = append(args, "-kernel", cfg.Kernel)
 	if cfg.Initrd != "" {
 		args = append(args, "-initrd", cfg.Initrd)
 	}
@@ -161,6 +171,15 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	}
 
 	for i, sd := range cfg.SharedDirs {
+		if sd.Socket != "" {
+			// virtio-fs: QEMU connects to the daemon's socket (the
+			// daemon must be listening before QEMU starts).
+			args = append(args,
+				"-chardev", fmt.Sprintf("socket,id=vfs%d,path=%s", i, escape(sd.Socket)),
+				"-device", fmt.Sprintf("%s,id=fs%d,chardev=vfs%d,tag=%s,queue-size=%d", device("vhost-user-fs"), i, i, sd.Tag, virtiofsQueueSize),
+			)
+			continue
+		}
 		// security_model=none: files are created with the guest's
 		// credentials (QEMU runs as root) and failing chown/chmod are
 		// ignored. multidevs=remap keeps inode numbers unique across the
@@ -193,6 +212,24 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		"-pidfile", filepath.Join(cfg.Dir, PIDFileName),
 	)
 	return args, nil
+}
+
+// memoryBackendID names the guest RAM's memory backend when it is shared.
+const memoryBackendID = "mem"
+
+// virtiofsQueueSize is the request queue's depth of a vhost-user-fs
+// device (QEMU's default is 128); Kata uses 1024 too.
+const virtiofsQueueSize = 1024
+
+// sharesMemory reports whether a device of cfg needs the guest's RAM
+// shared with a daemon: a virtio-fs share.
+func sharesMemory(cfg hypervisor.VMConfig) bool {
+	for _, sd := range cfg.SharedDirs {
+		if sd.Socket != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // NICFirstFD is the descriptor number of the first NIC's tap in QEMU:

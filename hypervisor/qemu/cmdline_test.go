@@ -27,6 +27,16 @@ func baseConfig(machine string) hypervisor.VMConfig {
 	}
 }
 
+// withVirtioFS gives c a virtio-fs share served by a daemon's socket.
+func withVirtioFS(c hypervisor.VMConfig) hypervisor.VMConfig {
+	c.SharedDirs = []hypervisor.SharedDir{{
+		Tag:      "cocoon-share",
+		HostPath: c.Dir + "/shared",
+		Socket:   c.Dir + "/virtiofsd.sock",
+	}}
+	return c
+}
+
 var baseFeatures = Features{KernelELF: true, TSCkHz: 2445404, Sandbox: true, QBoot: "/usr/share/qemu/qboot.rom"}
 
 func TestCommandLineFull(t *testing.T) {
@@ -53,6 +63,32 @@ func TestCommandLineFull(t *testing.T) {
 				"-device", "virtio-serial-device,id=serial0",
 				"-chardev", "socket,id=agent,path=/run/cocoon/sandboxes/sb1/agent.sock,server=on,wait=off",
 				"-device", "virtserialport,bus=serial0.0,chardev=agent,name=agent.channel.0",
+				"-device", "virtio-rng-device,id=rng0",
+				"-qmp", "unix:/run/cocoon/sandboxes/sb1/qmp.sock,server=on,wait=off",
+				"-pidfile", "/run/cocoon/sandboxes/sb1/qemu.pid",
+			},
+		},
+		"microvm tcg virtio-fs": {
+			cfg: withVirtioFS(baseConfig(MachineMicroVM)),
+			f:   baseFeatures,
+			want: []string{
+				"-name", "sb1",
+				"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+				"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+				"-M", "microvm,rtc=on,memory-backend=mem",
+				"-accel", "tcg,tb-size=256",
+				"-smp", "1", "-m", "2048",
+				"-object", "memory-backend-memfd,id=mem,size=2048M,share=on",
+				"-kernel", "/usr/share/cocoon/vmlinux",
+				"-initrd", "/usr/share/cocoon/initrd.img",
+				"-append", "console=ttyS0 panic=1 reboot=t noreplace-smp quiet tsc_early_khz=2445404",
+				"-chardev", "file,id=console,path=/run/cocoon/sandboxes/sb1/console.log",
+				"-serial", "chardev:console",
+				"-device", "virtio-serial-device,id=serial0",
+				"-chardev", "socket,id=agent,path=/run/cocoon/sandboxes/sb1/agent.sock,server=on,wait=off",
+				"-device", "virtserialport,bus=serial0.0,chardev=agent,name=agent.channel.0",
+				"-chardev", "socket,id=vfs0,path=/run/cocoon/sandboxes/sb1/virtiofsd.sock",
+				"-device", "vhost-user-fs-device,id=fs0,chardev=vfs0,tag=cocoon-share,queue-size=1024",
 				"-device", "virtio-rng-device,id=rng0",
 				"-qmp", "unix:/run/cocoon/sandboxes/sb1/qmp.sock,server=on,wait=off",
 				"-pidfile", "/run/cocoon/sandboxes/sb1/qemu.pid",
@@ -178,6 +214,27 @@ func TestCommandLineVariants(t *testing.T) {
 			},
 			want: [][]string{{"-device", "virtio-9p-device,id=fs0,fsdev=fsdev0,mount_tag=cocoon"}},
 		},
+		"q35 virtio-fs": {
+			machine: MachineQ35,
+			edit: func(c *hypervisor.VMConfig, _ *Features) {
+				*c = withVirtioFS(*c)
+				c.MemoryMiB = 512
+			},
+			want: [][]string{
+				{"-M", "q35,sata=off,smbus=off,vmport=off,memory-backend=mem"},
+				{"-m", "512", "-object", "memory-backend-memfd,id=mem,size=512M,share=on"},
+				{"-chardev", "socket,id=vfs0,path=/run/cocoon/sandboxes/sb1/virtiofsd.sock"},
+				{"-device", "vhost-user-fs-pci,id=fs0,chardev=vfs0,tag=cocoon-share,queue-size=1024"},
+			},
+			absent: []string{"-fsdev", "virtio-9p"},
+		},
+		"9p keeps private memory": {
+			machine: MachineMicroVM,
+			edit: func(c *hypervisor.VMConfig, _ *Features) {
+				c.SharedDirs = []hypervisor.SharedDir{{Tag: "cocoon", HostPath: "/x"}}
+			},
+			absent: []string{"memory-backend", "share=on", "vhost-user-fs"},
+		},
 		"debug keeps kernel messages": {
 			machine: MachineMicroVM,
 			edit:    func(c *hypervisor.VMConfig, _ *Features) { c.Debug = true },
@@ -289,6 +346,33 @@ func TestCommandLineErrors(t *testing.T) {
 			cfg:  baseConfig(MachineMicroVM),
 			f:    Features{},
 			want: "host tsc rate",
+		},
+		"virtio-fs socket relative": {
+			cfg: func() hypervisor.VMConfig {
+				c := withVirtioFS(baseConfig(MachineQ35))
+				c.SharedDirs[0].Socket = "virtiofsd.sock"
+				return c
+			}(),
+			f:    baseFeatures,
+			want: `shared dir "cocoon-share" socket "virtiofsd.sock" is not an absolute path`,
+		},
+		"virtio-fs socket too long": {
+			cfg: func() hypervisor.VMConfig {
+				c := withVirtioFS(baseConfig(MachineQ35))
+				c.SharedDirs[0].Socket = "/" + strings.Repeat("s", 120)
+				return c
+			}(),
+			f:    baseFeatures,
+			want: "socket path",
+		},
+		"virtio-fs read-only": {
+			cfg: func() hypervisor.VMConfig {
+				c := withVirtioFS(baseConfig(MachineQ35))
+				c.SharedDirs[0].ReadOnly = true
+				return c
+			}(),
+			f:    baseFeatures,
+			want: "read-only is the virtio-fs daemon's option",
 		},
 		"invalid config": {
 			cfg:  hypervisor.VMConfig{},

@@ -30,7 +30,7 @@ const (
 	// MinMemoryMiB is the least memory a guest may have: the kernel and an
 	// initrd must fit.
 	MinMemoryMiB = 64
-	// maxTagLen bounds a 9p mount tag.
+	// maxTagLen bounds a 9p mount tag (virtio-fs allows 36 bytes).
 	maxTagLen = 31
 	// maxSocketPath is the room in sockaddr_un.sun_path, NUL included.
 	maxSocketPath = 108
@@ -168,6 +168,17 @@ func Validate(cfg hypervisor.VMConfig) error {
 		tags[sd.Tag] = true
 		if err := checkPath(fmt.Sprintf("shared dir %q", sd.Tag), sd.HostPath); err != nil {
 			errs = append(errs, err)
+		}
+		if sd.Socket == "" {
+			continue
+		}
+		if err := checkPath(fmt.Sprintf("shared dir %q socket", sd.Tag), sd.Socket); err != nil {
+			errs = append(errs, err)
+		} else if len(sd.Socket) >= maxSocketPath {
+			bad("shared dir %q socket path %q is too long (%d bytes, at most %d)", sd.Tag, sd.Socket, len(sd.Socket), maxSocketPath-1)
+		}
+		if sd.ReadOnly {
+			bad("shared dir %q: read-only is the virtio-fs daemon's option, not the vm's", sd.Tag)
 		}
 	}
 
