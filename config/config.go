@@ -288,18 +288,19 @@ func (r Runtime) Level() logrus.Level {
 const VirtiofsdPackage = `"qemu-system-x86" (Debian 12, /usr/lib/qemu/virtiofsd) or "virtiofsd" (Debian 13, Ubuntu 24.04, /usr/libexec/virtiofsd)`
 
 // CheckSharedFS checks what the shared file system needs on this host:
-// nothing for 9p; virtiofsd for virtio-fs. virtio-fs is not wired into the
-// VM yet (the guest kernel has it; QEMU, virtiofsd and the agent are not
-// connected), so with virtiofsd present it is still an error rather than a
-// silent fallback to 9p.
+// nothing for 9p; for virtio-fs, the virtiofsd executable.
 func (c *Config) CheckSharedFS() error {
 	if c.Hypervisor.SharedFS != "virtio-fs" {
 		return nil
 	}
-	if _, err := os.Stat(c.Hypervisor.Virtiofsd); err != nil {
+	fi, err := os.Stat(c.Hypervisor.Virtiofsd)
+	if err != nil {
 		return fmt.Errorf("hypervisor.shared_fs = \"virtio-fs\" needs virtiofsd, but hypervisor.virtiofsd %s is missing: install %s, or set hypervisor.virtiofsd", c.Hypervisor.Virtiofsd, VirtiofsdPackage)
 	}
-	return fmt.Errorf(`hypervisor.shared_fs = "virtio-fs" is not supported by this version of cocoon yet: use "9p"`)
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("hypervisor.shared_fs = \"virtio-fs\" needs virtiofsd, but hypervisor.virtiofsd %s is not an executable file", c.Hypervisor.Virtiofsd)
+	}
+	return nil
 }
 
 func oneOf(key, v string, allowed ...string) error {

@@ -81,7 +81,7 @@ func TestLoadOverridesAndResolves(t *testing.T) {
 	}
 }
 
-func TestVirtioFSWithDaemonIsRefusedNotIgnored(t *testing.T) {
+func TestVirtioFSWithDaemon(t *testing.T) {
 	dir := t.TempDir()
 	daemon := filepath.Join(dir, "virtiofsd")
 	if err := os.WriteFile(daemon, []byte("#!/bin/sh\n"), 0o755); err != nil {
@@ -91,8 +91,18 @@ func TestVirtioFSWithDaemonIsRefusedNotIgnored(t *testing.T) {
 	if err := os.WriteFile(p, []byte("[hypervisor]\nshared_fs = \"virtio-fs\"\nvirtiofsd = \""+daemon+"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "not supported by this version") {
-		t.Fatalf("got %v", err)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor.SharedFS != "virtio-fs" || c.Hypervisor.Virtiofsd != daemon {
+		t.Fatalf("hypervisor %+v", c.Hypervisor)
+	}
+	if err := os.Chmod(daemon, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "is not an executable file") {
+		t.Fatalf("non-executable virtiofsd: got %v", err)
 	}
 }
 

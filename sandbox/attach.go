@@ -44,6 +44,7 @@ func (s *Sandbox) Attach(ctx context.Context, cfg AttachConfig) error {
 		Hostname:        hostname,
 		SharedMountTag:  ShareTag,
 		SharedMountPath: oci.GuestSharePath,
+		SharedMountType: s.sharedMountType(),
 		Dns:             cfg.DNS,
 		Sysctls:         cfg.Sysctls,
 	}); err != nil {
@@ -58,4 +59,12 @@ func (s *Sandbox) Attach(ctx context.Context, cfg AttachConfig) error {
 		return fmt.Errorf("attaching sandbox %s: %w", s.state.ID, err)
 	}
 	return nil
+}
+
+// sharedMountType is the file system the guest mounts the share with.
+func (s *Sandbox) sharedMountType() string {
+	if s.virtioFS() {
+		return api.SharedMountVirtioFS
+	}
+	return api.SharedMount9p
 }

@@ -69,6 +69,13 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 			return fmt.Errorf("guest image: %w", err)
 		}
 	}
+	if s.virtioFS() {
+		// The daemon listens before QEMU starts, which connects to it.
+		if err := s.startVirtiofsd(ctx); err != nil {
+			return err
+		}
+		cfg.SharedDirs[0].Socket = s.virtiofsdSocketPath()
+	}
 
 	vm, err := m.Hypervisor.Start(ctx, cfg)
 	if err != nil {

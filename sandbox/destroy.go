@@ -31,6 +31,10 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		}
 		cancel()
 	}
+	// After QEMU: the virtio-fs daemon exits once QEMU has disconnected.
+	if err := s.stopVirtiofsd(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if pid := s.state.ProxyPID; pid > 0 {
 		// The proxy exits by itself once QEMU has closed the agent socket.
 		pctx, cancel := context.WithTimeout(ctx, s.m.scaled(200*time.Millisecond))

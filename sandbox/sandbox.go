@@ -59,7 +59,12 @@ type State struct {
 	Transport   string                 `json:"transport"`
 	VsockCID    uint32                 `json:"vsockCid,omitempty"`
 	ProxyPID    int                    `json:"proxyPid,omitempty"`
-	Created     time.Time              `json:"created"`
+	// SharedFS is how the share reaches the guest: config's "9p" or
+	// "virtio-fs" (empty in states written before virtio-fs: 9p).
+	SharedFS string `json:"sharedFs,omitempty"`
+	// VirtiofsdPID is the virtio-fs daemon serving the share.
+	VirtiofsdPID int       `json:"virtiofsdPid,omitempty"`
+	Created      time.Time `json:"created"`
 	// Attached is set once the attach phase (Attach) has run.
 	Attached bool `json:"attached,omitempty"`
 	// Hostname is the guest's hostname, set by Attach.
@@ -152,6 +157,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 		ID:          id,
 		Accelerator: m.Accelerator,
 		Transport:   m.transport(),
+		SharedFS:    m.Config.Hypervisor.SharedFS,
 		Created:     time.Now().UTC(),
 	}}
 	defer func() {
@@ -166,7 +172,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	if err := os.Mkdir(s.SharedDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
-	if err := privateShare(s.SharedDir()); err != nil {
+	if err := shareMount(s.SharedDir(), s.virtioFS()); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
 	links, nics, err := s.setupNetwork(o.network)

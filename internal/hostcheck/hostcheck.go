@@ -107,7 +107,9 @@ func Run(ctx context.Context, h Host, in Input) []Result {
 	var rs []Result
 	rs = append(rs, checkCPU(h), checkKVM(h, cfg.Hypervisor.Accelerator), checkAccelerator(in))
 	q := probeQEMU(ctx, h, cfg.Hypervisor.Path)
-	rs = append(rs, q.versionResult(), q.acceleratorResult(in.Accelerator), q.sharedFSResult(cfg), q.transportResult(cfg))
+	rs = append(rs, q.versionResult(), q.acceleratorResult(in.Accelerator), q.sharedFSResult(cfg))
+	rs = append(rs, checkVirtiofsd(cfg)...)
+	rs = append(rs, q.transportResult(cfg))
 	rs = append(rs, checkKernel(cfg.Hypervisor.Kernel), checkInitrd(cfg.Hypervisor.Initrd, in.RuntimeVersion))
 	rs = append(rs, checkVsock(h, cfg.Agent.Transport), checkTun(h), checkTC(h), checkCgroups(h))
 	for _, hp := range in.Helpers {

@@ -17,7 +17,7 @@ const (
 	qemuVersionOut = "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright (c) 2003-2022\n"
 	qemuAccelOut   = "Accelerators supported in QEMU binary:\ntcg\nkvm\n"
 	qemuDevOut     = "Storage devices:\nname \"virtio-9p-device\", bus virtio-bus\nname \"virtio-9p-pci\", bus PCI, alias \"virtio-9p\"\n" +
-		"name \"virtio-serial-device\", bus virtio-bus\n"
+		"name \"virtio-serial-device\", bus virtio-bus\nname \"vhost-user-fs-device\", bus virtio-bus\n"
 )
 
 // fakeQEMU answers as QEMU 7.2 does, or with version instead of its banner.
@@ -195,6 +195,41 @@ func TestFailures(t *testing.T) {
 			r := byName(rs)[tc.check]
 			if r.Status != Fail || !strings.Contains(r.Fix, tc.fix) {
 				t.Fatalf("%s: got %+v, want fail with a fix naming %q", tc.check, r, tc.fix)
+			}
+		})
+	}
+}
+
+func TestVirtioFS(t *testing.T) {
+	daemon := filepath.Join(t.TempDir(), "virtiofsd")
+	if err := os.WriteFile(daemon, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		machine, virtiofsd string
+		want               map[string]Status
+		fix                string
+	}{
+		"microvm with virtiofsd": {"microvm", daemon, map[string]Status{"qemu-virtio-fs": Pass, "virtiofsd": Pass}, ""},
+		"no virtiofsd":           {"microvm", "/nonexistent/virtiofsd", map[string]Status{"qemu-virtio-fs": Pass, "virtiofsd": Fail}, "qemu-system-x86"},
+		"no pci device on q35":   {"q35", daemon, map[string]Status{"qemu-virtio-fs": Fail, "virtiofsd": Pass}, "vhost-user-fs"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := fakeHost(t, "", []string{"tun"}, hybridMounts)
+			cfg := defaults(t)
+			cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = fakeImages(t, "6.1.1", "6.1.1", "v1")
+			cfg.Hypervisor.SharedFS, cfg.Hypervisor.Virtiofsd, cfg.Hypervisor.Machine = "virtio-fs", tc.virtiofsd, tc.machine
+			got := byName(Run(context.Background(), h, Input{Config: cfg, Accelerator: hypervisor.TCG, RuntimeVersion: "v1"}))
+			for n, st := range tc.want {
+				if got[n].Status != st {
+					t.Errorf("%s: got %s (%s), want %s", n, got[n].Status, got[n].Detail, st)
+				}
+				if st == Fail && !strings.Contains(got[n].Fix, tc.fix) {
+					t.Errorf("%s: fix %q does not name %q", n, got[n].Fix, tc.fix)
+				}
+			}
+			if _, ok := got["qemu-9p"]; ok {
+				t.Error("qemu-9p checked with virtio-fs configured")
 			}
 		})
 	}

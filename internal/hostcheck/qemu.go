@@ -157,6 +157,22 @@ func (q qemuInfo) sharedFSResult(cfg *config.Config) Result {
 	return r
 }
 
+// checkVirtiofsd checks the virtio-fs daemon; only with
+// hypervisor.shared_fs = "virtio-fs" (nil otherwise).
+func checkVirtiofsd(cfg *config.Config) []Result {
+	if cfg.Hypervisor.SharedFS != "virtio-fs" {
+		return nil
+	}
+	r := Result{Name: "virtiofsd"}
+	if err := cfg.CheckSharedFS(); err != nil {
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "install " + config.VirtiofsdPackage + `, set hypervisor.virtiofsd, or use hypervisor.shared_fs = "9p"`
+		return []Result{r}
+	}
+	r.Status, r.Detail = Pass, cfg.Hypervisor.Virtiofsd+` (hypervisor.shared_fs = "virtio-fs")`
+	return []Result{r}
+}
+
 func (q qemuInfo) transportResult(cfg *config.Config) Result {
 	r := Result{Name: "qemu-agent"}
 	if q.err != nil {
