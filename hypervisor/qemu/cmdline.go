@@ -116,6 +116,12 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	case MachineMicroVM:
 		// rtc=off costs about a second of boot: the kernel waits for it.
 		args = append(args, "-M", "microvm,rtc=on"+machineOpts)
+		if shared {
+			// QEMU's virtio-mmio transport is legacy (version 1) by
+			// default, which vhost-user daemons refuse ("virtio legacy
+			// devices aren't supported by libvhost-user").
+			args = append(args, "-global", "virtio-mmio.force-legacy=false")
+		}
 	case MachineQ35:
 		// Drop the built-in devices a sandbox never uses.
 		args = append(args, "-M", "q35,sata=off,smbus=off,vmport=off"+machineOpts)

@@ -76,6 +76,7 @@ func TestCommandLineFull(t *testing.T) {
 				"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 				"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 				"-M", "microvm,rtc=on,memory-backend=mem",
+				"-global", "virtio-mmio.force-legacy=false",
 				"-accel", "tcg,tb-size=256",
 				"-smp", "1", "-m", "2048",
 				"-object", "memory-backend-memfd,id=mem,size=2048M,share=on",
@@ -226,14 +227,14 @@ func TestCommandLineVariants(t *testing.T) {
 				{"-chardev", "socket,id=vfs0,path=/run/cocoon/sandboxes/sb1/virtiofsd.sock"},
 				{"-device", "vhost-user-fs-pci,id=fs0,chardev=vfs0,tag=cocoon-share,queue-size=1024"},
 			},
-			absent: []string{"-fsdev", "virtio-9p"},
+			absent: []string{"-fsdev", "virtio-9p", "force-legacy"},
 		},
 		"9p keeps private memory": {
 			machine: MachineMicroVM,
 			edit: func(c *hypervisor.VMConfig, _ *Features) {
 				c.SharedDirs = []hypervisor.SharedDir{{Tag: "cocoon", HostPath: "/x"}}
 			},
-			absent: []string{"memory-backend", "share=on", "vhost-user-fs"},
+			absent: []string{"memory-backend", "share=on", "vhost-user-fs", "force-legacy"},
 		},
 		"debug keeps kernel messages": {
 			machine: MachineMicroVM,
