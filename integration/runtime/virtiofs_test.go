@@ -1,0 +1,168 @@
+//go:build integration
+
+package runtime_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
+)
+
+// virtioFSConfig writes a configuration like the suite's, with
+// hypervisor.shared_fs = "virtio-fs" and extra lines for [hypervisor].
+func virtioFSConfig(t *testing.T, extra ...string) string {
+	t.Helper()
+	out := filepath.Dir(e.config)
+	text := fmt.Sprintf("[hypervisor]\nshared_fs = \"virtio-fs\"\nkernel = %q\ninitrd = %q\n%s\n[runtime]\nproxy_path = %q\n",
+		filepath.Join(out, "vmlinux"), filepath.Join(out, "initrd.img"), strings.Join(extra, "\n"),
+		filepath.Join(filepath.Dir(e.runtime), "cocoon-proxy"))
+	p := filepath.Join(t.TempDir(), "virtiofs.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sandboxState is what the test reads of a sandbox's state.json.
+type sandboxState struct {
+	SharedFS     string `json:"sharedFs"`
+	VirtiofsdPID int    `json:"virtiofsdPid"`
+}
+
+// TestVirtioFS runs a container whose sandbox shares its directory with
+// virtio-fs: one virtiofsd per sandbox, its PID in the sandbox's state; the
+// root file system (bind-mounted under the share after the daemon started)
+// is readable, a volume written in the guest is seen on the host and the
+// host's file in the guest, exec works, and delete leaves no virtiofsd,
+// QEMU or socket.
+func TestVirtioFS(t *testing.T) {
+	cfg := virtioFSConfig(t)
+	vrt := func(t *testing.T, args ...string) result {
+		t.Helper()
+		return run(t, cmdOpts{}, e.runtime, append([]string{"--config", cfg, "--root", e.root}, args...)...)
+	}
+
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "marker"), []byte("from the image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "from-host"), []byte("host wrote this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	id := "virtiofs"
+	s := baseSpec(t, "sh", "-c", "while :; do sleep 1; done")
+	s.Root.Path = rootfs
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+	bundle := writeBundle(t, s)
+	if r := vrt(t, "run", "--detach", "--bundle", bundle, id); r.code != 0 {
+		t.Fatalf("run --detach: %v", r)
+	}
+	deleted := false
+	defer func() {
+		if !deleted {
+			vrt(t, "delete", "--force", id)
+		}
+	}()
+
+	dir := filepath.Join(sandboxRoot(), id)
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st sandboxState
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "virtiofsd.sock")
+	if st.SharedFS != "virtio-fs" || st.VirtiofsdPID <= 0 {
+		t.Fatalf("sandbox state %s", data)
+	}
+	if cl := cmdline(st.VirtiofsdPID); !strings.Contains(cl, "virtiofsd") || !strings.Contains(cl, "--socket-path="+socket) {
+		t.Fatalf("virtiofsd pid %d is %q", st.VirtiofsdPID, cl)
+	}
+	qemu := ""
+	for _, p := range processesOf(dir) {
+		if strings.Contains(p, "qemu-system") {
+			qemu = p
+		}
+	}
+	if !strings.Contains(qemu, "vhost-user-fs-device") || strings.Contains(qemu, "virtio-9p") || !strings.Contains(qemu, "share=on") {
+		t.Fatalf("qemu command line: %q", qemu)
+	}
+
+	if r := vrt(t, "exec", id, "cat", "/marker"); r.code != 0 || r.stdout != "from the image\n" {
+		t.Errorf("reading the rootfs: %v", r)
+	}
+	if r := vrt(t, "exec", id, "sh", "-c", "cat /data/from-host && echo guest wrote this > /data/from-guest"); r.code != 0 || r.stdout != "host wrote this\n" {
+		t.Errorf("the volume in the guest: %v", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(vol, "from-guest")); err != nil || string(b) != "guest wrote this\n" {
+		t.Errorf("the guest's file on the host: %q, %v", b, err)
+	}
+	if r := vrt(t, "exec", id, "ls", "/bin/busybox", "/marker"); r.code != 0 {
+		t.Errorf("ls: %v", r)
+	}
+
+	if r := vrt(t, "delete", "--force", id); r.code != 0 {
+		t.Fatalf("delete --force: %v", r)
+	}
+	deleted = true
+	if cl := cmdline(st.VirtiofsdPID); strings.Contains(cl, "virtiofsd") {
+		t.Errorf("virtiofsd %d still runs: %q", st.VirtiofsdPID, cl)
+	}
+	if ps := processesOf(dir); len(ps) > 0 {
+		t.Errorf("processes left: %v", ps)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("sandbox directory (and virtiofsd.sock) left: %v", err)
+	}
+}
+
+// TestVirtioFSFailedCreate: a virtiofsd that never listens, and a QEMU that
+// fails after virtiofsd started, both fail create with an error naming the
+// cause and leave no daemon, sandbox directory or state behind.
+func TestVirtioFSFailedCreate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		extra []string
+		want  string
+	}{
+		"virtiofsd exits": {[]string{`virtiofsd = "/bin/false"`}, "virtiofsd exited before listening"},
+		"qemu fails":      {[]string{`path = "/bin/false"`}, "starting vm"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := virtioFSConfig(t, tc.extra...)
+			id := "virtiofs-fail"
+			bundle := writeBundle(t, baseSpec(t, "true"))
+			r := run(t, cmdOpts{}, e.runtime, "--config", cfg, "--root", e.root, "create", "--bundle", bundle, id)
+			if r.code == 0 {
+				run(t, cmdOpts{}, e.runtime, "--config", cfg, "--root", e.root, "delete", "--force", id)
+				t.Fatalf("create succeeded: %v", r)
+			}
+			if !strings.Contains(strings.ToLower(r.stderr), tc.want) {
+				t.Errorf("create error %q does not name %q", r.stderr, tc.want)
+			}
+			dir := filepath.Join(sandboxRoot(), id)
+			if ps := processesOf(dir); len(ps) > 0 {
+				t.Errorf("processes left: %v", ps)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("sandbox directory left: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(e.root, id)); !os.IsNotExist(err) {
+				t.Errorf("container state left: %v", err)
+			}
+		})
+	}
+}
