@@ -31,9 +31,10 @@ func main() {
 	bin := flag.String("bin", "bin", "directory with the cocoon binaries")
 	runs := flag.Int("runs", 5, "runs per measurement")
 	netOnly := flag.Bool("net", false, "only the network bench")
+	fsOnly := flag.Bool("sharedfs", false, "only the shared file system bench: 9p against virtio-fs")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
-	if err := run(context.Background(), *out, *bin, *runs, *netOnly); err != nil {
+	if err := run(context.Background(), *out, *bin, *runs, *netOnly, *fsOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -45,7 +46,7 @@ type bench struct {
 	floorRD string
 }
 
-func run(ctx context.Context, out, bin string, runs int, netOnly bool) error {
+func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly bool) error {
 	cfg, err := config.Load(filepath.Join(out, "configuration.toml"))
 	if err != nil {
 		return err
@@ -73,6 +74,15 @@ func run(ctx context.Context, out, bin string, runs int, netOnly bool) error {
 		}
 		fmt.Printf("cocoon network bench: %s, machine %s, %d runs\n\n", accel, cfg.Hypervisor.Machine, runs)
 		netRows(runcNet, cocoonNet)
+		return nil
+	}
+	if fsOnly {
+		res, err := b.sharedFS(ctx, cfg, bin, runs)
+		if err != nil {
+			return fmt.Errorf("shared fs: %w", err)
+		}
+		fmt.Printf("cocoon shared file system bench: %s, machine %s, %d MiB, %d runs, interleaved\n\n", accel, cfg.Hypervisor.Machine, cfg.Hypervisor.MemoryMiB, runs)
+		sharedFSRows(res)
 		return nil
 	}
 	if err := b.buildFloor(); err != nil {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
@@ -21,25 +19,7 @@ func (b *bench) runTrue(ctx context.Context, out, bin string, runs int) (runc, c
 		return nil, nil, err
 	}
 	runtime := filepath.Join(bin, "cocoon-runtime")
-	if o, err := exec.Command(runtime, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
-		return nil, nil, fmt.Errorf("cocoon-runtime spec: %w: %s", err, o)
-	}
-	path := filepath.Join(bundle, "config.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	var spec map[string]any
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, nil, err
-	}
-	p := spec["process"].(map[string]any)
-	p["terminal"] = false
-	p["args"] = []string{"true"}
-	if data, err = json.Marshal(spec); err != nil {
-		return nil, nil, err
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err := writeSpec(runtime, bundle, []string{"true"}); err != nil {
 		return nil, nil, err
 	}
 	runcBin, _ := exec.LookPath("runc")
