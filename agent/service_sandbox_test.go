@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,9 +17,10 @@ import (
 )
 
 type fakeGuest struct {
-	mounts   [][]string
-	hostname string
-	clock    time.Time
+	mounts    [][]string
+	readahead []string
+	hostname  string
+	clock     time.Time
 }
 
 func (f *fakeGuest) ops() GuestOps {
@@ -29,6 +31,10 @@ func (f *fakeGuest) ops() GuestOps {
 		},
 		Sethostname: func(name string) error { f.hostname = name; return nil },
 		SetClock:    func(t time.Time) error { f.clock = t; return nil },
+		SetReadahead: func(path string, kb int) error {
+			f.readahead = append(f.readahead, fmt.Sprintf("%s=%d", path, kb))
+			return nil
+		},
 	}
 }
 
@@ -104,6 +110,9 @@ func TestCreateSandboxVirtioFS(t *testing.T) {
 	want := []string{"cocoon-share", share, "virtiofs", ""}
 	if len(fg.mounts) != 1 || !equalStrings(fg.mounts[0], want) {
 		t.Errorf("mounts %q, want %q", fg.mounts, want)
+	}
+	if want := []string{share + "=1024"}; !equalStrings(fg.readahead, want) {
+		t.Errorf("read-ahead %q, want %q", fg.readahead, want)
 	}
 }
 
