@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -164,5 +165,92 @@ func TestVirtioFSFailedCreate(t *testing.T) {
 				t.Errorf("container state left: %v", err)
 			}
 		})
+	}
+}
+
+// TestVirtioFSPod: in a pod, the second container's root file system and
+// volume are bind-mounted under the share long after virtiofsd entered its
+// mount namespace; they must reach the guest through mount propagation,
+// and deleting the first container must unmount its root file system in
+// the daemon's namespace too.
+func TestVirtioFSPod(t *testing.T) {
+	cfg := virtioFSConfig(t)
+	vrt := func(t *testing.T, args ...string) result {
+		t.Helper()
+		r := run(t, cmdOpts{}, e.runtime, append([]string{"--config", cfg, "--root", e.root}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("cocoon-runtime %v: %v", args, r)
+		}
+		return r
+	}
+	infra := baseSpec(t, "sleep", "600")
+	infra.Annotations = map[string]string{
+		"io.kubernetes.cri-o.ContainerType": "sandbox",
+		"io.kubernetes.cri-o.SandboxID":     "vfspod",
+	}
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "marker"), []byte("app image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	app := baseSpec(t, "sh", "-c", "cat /marker > /data/seen; sleep 600")
+	app.Root.Path = rootfs
+	app.Mounts = append(app.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+	app.Annotations = map[string]string{
+		"io.kubernetes.cri-o.ContainerType": "container",
+		"io.kubernetes.cri-o.SandboxID":     "vfspod",
+	}
+	vrt(t, "create", "--bundle", writeBundle(t, infra), "vfspod")
+	defer run(t, cmdOpts{}, e.runtime, "--config", cfg, "--root", e.root, "delete", "--force", "vfspod")
+	vrt(t, "start", "vfspod")
+	dir := filepath.Join(sandboxRoot(), "vfspod")
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st sandboxState
+	if err := json.Unmarshal(data, &st); err != nil || st.VirtiofsdPID <= 0 {
+		t.Fatalf("sandbox state %s: %v", data, err)
+	}
+	vrt(t, "create", "--bundle", writeBundle(t, app), "vfsapp")
+	defer run(t, cmdOpts{}, e.runtime, "--config", cfg, "--root", e.root, "delete", "--force", "vfsapp")
+	vrt(t, "start", "vfsapp")
+	if r := vrt(t, "exec", "vfsapp", "cat", "/marker"); r.stdout != "app image\n" {
+		t.Errorf("second container's rootfs: %v", r)
+	}
+	deadline := time.Now().Add(commandTimeout)
+	for {
+		b, err := os.ReadFile(filepath.Join(vol, "seen"))
+		if err == nil && string(b) == "app image\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app's volume on the host: %q, %v", b, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The daemon's namespace holds the app's binds now, and drops the
+	// first container's once it is deleted.
+	mounts := func() string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", st.VirtiofsdPID))
+		return string(b)
+	}
+	if m := mounts(); !strings.Contains(m, " /vfspod/") || !strings.Contains(m, " /vfsapp/") {
+		t.Errorf("virtiofsd's mounts lack a container's:\n%s", m)
+	}
+	vrt(t, "delete", "--force", "vfspod")
+	if m := mounts(); strings.Contains(m, " /vfspod/") {
+		t.Errorf("virtiofsd still holds the deleted container's mounts:\n%s", m)
+	}
+	vrt(t, "exec", "vfsapp", "true")
+	vrt(t, "delete", "--force", "vfsapp")
+	if ps := processesOf(dir); len(ps) > 0 {
+		t.Errorf("processes left: %v", ps)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("sandbox directory left: %v", err)
 	}
 }
