@@ -127,6 +127,10 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly bool) e
 	if err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	fsRes, err := b.sharedFS(ctx, cfg, bin, runs)
+	if err != nil {
+		return fmt.Errorf("shared fs: %w", err)
+	}
 	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
 	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
 	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
@@ -148,6 +152,8 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly bool) e
 		row("conmon (CRI-O) create+start, true, cocoon (s)", seconds(cocoonConmon))
 	}
 	netRows(runcNet, cocoonNet)
+	fmt.Println()
+	sharedFSRows(fsRes)
 	return nil
 }
 

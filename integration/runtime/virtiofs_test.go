@@ -31,6 +31,19 @@ func virtioFSConfig(t *testing.T, extra ...string) string {
 	return p
 }
 
+// markedRootfs makes a busybox root file system with /marker holding text.
+func markedRootfs(t *testing.T, text string) string {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "marker"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return rootfs
+}
+
 // sandboxState is what the test reads of a sandbox's state.json.
 type sandboxState struct {
 	SharedFS     string `json:"sharedFs"`
@@ -50,13 +63,7 @@ func TestVirtioFS(t *testing.T) {
 		return run(t, cmdOpts{}, e.runtime, append([]string{"--config", cfg, "--root", e.root}, args...)...)
 	}
 
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := testutil.BusyboxRootfs(rootfs); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "marker"), []byte("from the image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rootfs := markedRootfs(t, "from the image\n")
 	vol := t.TempDir()
 	if err := os.WriteFile(filepath.Join(vol, "from-host"), []byte("host wrote this\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -188,13 +195,7 @@ func TestVirtioFSPod(t *testing.T) {
 		"io.kubernetes.cri-o.ContainerType": "sandbox",
 		"io.kubernetes.cri-o.SandboxID":     "vfspod",
 	}
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := testutil.BusyboxRootfs(rootfs); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "marker"), []byte("app image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rootfs := markedRootfs(t, "app image\n")
 	vol := t.TempDir()
 	app := baseSpec(t, "sh", "-c", "cat /marker > /data/seen; sleep 600")
 	app.Root.Path = rootfs
