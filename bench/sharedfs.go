@@ -26,11 +26,12 @@ const readMiB = 64
 // sharedFSResult is one shared file system's measurements.
 type sharedFSResult struct {
 	boot       []time.Duration // sandbox create to agent ready
+	pss        []float64       // idle sandbox: QEMU + proxy + virtiofsd, MiB
 	cold, warm []float64       // MiB/s of the first and second read of the file
 }
 
 // sharedFS compares 9p and virtio-fs, interleaved: sandbox boot (Create
-// to agent ready, virtiofsd included) and the read throughput of a 64 MiB
+// to agent ready, virtiofsd included), the idle sandbox's memory, and the read throughput of a 64 MiB
 // file of the container's root file system (which reaches the guest
 // through the share), `dd` to /dev/null inside the container, timed by
 // busybox's time, twice (the second read shows the guest's page cache).
@@ -70,6 +71,9 @@ func (b *bench) sharedFS(ctx context.Context, cfg *config.Config, bin string, ru
 				return nil, fmt.Errorf("%s: %w", fs, err)
 			}
 			res[fs].boot = append(res[fs].boot, time.Since(start))
+			time.Sleep(time.Second)
+			st := sb.State()
+			res[fs].pss = append(res[fs].pss, pssMiB(st.VM.PID)+pssMiB(st.ProxyPID)+pssMiB(st.VirtiofsdPID))
 			if err := sb.Destroy(ctx); err != nil {
 				return nil, fmt.Errorf("%s: %w", fs, err)
 			}
@@ -98,6 +102,9 @@ func sharedFSRows(res map[string]*sharedFSResult) {
 	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
 	for _, fs := range sharedFSes {
 		row(fs+": sandbox create to agent ready (s)", seconds(res[fs].boot))
+	}
+	for _, fs := range sharedFSes {
+		row(fs+": idle sandbox PSS, all processes (MiB)", res[fs].pss)
 	}
 	for _, fs := range sharedFSes {
 		row(fmt.Sprintf("%s: dd %d MiB from rootfs, 1st (MiB/s)", fs, readMiB), res[fs].cold)
