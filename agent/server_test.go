@@ -263,12 +263,13 @@ func TestServeStopsOnCancel(t *testing.T) {
 }
 
 func TestDestroySandbox(t *testing.T) {
-	var calls atomic.Int32
+	var calls, syncs atomic.Int32
 	poweredOff := make(chan time.Time, 2)
 	log := testLog(t)
 	svc := NewService(ServiceConfig{
 		Log:           log,
 		PowerOffDelay: 50 * time.Millisecond,
+		Sync:          func() { syncs.Add(1) },
 		PowerOff: func() {
 			calls.Add(1)
 			poweredOff <- time.Now()
@@ -285,6 +286,11 @@ func TestDestroySandbox(t *testing.T) {
 	}
 	if calls.Load() != 0 {
 		t.Error("powered off before the reply")
+	}
+	// The host stops the VM as soon as it has the reply: the guest
+	// must have synced by then.
+	if n := syncs.Load(); n != 1 {
+		t.Errorf("synced %d times before the reply, want 1", n)
 	}
 	if _, err := client.DestroySandbox(ctx, &api.DestroySandboxRequest{}); err != nil {
 		t.Fatalf("second DestroySandbox: %v", err)

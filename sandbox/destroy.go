@@ -11,8 +11,8 @@ import (
 	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
-// Destroy powers the guest off through its agent, stops whatever is left
-// (VM, proxy), removes the taps and tc filters from the network namespace, unmounts whatever is still mounted in the share (containers
+// Destroy stops the containers and syncs through the agent, stops the VM
+// and whatever is left (proxy), removes the taps and tc filters from the network namespace, unmounts whatever is still mounted in the share (containers
 // that were never removed, a crashed run's) and removes the sandbox
 // directory. It succeeds on a sandbox whose VM or proxy already died.
 func (s *Sandbox) Destroy(ctx context.Context) error {
@@ -66,8 +66,11 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	return nil
 }
 
-// powerOff asks the agent to sync and power off, and waits for the VM to
-// exit; failures only mean that Stop has more to do.
+// powerOff asks the agent to stop the containers and sync file systems.
+// The guest has no disk: once the agent has replied nothing in it needs
+// saving, so Stop quits QEMU at once rather than waiting for the guest's own
+// power-off (which the agent still starts, as a fallback, a moment later).
+// Failures only mean that Stop has more to do.
 func (s *Sandbox) powerOff(ctx context.Context) {
 	actx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
 	defer cancel()
@@ -79,9 +82,5 @@ func (s *Sandbox) powerOff(ctx context.Context) {
 	defer c.Close()
 	if _, err := c.DestroySandbox(actx, &api.DestroySandboxRequest{}); err != nil {
 		s.m.Log.WithError(err).Debug("agent did not power off; stopping the VM instead")
-		return
 	}
-	wctx, wcancel := context.WithTimeout(ctx, s.m.scaled(500*time.Millisecond))
-	defer wcancel()
-	_ = s.vm.Wait(wctx)
 }

@@ -133,6 +133,7 @@ func run(logger *logrus.Logger, log *logrus.Entry, pid1 bool) int {
 	svc := agent.NewService(agent.ServiceConfig{
 		Containers: containers,
 		PowerOff:   func() { agent.PowerOff(log) },
+		Sync:       unix.Sync,
 		Log:        log,
 	})
 	srv, err := agent.NewServer(agent.ServerConfig{Service: svc, Stdio: svc.Stdio, Log: log})

@@ -1,6 +1,13 @@
 package qemu
 
-import "testing"
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 func TestTSCFromKernelLog(t *testing.T) {
 	tests := map[string]struct {
@@ -60,4 +67,34 @@ func TestHostTSCkHz(t *testing.T) {
 		t.Errorf("HostTSCkHz = %d kHz from %s: implausible", khz, from)
 	}
 	t.Logf("host tsc: %d kHz from %s", khz, from)
+}
+
+func TestLinksSeccomp(t *testing.T) {
+	const qemuBinary = "/usr/bin/qemu-system-x86_64"
+	if _, err := exec.LookPath(qemuBinary); err != nil {
+		t.Skipf("%s: %v", qemuBinary, err)
+	}
+	// The ELF shortcut must agree with the binary's own help.
+	help, err := exec.Command(qemuBinary, "-help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Contains(string(help), "\n-sandbox ")
+	if got := linksSeccomp(qemuBinary); got && !want {
+		t.Errorf("linksSeccomp(%s) = true, but its help lists no -sandbox", qemuBinary)
+	}
+	got, err := supportsSandbox(context.Background(), qemuBinary)
+	if err != nil || got != want {
+		t.Errorf("supportsSandbox(%s) = %v, %v; want %v", qemuBinary, got, err, want)
+	}
+	notELF := filepath.Join(t.TempDir(), "qemu")
+	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if linksSeccomp(notELF) {
+		t.Error("linksSeccomp of a script = true")
+	}
+	if linksSeccomp(filepath.Join(t.TempDir(), "missing")) {
+		t.Error("linksSeccomp of a missing file = true")
+	}
 }
