@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"github.com/cocoon-containers/cocoon/api"
-
 	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
 // Destroy stops the containers and syncs through the agent, stops the VM
-// and whatever is left (proxy), removes the taps and tc filters from the network namespace, unmounts whatever is still mounted in the share (containers
-// that were never removed, a crashed run's) and removes the sandbox
-// directory. It succeeds on a sandbox whose VM or proxy already died.
+// and whatever is left (virtiofsd, proxy), removes the taps and tc filters
+// from the network namespace, unmounts whatever is still mounted in the
+// share (containers that were never removed, a crashed run's) and removes
+// the sandbox directory. It succeeds on a sandbox whose VM or proxy already died.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.teardown(ctx, true /* graceful */)
 }
