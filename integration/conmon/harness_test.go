@@ -78,20 +78,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// conmon forks away from CRI-O and stays as each container's monitor;
-	// the test adopts it (and what outlives it), as a node's init would,
-	// to reap it.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	if err := leftovers(); err != nil {
-		fmt.Fprintln(os.Stderr, "after the suite:", err)
-		code = 1
-	}
-	reapAll()
-	return code
+	return testutil.RunAdopting(m, leftovers)
 }
 
 // reapAll reaps the adopted processes that have exited.

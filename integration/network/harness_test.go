@@ -23,7 +23,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
@@ -61,22 +60,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// The shims outlive the runtime commands; adopt them to reap them.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	if err := leftovers(); err != nil {
-		fmt.Fprintln(os.Stderr, "left behind after the suite:", err)
-		code = 1
-	}
-	for {
-		if pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); pid <= 0 || err != nil {
-			break
-		}
-	}
-	return code
+	return testutil.RunAdopting(m, leftovers)
 }
 
 // sandboxRoot is where cocoon-runtime puts the sandboxes of e.root.

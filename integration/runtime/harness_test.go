@@ -65,24 +65,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// Shims (and QEMU, the proxy) outlive the runtime commands: as
-	// containerd's shim does, the test adopts them so that it can read
-	// their exit statuses.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	if err := leftovers(); err != nil {
-		fmt.Fprintln(os.Stderr, "after the suite:", err)
-		code = 1
-	}
-	for {
-		if pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); pid <= 0 || err != nil {
-			break
-		}
-	}
-	return code
+	return testutil.RunAdopting(m, leftovers)
 }
 
 // sandboxRoot is where cocoon-runtime puts the sandboxes of the suite's
