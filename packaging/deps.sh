@@ -16,7 +16,7 @@ pkgs=(
 	runc                               # tests: cocoon-runtime beside runc
 	docker.io                          # tests: a private dockerd with cocoon as a runtime (brings containerd)
 	shellcheck                         # tests: every shell script
-	vagrant                            # tests: vagrant validate of the Vagrantfiles
+	vagrant vagrant-libvirt            # tests: vagrant validate of the Vagrantfiles (libvirt is their default provider)
 	conmon                             # tests: cocoon-runtime under CRI-O's container monitor
 	iperf3                             # bench: TCP throughput between a namespace and a container
 	containernetworking-plugins        # tests: CNI bridge + host-local for CRI pod networks

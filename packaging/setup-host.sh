@@ -10,6 +10,9 @@
 #     --test-deps        also the packages the tests need (packaging/deps.sh's list)
 #     --with-docker      also install Docker (docker.io, which brings containerd)
 #     --with-containerd  also install containerd
+#     --with-vagrant     also install Vagrant with its libvirt provider (the
+#                        plugin and libvirtd) for the development VMs
+#                        (Vagrantfile, packaging/vagrant/k8s)
 #     --register=LIST    engines to register with, comma separated (docker,
 #                        containerd, crio, kubernetes), "auto" (default: every
 #                        one installed here) or "none"
@@ -33,6 +36,7 @@ for arg in "$@"; do
 	--test-deps) test_deps=yes ;;
 	--with-docker) extra+=(docker.io) ;;
 	--with-containerd) extra+=(containerd) ;;
+	--with-vagrant) extra+=(vagrant vagrant-libvirt libvirt-daemon-system) ;;
 	--register=*) register=${arg#--register=} ;;
 	--uninstall) uninstall=yes ;;
 	-h | --help)
