@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/internal/conmon"
+	"github.com/cocoon-containers/cocoon/integration/conmontest"
 )
 
 // conmonTrue times a busybox true container's create and start through
-// conmon, as CRI-O runs them (internal/conmon), until conmon has written
+// conmon, as CRI-O runs them (integration/conmontest), until conmon has written
 // its exit status: with runc and with cocoon-runtime on the same bundle,
 // interleaved. Deletion is not timed. Both are nil where conmon is
 // missing; runc's where runc is.
@@ -22,9 +22,9 @@ func (b *bench) conmonTrue(ctx context.Context, bundle, out, bin string, runs in
 	if err != nil {
 		return nil, nil, nil
 	}
-	handler := func(name, path string, env ...string) *conmon.Runtime {
+	handler := func(name, path string, env ...string) *conmontest.Runtime {
 		dir := filepath.Join(b.work, "conmon-"+name)
-		return &conmon.Runtime{
+		return &conmontest.Runtime{
 			Conmon:    conmonPath,
 			Path:      path,
 			Root:      filepath.Join(dir, "root"),
@@ -35,7 +35,7 @@ func (b *bench) conmonTrue(ctx context.Context, bundle, out, bin string, runs in
 		}
 	}
 	cocoonRT := handler("cocoon", filepath.Join(bin, "cocoon-runtime"), "COCOON_CONFIG="+filepath.Join(out, "configuration.toml"))
-	var runcRT *conmon.Runtime
+	var runcRT *conmontest.Runtime
 	if p, err := exec.LookPath("runc"); err == nil {
 		runcRT = handler("runc", p)
 	}
@@ -58,7 +58,7 @@ func (b *bench) conmonTrue(ctx context.Context, bundle, out, bin string, runs in
 
 // timeConmonTrue creates and starts container id of bundle through conmon
 // and waits for its exit file; then it deletes the container.
-func timeConmonTrue(ctx context.Context, rt *conmon.Runtime, bundle, id string) (time.Duration, error) {
+func timeConmonTrue(ctx context.Context, rt *conmontest.Runtime, bundle, id string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	dir := filepath.Join(filepath.Dir(rt.Root), id)
@@ -68,7 +68,7 @@ func timeConmonTrue(ctx context.Context, rt *conmon.Runtime, bundle, id string) 
 	if err := copyBundle(bundle, runBundle); err != nil {
 		return 0, err
 	}
-	c := &conmon.Container{ID: id, Name: id, Bundle: runBundle, LogPath: filepath.Join(dir, "log"), Dir: filepath.Join(dir, "userdata")}
+	c := &conmontest.Container{ID: id, Name: id, Bundle: runBundle, LogPath: filepath.Join(dir, "log"), Dir: filepath.Join(dir, "userdata")}
 	start := time.Now()
 	_, err := rt.Create(ctx, c)
 	if err == nil {

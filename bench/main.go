@@ -22,7 +22,7 @@ import (
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
-	"github.com/cocoon-containers/cocoon/packaging/initrd"
+	"github.com/cocoon-containers/cocoon/initrd"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 

@@ -20,7 +20,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/internal/proc"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -173,7 +173,7 @@ func testStdoutThroughput(t *testing.T, s *suite) {
 	var stderr bytes.Buffer
 	// busybox dd with 1 MiB blocks: busybox's cat or head would loop on
 	// tiny buffers and measure themselves instead of the stdio path.
-	c := s.create(ctx, t, s.spec("dd", "if=/data", "bs=1M"), client.IO{Stdout: out, Stderr: &stderr})
+	c := s.create(ctx, t, s.spec("dd", "if=/data", "bs=1M"), agentclient.IO{Stdout: out, Stderr: &stderr})
 	start := time.Now()
 	c.start(ctx, t)
 	if err := c.att.Wait(ctx); err != nil {
@@ -208,7 +208,7 @@ func testTerminal(t *testing.T, s *suite) {
 	var out syncBuffer
 	in, typed := io.Pipe()
 	defer typed.Close()
-	c := s.create(ctx, t, spec, client.IO{Terminal: true, Stdin: in, Stdout: &out})
+	c := s.create(ctx, t, spec, agentclient.IO{Terminal: true, Stdin: in, Stdout: &out})
 	c.start(ctx, t)
 	poll(ctx, t, "the first stty size", func() bool { return strings.Contains(out.String(), "24 80") })
 	if _, err := c.ag.ResizeTty(ctx, &api.ResizeTtyRequest{ContainerId: c.id, Rows: 33, Cols: 111}); err != nil {
@@ -231,16 +231,16 @@ func testTerminal(t *testing.T, s *suite) {
 func testExecSignalPsStats(t *testing.T, s *suite) {
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
-	c := s.create(ctx, t, s.spec("sleep", "1000"), client.IO{})
+	c := s.create(ctx, t, s.spec("sleep", "1000"), agentclient.IO{})
 	c.start(ctx, t)
 
 	var stdout syncBuffer
-	a := c.exec(ctx, t, "hello", &specs.Process{Args: []string{"sh", "-c", "echo hello from exec; cat /proc/1/cmdline | tr '\\0' ' '"}, Cwd: "/", Env: []string{"PATH=/bin"}}, client.IO{Stdout: &stdout})
+	a := c.exec(ctx, t, "hello", &specs.Process{Args: []string{"sh", "-c", "echo hello from exec; cat /proc/1/cmdline | tr '\\0' ' '"}, Cwd: "/", Env: []string{"PATH=/bin"}}, agentclient.IO{Stdout: &stdout})
 	if w := c.wait(ctx, t, "hello", a); w.ExitStatus != 0 || stdout.String() != "hello from exec\nsleep 1000 " {
 		t.Errorf("exec printed %q, status %d", stdout.String(), w.ExitStatus)
 	}
 
-	c.exec(ctx, t, "sleeper", &specs.Process{Args: []string{"sleep", "999"}, Cwd: "/", Env: []string{"PATH=/bin"}}, client.IO{})
+	c.exec(ctx, t, "sleeper", &specs.Process{Args: []string{"sleep", "999"}, Cwd: "/", Env: []string{"PATH=/bin"}}, agentclient.IO{})
 	// The exec'd process may still be in runc's init when ExecProcess
 	// returns: poll until it runs sleep.
 	var cmdlines []string
@@ -289,7 +289,7 @@ func testExecSignalPsStats(t *testing.T, s *suite) {
 func testPauseResume(t *testing.T, s *suite) {
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
-	c := s.create(ctx, t, s.spec("sh", "-c", "while :; do :; done"), client.IO{})
+	c := s.create(ctx, t, s.spec("sh", "-c", "while :; do :; done"), agentclient.IO{})
 	c.start(ctx, t)
 	cpu := func() uint64 {
 		ps, err := c.ag.ListProcesses(ctx, &api.ContainerRequest{ContainerId: c.id})

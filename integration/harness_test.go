@@ -17,7 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -104,14 +104,14 @@ func bundle(t *testing.T, spec *specs.Spec) *oci.Bundle {
 type container struct {
 	s   *suite
 	id  string
-	ag  *client.Client
+	ag  *agentclient.Client
 	pid int
-	att *client.Attached
+	att *agentclient.Attached
 }
 
 // create creates a container from spec with o attached to its init
 // process, and registers its removal (checking that its mounts are gone).
-func (s *suite) create(ctx context.Context, t *testing.T, spec *specs.Spec, o client.IO) *container {
+func (s *suite) create(ctx context.Context, t *testing.T, spec *specs.Spec, o agentclient.IO) *container {
 	t.Helper()
 	id := s.newID(t)
 	b := bundle(t, spec)
@@ -159,7 +159,7 @@ func (c *container) start(ctx context.Context, t *testing.T) {
 }
 
 // wait waits for process execID ("" for init) and for its output.
-func (c *container) wait(ctx context.Context, t *testing.T, execID string, att *client.Attached) *api.WaitProcessResponse {
+func (c *container) wait(ctx context.Context, t *testing.T, execID string, att *agentclient.Attached) *api.WaitProcessResponse {
 	t.Helper()
 	w, err := c.ag.WaitProcess(ctx, &api.ProcessRequest{ContainerId: c.id, ExecId: execID})
 	if err != nil {
@@ -174,7 +174,7 @@ func (c *container) wait(ctx context.Context, t *testing.T, execID string, att *
 }
 
 // exec starts another process in the container with o attached.
-func (c *container) exec(ctx context.Context, t *testing.T, execID string, p *specs.Process, o client.IO) *client.Attached {
+func (c *container) exec(ctx context.Context, t *testing.T, execID string, p *specs.Process, o agentclient.IO) *agentclient.Attached {
 	t.Helper()
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -214,7 +214,7 @@ func (s *suite) run(t *testing.T, spec *specs.Spec, stdin io.Reader) result {
 	ctx, cancel := context.WithTimeout(context.Background(), containerTimeout)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	c := s.create(ctx, t, spec, client.IO{Stdin: stdin, Stdout: &stdout, Stderr: &stderr})
+	c := s.create(ctx, t, spec, agentclient.IO{Stdin: stdin, Stdout: &stdout, Stderr: &stderr})
 	c.start(ctx, t)
 	w := c.wait(ctx, t, "", c.att)
 	return result{stdout: stdout.String(), stderr: stderr.String(), status: w.ExitStatus, oomKilled: w.OomKilled}

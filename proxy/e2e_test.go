@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
-	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/agentclient"
+	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/proxy"
 )
@@ -55,7 +55,7 @@ func TestWithAgentClient(t *testing.T) {
 		})
 	})
 
-	c, err := client.WaitReady(context.Background(), client.ProxyDialer{Path: sock}, client.Options{
+	c, err := agentclient.WaitReady(context.Background(), agentclient.ProxyDialer{Path: sock}, agentclient.Options{
 		BootTimeout:    10 * time.Second,
 		AttemptTimeout: 50 * time.Millisecond,
 	})

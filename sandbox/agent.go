@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 )
 
@@ -21,8 +21,8 @@ func (s *Sandbox) ShimAddress() (socket string, vsockCID uint32) {
 
 // Agent opens a new connection to the sandbox's agent; the caller closes
 // it.
-func (s *Sandbox) Agent(ctx context.Context) (*client.Client, error) {
-	return client.Connect(ctx, s.dialer(), s.clientOptions())
+func (s *Sandbox) Agent(ctx context.Context) (*agentclient.Client, error) {
+	return agentclient.Connect(ctx, s.dialer(), s.clientOptions())
 }
 
 // Client returns the sandbox's shared connection to its agent, made on
@@ -30,7 +30,7 @@ func (s *Sandbox) Agent(ctx context.Context) (*client.Client, error) {
 // Destroy do. Container operations that need no host work (start, exec,
 // signal, wait, stdio, resize, ps, stats, pause, resume, update) go
 // straight through it.
-func (s *Sandbox) Client(ctx context.Context) (*client.Client, error) {
+func (s *Sandbox) Client(ctx context.Context) (*agentclient.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.agent != nil {
@@ -42,7 +42,7 @@ func (s *Sandbox) Client(ctx context.Context) (*client.Client, error) {
 			return s.agent, nil
 		}
 	}
-	c, err := client.Connect(ctx, s.dialer(), s.clientOptions())
+	c, err := agentclient.Connect(ctx, s.dialer(), s.clientOptions())
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the agent of sandbox %s: %w", s.state.ID, err)
 	}

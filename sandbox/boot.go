@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 )
@@ -96,7 +96,7 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 			return err
 		}
 	}
-	c, err := client.WaitReady(ctx, s.dialer(), s.clientOptions())
+	c, err := agentclient.WaitReady(ctx, s.dialer(), s.clientOptions())
 	if err != nil {
 		return err
 	}
@@ -144,19 +144,19 @@ func (m *Manager) proxyPath() (string, error) {
 	return p, nil
 }
 
-func (s *Sandbox) dialer() client.Dialer {
+func (s *Sandbox) dialer() agentclient.Dialer {
 	if s.m.AgentDialer != nil {
 		return s.m.AgentDialer
 	}
 	if s.state.Transport == api.TransportVsock {
-		return client.VsockDialer{CID: s.state.VsockCID, Port: api.DefaultVsockPort}
+		return agentclient.VsockDialer{CID: s.state.VsockCID, Port: api.DefaultVsockPort}
 	}
-	return client.ProxyDialer{Path: filepath.Join(s.dir, proxySocket)}
+	return agentclient.ProxyDialer{Path: filepath.Join(s.dir, proxySocket)}
 }
 
-func (s *Sandbox) clientOptions() client.Options {
+func (s *Sandbox) clientOptions() agentclient.Options {
 	a := s.m.Config.Agent
-	return client.Options{
+	return agentclient.Options{
 		Scale:       s.m.Accelerator.TimeoutScale(),
 		BootTimeout: a.BootTimeout.Duration,
 		CallTimeout: a.CallTimeout.Duration,

@@ -8,10 +8,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/oci"
-	"github.com/cocoon-containers/cocoon/store"
 )
 
 // ErrContainerExists is returned by CreateContainer for an ID that is in
@@ -25,7 +25,7 @@ var ErrContainerExists = errors.New("container already exists")
 // attach. It returns the init process's PID in the guest. On failure
 // nothing is left: no mounts, no directory, no container in the guest.
 func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle, stdio *api.StdioConfig) (pid int, retErr error) {
-	if err := store.ValidateID(id); err != nil {
+	if err := statedir.ValidateID(id); err != nil {
 		return 0, fmt.Errorf("creating container: %w", err)
 	}
 	if !s.state.Attached {
@@ -71,8 +71,8 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 	if err != nil {
 		// Unless the agent refused the ID, it may have got as far as
 		// creating the container.
-		agentCreated = !errors.Is(err, client.ErrAlreadyExists) && !errors.Is(err, client.ErrInvalidArgument)
-		if errors.Is(err, client.ErrAlreadyExists) {
+		agentCreated = !errors.Is(err, agentclient.ErrAlreadyExists) && !errors.Is(err, agentclient.ErrInvalidArgument)
+		if errors.Is(err, agentclient.ErrAlreadyExists) {
 			err = fmt.Errorf("%w: %w", ErrContainerExists, err)
 		}
 		return 0, fmt.Errorf("creating container %s: %w", id, err)
@@ -89,7 +89,7 @@ func (s *Sandbox) forceRemove(ctx context.Context, id string) {
 	if err == nil {
 		_, err = c.RemoveContainer(ctx, &api.RemoveContainerRequest{ContainerId: id, Force: true})
 	}
-	if err != nil && !errors.Is(err, client.ErrNotFound) {
+	if err != nil && !errors.Is(err, agentclient.ErrNotFound) {
 		s.m.Log.WithError(err).WithField("container", id).Debug("removing a failed container from the guest")
 	}
 }
@@ -102,12 +102,12 @@ func (s *Sandbox) forceRemove(ctx context.Context, id string) {
 // without force. With force, the host side is cleaned whatever the agent
 // answered.
 func (s *Sandbox) RemoveContainer(ctx context.Context, id string, force bool) error {
-	if err := store.ValidateID(id); err != nil {
+	if err := statedir.ValidateID(id); err != nil {
 		return fmt.Errorf("removing container: %w", err)
 	}
 	c, err := s.Client(ctx)
 	if err != nil {
-		err = fmt.Errorf("%w: %w", client.ErrUnavailable, err)
+		err = fmt.Errorf("%w: %w", agentclient.ErrUnavailable, err)
 	} else {
 		_, err = c.RemoveContainer(ctx, &api.RemoveContainerRequest{ContainerId: id, Force: force})
 	}
@@ -115,8 +115,8 @@ func (s *Sandbox) RemoveContainer(ctx context.Context, id string, force bool) er
 	_, statErr := os.Lstat(dir)
 	hostSide := statErr == nil
 	switch {
-	case err == nil, errors.Is(err, client.ErrUnavailable):
-	case errors.Is(err, client.ErrNotFound):
+	case err == nil, errors.Is(err, agentclient.ErrUnavailable):
+	case errors.Is(err, agentclient.ErrNotFound):
 		if !hostSide {
 			return fmt.Errorf("removing container %s: %w", id, err)
 		}

@@ -12,7 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"

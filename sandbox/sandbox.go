@@ -16,12 +16,12 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/oci"
-	"github.com/cocoon-containers/cocoon/store"
 )
 
 // DefaultRoot is where sandbox directories live. It is short, because
@@ -89,7 +89,7 @@ type Manager struct {
 	// AgentDialer, when set, replaces the agent transport of every sandbox:
 	// no proxy is started and every stream to the agent is opened with it.
 	// Unit tests set it to a clienttest fake.
-	AgentDialer client.Dialer
+	AgentDialer agentclient.Dialer
 }
 
 // Sandbox is a running VM with its agent channel.
@@ -99,8 +99,8 @@ type Sandbox struct {
 	state State
 	vm    hypervisor.VM
 
-	mu    sync.Mutex     // guards agent
-	agent *client.Client // shared connection, see Client
+	mu    sync.Mutex          // guards agent
+	agent *agentclient.Client // shared connection, see Client
 }
 
 // ID returns the sandbox ID.
@@ -140,7 +140,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := store.ValidateID(id); err != nil {
+	if err := statedir.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("creating sandbox: %w", err)
 	}
 	if err := os.MkdirAll(m.Root, 0o700); err != nil {
@@ -190,11 +190,11 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 
 // Load finds a sandbox created earlier, possibly by another process.
 func (m *Manager) Load(ctx context.Context, id string) (*Sandbox, error) {
-	if err := store.ValidateID(id); err != nil {
+	if err := statedir.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("loading sandbox: %w", err)
 	}
 	s := &Sandbox{m: m, dir: m.dir(id)}
-	if err := store.ReadJSON(filepath.Join(s.dir, stateFile), &s.state); err != nil {
+	if err := statedir.ReadJSON(filepath.Join(s.dir, stateFile), &s.state); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("loading sandbox %s: %w", id, ErrNotFound)
 		}
@@ -209,10 +209,10 @@ func (m *Manager) Load(ctx context.Context, id string) (*Sandbox, error) {
 }
 
 // Lock serializes operations on one sandbox across processes.
-func (s *Sandbox) Lock() (*store.Lock, error) {
-	return store.LockFile(filepath.Join(s.dir, lockFile))
+func (s *Sandbox) Lock() (*statedir.Lock, error) {
+	return statedir.LockFile(filepath.Join(s.dir, lockFile))
 }
 
 func (s *Sandbox) save() error {
-	return store.WriteJSON(filepath.Join(s.dir, stateFile), s.state)
+	return statedir.WriteJSON(filepath.Join(s.dir, stateFile), s.state)
 }

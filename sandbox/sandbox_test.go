@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
-	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/agentclient"
+	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
@@ -330,7 +330,7 @@ func TestCreateContainerAgentFails(t *testing.T) {
 		sentinel    error
 		wantRemoved bool
 	}{
-		"invalid spec":   {status.Error(codes.InvalidArgument, "bad spec"), client.ErrInvalidArgument, false},
+		"invalid spec":   {status.Error(codes.InvalidArgument, "bad spec"), agentclient.ErrInvalidArgument, false},
 		"id taken":       {status.Error(codes.AlreadyExists, "c1 exists"), sandbox.ErrContainerExists, false},
 		"internal error": {status.Error(codes.Internal, "runc init failed"), nil, true},
 	}
@@ -416,7 +416,7 @@ func TestRemoveContainerRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := sb.RemoveContainer(ctx, "c1", false)
-	if !errors.Is(err, client.ErrFailedPrecondition) {
+	if !errors.Is(err, agentclient.ErrFailedPrecondition) {
 		t.Fatalf("remove of a running container: %v", err)
 	}
 	if n := len(mountsUnder(t, sb.SharedDir()+"/c1")); n != 3 {
@@ -436,7 +436,7 @@ func TestRemoveUnknownContainer(t *testing.T) {
 		},
 	})
 	sb := f.create(t, "sb1")
-	if err := sb.RemoveContainer(context.Background(), "c9", false); !errors.Is(err, client.ErrNotFound) {
+	if err := sb.RemoveContainer(context.Background(), "c9", false); !errors.Is(err, agentclient.ErrNotFound) {
 		t.Errorf("removing an unknown container: %v", err)
 	}
 }

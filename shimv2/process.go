@@ -12,7 +12,7 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/fifo"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 )
 
@@ -44,7 +44,7 @@ type process struct {
 	exited     chan struct{} // closed by done, after the exit event
 
 	// Host side of the stdio relay, from attach to the process's end.
-	attached *client.Attached
+	attached *agentclient.Attached
 	fifos    []io.Closer
 	stdin    io.Closer     // the stdin FIFO, also in fifos
 	stdinEOF chan struct{} // closed once the stdin FIFO has ended
@@ -95,8 +95,8 @@ func (p *process) stdioConfig() *api.StdioConfig {
 }
 
 // clientIO says which of the given host ends relay which stream.
-func (p *process) clientIO(stdin io.Reader, stdout, stderr io.Writer) client.IO {
-	o := client.IO{Terminal: p.io.terminal}
+func (p *process) clientIO(stdin io.Reader, stdout, stderr io.Writer) agentclient.IO {
+	o := agentclient.IO{Terminal: p.io.terminal}
 	if p.io.stdin != "" {
 		o.Stdin = stdin
 		if stdin == nil {
@@ -126,7 +126,7 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 // and starts relaying between them. The output FIFOs are also opened for
 // reading, as containerd-shim-runc-v2 does, so that the process never
 // writes to a FIFO without a reader while containerd reopens its end.
-func (p *process) attach(ctx context.Context, c *client.Client) (retErr error) {
+func (p *process) attach(ctx context.Context, c *agentclient.Client) (retErr error) {
 	defer func() {
 		if retErr != nil {
 			p.closeFifos()
@@ -218,7 +218,7 @@ func (e *eofNotifier) Read(b []byte) (int, error) {
 // drain into the FIFOs (within drain), closes them, records the exit (done
 // then releases its waiters) and returns the agent's answer, with what went wrong on the way. A lost
 // agent counts as exit status 255.
-func (p *process) wait(ctx context.Context, c *client.Client, drain time.Duration) (*api.WaitProcessResponse, error) {
+func (p *process) wait(ctx context.Context, c *agentclient.Client, drain time.Duration) (*api.WaitProcessResponse, error) {
 	resp, err := c.WaitProcess(ctx, p.request())
 	if err != nil {
 		resp = &api.WaitProcessResponse{ExitStatus: 255, ExitedAtUnixNanos: time.Now().UnixNano()}
@@ -227,7 +227,7 @@ func (p *process) wait(ctx context.Context, c *client.Client, drain time.Duratio
 		// Until they die, they hold the output streams open.
 		if _, kerr := c.SignalProcess(ctx, &api.SignalProcessRequest{
 			ContainerId: p.containerID, Signal: uint32(syscall.SIGKILL), All: true,
-		}); kerr != nil && !errors.Is(kerr, client.ErrNotFound) && !errors.Is(kerr, client.ErrFailedPrecondition) {
+		}); kerr != nil && !errors.Is(kerr, agentclient.ErrNotFound) && !errors.Is(kerr, agentclient.ErrFailedPrecondition) {
 			err = errors.Join(err, fmt.Errorf("killing the container's other processes: %w", kerr))
 		}
 	}

@@ -19,7 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cocoon-containers/cocoon/agent/client/clienttest"
+	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"

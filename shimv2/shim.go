@@ -14,7 +14,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -146,7 +146,7 @@ func cleanupSandbox(ctx context.Context, id string, annotations map[string]strin
 		return err
 	}
 	if !owns {
-		if err := sb.RemoveContainer(ctx, id, true); err != nil && !errors.Is(err, client.ErrNotFound) {
+		if err := sb.RemoveContainer(ctx, id, true); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
 			log.G(ctx).WithError(err).Warn("removing the container from its pod")
 		}
 		return sb.Close()

@@ -17,7 +17,7 @@ import (
 	"github.com/containerd/log"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/oci"
 )
@@ -32,11 +32,11 @@ func toGRPC(err error) error {
 		return nil
 	}
 	switch {
-	case errors.Is(err, client.ErrNotFound):
+	case errors.Is(err, agentclient.ErrNotFound):
 		err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
-	case errors.Is(err, client.ErrAlreadyExists):
+	case errors.Is(err, agentclient.ErrAlreadyExists):
 		err = fmt.Errorf("%w: %w", errdefs.ErrAlreadyExists, err)
-	case errors.Is(err, client.ErrInvalidArgument), errors.Is(err, oci.ErrInvalidBundle):
+	case errors.Is(err, agentclient.ErrInvalidArgument), errors.Is(err, oci.ErrInvalidBundle):
 		err = fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	return errdefs.ToGRPC(err)
@@ -67,7 +67,7 @@ func (s *Service) processOf(id, execID string) (*container, *process, error) {
 }
 
 // agent returns the connection to the pod's agent.
-func (s *Service) agent(ctx context.Context) (*client.Client, error) {
+func (s *Service) agent(ctx context.Context) (*agentclient.Client, error) {
 	s.mu.Lock()
 	sb := s.sb
 	s.mu.Unlock()
@@ -78,7 +78,7 @@ func (s *Service) agent(ctx context.Context) (*client.Client, error) {
 }
 
 // agentFor finds a process and the connection to its pod's agent.
-func (s *Service) agentFor(ctx context.Context, id, execID string) (*process, *client.Client, error) {
+func (s *Service) agentFor(ctx context.Context, id, execID string) (*process, *agentclient.Client, error) {
 	_, p, err := s.processOf(id, execID)
 	if err != nil {
 		return nil, nil, err
@@ -101,7 +101,7 @@ func (s *Service) scaled(d time.Duration) time.Duration {
 }
 
 // follow waits for p's end and publishes it.
-func (s *Service) follow(c *client.Client, p *process) {
+func (s *Service) follow(c *agentclient.Client, p *process) {
 	resp, err := p.wait(s.ctx, c, s.scaled(drainTimeout))
 	l := log.G(s.ctx).WithField("container", p.containerID).WithField("exec", p.execID)
 	if err != nil {
@@ -239,7 +239,7 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.
 		if st == task.Status_STOPPED {
 			return &emptypb.Empty{}, nil
 		}
-		if errors.Is(err, client.ErrFailedPrecondition) || errors.Is(err, client.ErrNotFound) {
+		if errors.Is(err, agentclient.ErrFailedPrecondition) || errors.Is(err, agentclient.ErrNotFound) {
 			// Exited in the guest; its waiter has not told yet.
 			return nil, fmt.Errorf("process %s already finished: %w: %w", p.id(), errdefs.ErrNotFound, err)
 		}

@@ -12,16 +12,16 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
 
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/hooks"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
-	"github.com/cocoon-containers/cocoon/state"
-	"github.com/cocoon-containers/cocoon/store"
 )
 
 // containerStore returns the state store under --root.
-func containerStore(c *cli.Context) *state.Store {
-	return &state.Store{Root: c.String("root")}
+func containerStore(c *cli.Context) *container.RecordStore {
+	return &container.RecordStore{Root: c.String("root")}
 }
 
 // containerID returns the command's first argument, the container ID.
@@ -30,7 +30,7 @@ func containerID(c *cli.Context) (string, error) {
 	if id == "" {
 		return "", errors.New("container id cannot be empty")
 	}
-	if err := store.ValidateID(id); err != nil {
+	if err := statedir.ValidateID(id); err != nil {
 		return "", fmt.Errorf("invalid container id: %w", err)
 	}
 	return id, nil
@@ -89,7 +89,7 @@ func (u *undoStack) run() {
 // runs the prestart, createRuntime and createContainer hooks, writes the
 // pid file and records the container as created. On failure everything it
 // did is undone.
-func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *state.Container, _ *shimProcess, retErr error) {
+func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *container.Record, _ *shimProcess, retErr error) {
 	bundle := o.bundle
 	if bundle == "" {
 		bundle = "."
@@ -125,11 +125,11 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 	}
 
 	st := containerStore(c)
-	rec := &state.Container{
+	rec := &container.Record{
 		ID:          o.id,
 		Bundle:      b.Dir,
 		Rootfs:      b.Rootfs,
-		Status:      state.Creating,
+		Status:      container.Creating,
 		Created:     time.Now().UTC(),
 		Annotations: b.Spec.Annotations,
 		SandboxID:   sbID,
@@ -229,7 +229,7 @@ func createContainer(ctx context.Context, c *cli.Context, o createOptions) (_ *s
 			return nil, nil, err
 		}
 	}
-	rec.Status = state.Created
+	rec.Status = container.Created
 	if err := st.Save(rec); err != nil {
 		return nil, nil, err
 	}
@@ -251,7 +251,7 @@ func wantsNewNetNS(spec *specs.Spec) bool {
 }
 
 // hookState is the state hooks get on stdin.
-func hookState(rec *state.Container, status specs.ContainerState) *specs.State {
+func hookState(rec *container.Record, status specs.ContainerState) *specs.State {
 	return &specs.State{
 		Version:     specs.Version,
 		ID:          rec.ID,
@@ -264,7 +264,7 @@ func hookState(rec *state.Container, status specs.ContainerState) *specs.State {
 
 // bundleHooks reads the hooks of a container's bundle again (the
 // runtime keeps no copy of the spec).
-func bundleHooks(rec *state.Container) (*specs.Hooks, error) {
+func bundleHooks(rec *container.Record) (*specs.Hooks, error) {
 	b, err := oci.LoadBundle(rec.Bundle)
 	if err != nil {
 		return nil, err
@@ -299,9 +299,9 @@ func writePidFile(path string, pid int) error {
 // openContainer locks container id and loads its sandbox (nil when the
 // sandbox is gone). The caller unlocks and closes.
 type openContainer struct {
-	st   *state.Store
-	rec  *state.Container
-	lock *store.Lock
+	st   *container.RecordStore
+	rec  *container.Record
+	lock *statedir.Lock
 	m    *sandbox.Manager
 	sb   *sandbox.Sandbox
 }
@@ -358,7 +358,7 @@ func destroyContainer(ctx context.Context, oc *openContainer) error {
 		}
 	}
 	stopShim(ctx, rec.Pid, rec.PidStart, scaled(m, 500*time.Millisecond))
-	if rec.Status != state.Creating {
+	if rec.Status != container.Creating {
 		if hs, err := bundleHooks(rec); err == nil {
 			if err := hooks.Run(ctx, hooks.Poststop, hooks.Of(hs, hooks.Poststop), hookState(rec, specs.StateStopped)); err != nil {
 				m.Log.WithError(err).Warn("poststop hooks")
@@ -378,7 +378,7 @@ func destroyContainer(ctx context.Context, oc *openContainer) error {
 
 // otherMembers tells whether another container of the root uses rec's
 // sandbox.
-func otherMembers(st *state.Store, rec *state.Container) bool {
+func otherMembers(st *container.RecordStore, rec *container.Record) bool {
 	all, _ := st.List()
 	for _, o := range all {
 		if o.ID != rec.ID && o.SandboxID == rec.SandboxID && o.SandboxRoot == rec.SandboxRoot {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 var deleteCommand = &cli.Command{
@@ -31,7 +31,7 @@ container.`,
 		force := c.Bool("force")
 		oc, err := open(c.Context, c)
 		if err != nil {
-			if errors.Is(err, state.ErrNotExist) {
+			if errors.Is(err, container.ErrNotExist) {
 				// As runc: a directory left by an aborted create has no
 				// state; remove it, and with --force that is success.
 				_ = os.RemoveAll(filepath.Join(c.String("root"), c.Args().First()))
@@ -43,7 +43,7 @@ container.`,
 		}
 		defer oc.close()
 		if !force {
-			if err := state.CheckOp(state.OpDelete, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
+			if err := container.CheckOp(container.OpDelete, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
 				return err
 			}
 		}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/initrd"
 	"github.com/cocoon-containers/cocoon/internal/hostcheck"
-	"github.com/cocoon-containers/cocoon/packaging/initrd"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 

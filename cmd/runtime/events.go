@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 // event is runc's event line.
@@ -68,8 +68,8 @@ func statsEvent(ctx context.Context, c *cli.Context) (*event, error) {
 		return nil, err
 	}
 	defer oc.close()
-	if s := oc.rec.CurrentStatus(); s == state.Stopped || oc.sb == nil {
-		return nil, state.ErrNotRunning
+	if s := oc.rec.CurrentStatus(); s == container.Stopped || oc.sb == nil {
+		return nil, container.ErrNotRunning
 	}
 	ctx, cancel := withTimeout(ctx, oc.m)
 	defer cancel()

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/oci"
-	"github.com/cocoon-containers/cocoon/state"
 )
 
 var execCommand = &cli.Command{
@@ -76,8 +76,8 @@ func execProcess(c *cli.Context) (int, error) {
 	}()
 	rec := oc.rec
 	status := rec.CurrentStatus()
-	if !(status == state.Paused && c.Bool("ignore-paused")) {
-		if err := state.CheckOp(state.OpExec, rec.ID, status); err != nil {
+	if !(status == container.Paused && c.Bool("ignore-paused")) {
+		if err := container.CheckOp(container.OpExec, rec.ID, status); err != nil {
 			return 0, err
 		}
 	}
@@ -151,7 +151,7 @@ func newExecID() (string, error) {
 
 // execSpec builds the exec'd process as runc does: --process, or the
 // container's own process with the arguments and flags applied.
-func execSpec(c *cli.Context, rec *state.Container) (*specs.Process, error) {
+func execSpec(c *cli.Context, rec *container.Record) (*specs.Process, error) {
 	if path := c.String("process"); path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {

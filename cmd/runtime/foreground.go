@@ -11,7 +11,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-containers/cocoon/shim"
+	"github.com/cocoon-containers/cocoon/relay"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +28,7 @@ func waitForeground(sp *shimProcess) int {
 
 	var outDone chan struct{}
 	if sp.master != nil {
-		if restore, err := shim.MakeRaw(os.Stdin); err == nil {
+		if restore, err := relay.MakeRaw(os.Stdin); err == nil {
 			defer restore()
 		}
 		copySize(os.Stdin, sp.master)

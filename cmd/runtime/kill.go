@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 var killCommand = &cli.Command{
@@ -36,11 +36,11 @@ var killCommand = &cli.Command{
 			return err
 		}
 		defer oc.close()
-		if err := state.CheckOp(state.OpKill, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
+		if err := container.CheckOp(container.OpKill, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
 			return err
 		}
 		if oc.sb == nil {
-			return state.ErrNotRunning
+			return container.ErrNotRunning
 		}
 		ctx, cancel := withTimeout(c.Context, oc.m)
 		defer cancel()

@@ -17,11 +17,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/internal/proc"
 	"github.com/cocoon-containers/cocoon/network"
+	"github.com/cocoon-containers/cocoon/relay"
 	"github.com/cocoon-containers/cocoon/sandbox"
-	"github.com/cocoon-containers/cocoon/shim"
-	"github.com/cocoon-containers/cocoon/state"
 )
 
 // stdioMode says where a process's stdio goes, decided before the process
@@ -60,7 +60,7 @@ func (m stdioMode) stdioConfig() *api.StdioConfig {
 	if m.terminal {
 		return &api.StdioConfig{} // one Terminal stream
 	}
-	return shim.AttachedStdio(os.Stdin, os.Stdout, os.Stderr)
+	return relay.AttachedStdio(os.Stdin, os.Stdout, os.Stderr)
 }
 
 // shimProcess is a started cocoon-shim.
@@ -193,7 +193,7 @@ func startShim(ctx context.Context, c *cli.Context, m *sandbox.Manager, o shimOp
 	if err := waitReady(ctx, ready); err != nil {
 		return nil, err
 	}
-	if sp.start, err = state.StartTime(sp.pid); err != nil {
+	if sp.start, err = container.StartTime(sp.pid); err != nil {
 		return nil, fmt.Errorf("the shim exited at once: %w", err)
 	}
 	if o.mode.consoleSocket != "" {
@@ -258,7 +258,7 @@ func (sp *shimProcess) stop(grace time.Duration) {
 // itself (with the process's status, for whoever reaps it), then
 // terminates it.
 func stopShim(ctx context.Context, pid int, start uint64, grace time.Duration) {
-	if !state.ShimAlive(pid, start) {
+	if !container.ShimAlive(pid, start) {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, grace)
@@ -266,7 +266,7 @@ func stopShim(ctx context.Context, pid int, start uint64, grace time.Duration) {
 	if proc.Wait(wctx, pid) == nil {
 		return
 	}
-	if !state.ShimAlive(pid, start) {
+	if !container.ShimAlive(pid, start) {
 		return
 	}
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

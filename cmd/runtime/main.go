@@ -2,7 +2,7 @@
 // whose containers each run in their own lightweight VM.
 //
 // State lives under --root (default /run/cocoon), one directory per
-// container (see package state); sandbox VMs live under /run/cocoon/.vm
+// container (see package container); sandbox VMs live under /run/cocoon/.vm
 // (see vmRootBase).
 package main
 

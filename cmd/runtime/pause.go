@@ -6,7 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 var pauseCommand = &cli.Command{
@@ -29,11 +29,11 @@ func pauseResume(c *cli.Context, pause bool) error {
 		return err
 	}
 	defer oc.close()
-	op, to := state.OpResume, state.Running
+	op, to := container.OpResume, container.Running
 	if pause {
-		op, to = state.OpPause, state.Paused
+		op, to = container.OpPause, container.Paused
 	}
-	if err := state.CheckOp(op, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
+	if err := container.CheckOp(op, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
 		return err
 	}
 	if oc.sb == nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 var psCommand = &cli.Command{
@@ -37,8 +37,8 @@ the shims that relay the container's live processes (init and exec'd).`,
 			return err
 		}
 		defer oc.close()
-		if s := oc.rec.CurrentStatus(); s == state.Stopped || oc.sb == nil {
-			return state.ErrNotRunning
+		if s := oc.rec.CurrentStatus(); s == container.Stopped || oc.sb == nil {
+			return container.ErrNotRunning
 		}
 		ctx, cancel := withTimeout(c.Context, oc.m)
 		defer cancel()

@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/hooks"
-	"github.com/cocoon-containers/cocoon/state"
 )
 
 var startCommand = &cli.Command{
@@ -34,7 +34,7 @@ var startCommand = &cli.Command{
 // hooks; a failing poststart hook kills the container, as with runc.
 func startContainer(ctx context.Context, oc *openContainer) error {
 	rec := oc.rec
-	if err := state.CheckOp(state.OpStart, rec.ID, rec.CurrentStatus()); err != nil {
+	if err := container.CheckOp(container.OpStart, rec.ID, rec.CurrentStatus()); err != nil {
 		return err
 	}
 	if oc.sb == nil {
@@ -49,7 +49,7 @@ func startContainer(ctx context.Context, oc *openContainer) error {
 	if _, err := ag.StartContainer(ctx, &api.ContainerRequest{ContainerId: rec.ID}); err != nil {
 		return fmt.Errorf("starting container %s: %w", rec.ID, err)
 	}
-	rec.Status = state.Running
+	rec.Status = container.Running
 	if err := oc.st.Save(rec); err != nil {
 		return err
 	}

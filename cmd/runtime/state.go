@@ -9,7 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 // containerState is runc's output of state and list --format json.
@@ -27,7 +27,7 @@ type containerState struct {
 
 // stateOf reports rec as runc does: the PID is the shim's while it runs,
 // 0 once the container has stopped.
-func stateOf(rec *state.Container) containerState {
+func stateOf(rec *container.Record) containerState {
 	s := containerState{
 		Version:     specs.Version,
 		ID:          rec.ID,
@@ -38,7 +38,7 @@ func stateOf(rec *state.Container) containerState {
 		Annotations: rec.Annotations,
 		Owner:       "root",
 	}
-	if s.Status != string(state.Stopped) {
+	if s.Status != string(container.Stopped) {
 		s.Pid = rec.Pid
 	}
 	return s

@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/state"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 var updateCommand = &cli.Command{
@@ -59,7 +59,7 @@ flags, which take precedence.`,
 			return err
 		}
 		defer oc.close()
-		if s := oc.rec.CurrentStatus(); s == state.Stopped || oc.sb == nil {
+		if s := oc.rec.CurrentStatus(); s == container.Stopped || oc.sb == nil {
 			return fmt.Errorf("cannot update a stopped container")
 		}
 		ctx, cancel := withTimeout(c.Context, oc.m)

@@ -15,9 +15,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/shim"
+	"github.com/cocoon-containers/cocoon/relay"
 )
 
 // A shim's PID is its process's PID to the caller, and a SIGKILL to that
@@ -98,7 +98,7 @@ func (g *guard) release(log *logrus.Entry) {
 // if the shim died without writing guardAlive, kills the process.
 func runGuard(c *cli.Context) error {
 	fd := c.Int("guard-fd")
-	if _, err := shim.CloseInheritedFDs(fd); err != nil {
+	if _, err := relay.CloseInheritedFDs(fd); err != nil {
 		return err
 	}
 	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
@@ -117,14 +117,14 @@ func runGuard(c *cli.Context) error {
 		log.WithError(err).Warn("reading the guard pipe")
 	}
 	log.Info("the shim died without the process's exit: killing the process")
-	d, err := shim.NewDialer(c.String("proxy-socket"), c.String("vsock"))
+	d, err := relay.NewDialer(c.String("proxy-socket"), c.String("vsock"))
 	if err != nil {
 		return err
 	}
 	scale := time.Duration(max(c.Uint("timeout-scale"), 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second*scale)
 	defer cancel()
-	agent, err := shim.Connect(ctx, d, client.Options{Scale: scale, Log: log})
+	agent, err := relay.Connect(ctx, d, agentclient.Options{Scale: scale, Log: log})
 	if err != nil {
 		return err
 	}

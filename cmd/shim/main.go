@@ -25,7 +25,7 @@
 //     guard.go).
 //   - The process must have been created (CreateContainer or ExecProcess)
 //     with the api.StdioConfig that matches --stdin, --stdout and --stderr
-//     (shim.AttachedStdio computes both from the same files).
+//     (relay.AttachedStdio computes both from the same files).
 //   - With --ready-fd, the runtime reads the pipe to its end: "ready\n"
 //     means the streams are attached (start the process now); anything else
 //     is the shim's error, and the shim exits 255.
@@ -38,8 +38,8 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/agent/client"
-	"github.com/cocoon-containers/cocoon/shim"
+	"github.com/cocoon-containers/cocoon/agentclient"
+	"github.com/cocoon-containers/cocoon/relay"
 	"github.com/urfave/cli/v2"
 )
 
@@ -52,7 +52,7 @@ func main() {
 	status := 0 // --help
 	if err := newApp(sigs, &status).Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "cocoon-shim: %v\n", err)
-		os.Exit(shim.StatusLost)
+		os.Exit(relay.StatusLost)
 	}
 	os.Exit(status)
 }
@@ -102,11 +102,11 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 // status, and an error already reported.
 func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 	ready := newReadyPipe(c.Int("ready-fd"))
-	closed, fdErr := shim.CloseInheritedFDs(ready.fd())
+	closed, fdErr := relay.CloseInheritedFDs(ready.fd())
 	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
 	if err != nil {
 		ready.fail(err)
-		return shim.StatusLost, err
+		return relay.StatusLost, err
 	}
 	log = log.WithField("container", c.String("container"))
 	if e := c.String("exec"); e != "" {
@@ -121,16 +121,16 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		ready.fail(err)
 		log.WithError(err).Error("exiting")
 		fmt.Fprintf(os.Stderr, "cocoon-shim: %v\n", err)
-		return shim.StatusLost, nil // reported
+		return relay.StatusLost, nil // reported
 	}
 
-	d, err := shim.NewDialer(c.String("proxy-socket"), c.String("vsock"))
+	d, err := relay.NewDialer(c.String("proxy-socket"), c.String("vsock"))
 	if err != nil {
 		return fail(err)
 	}
 	scale := time.Duration(max(c.Uint("timeout-scale"), 1))
 	ctx := context.Background()
-	agent, err := shim.Connect(ctx, d, client.Options{Scale: scale, Log: log})
+	agent, err := relay.Connect(ctx, d, agentclient.Options{Scale: scale, Log: log})
 	if err != nil {
 		return fail(err)
 	}
@@ -141,7 +141,7 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 	}
 	defer g.release(log)
 
-	cfg := shim.Config{
+	cfg := relay.Config{
 		ContainerID: c.String("container"),
 		ExecID:      c.String("exec"),
 		Signals:     sigs,
@@ -153,7 +153,7 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		if c.IsSet(flag) {
 			return c.Bool(flag)
 		}
-		return shim.IsAttached(f)
+		return relay.IsAttached(f)
 	}
 	if c.Bool("terminal") {
 		cfg.Console = os.Stdin
@@ -170,7 +170,7 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		}
 	}
 	log.WithField("terminal", cfg.Console != nil).Debug("relaying")
-	status, err := shim.Run(ctx, agent, cfg)
+	status, err := relay.Run(ctx, agent, cfg)
 	if err != nil {
 		return fail(err)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/cocoon-containers/cocoon/shim/shimtest"
+	"github.com/cocoon-containers/cocoon/relay/relaytest"
 
 	"github.com/cocoon-containers/cocoon/api"
 	"golang.org/x/sys/unix"
@@ -50,9 +50,9 @@ func TestMain(m *testing.M) {
 const waitTimeout = 20 * time.Second
 
 // sandbox is shimtest's fake sandbox, with this file's helpers.
-type sandbox struct{ *shimtest.Sandbox }
+type sandbox struct{ *relaytest.Sandbox }
 
-func newSandbox(t *testing.T) *sandbox { return &sandbox{shimtest.NewSandbox(t)} }
+func newSandbox(t *testing.T) *sandbox { return &sandbox{relaytest.NewSandbox(t)} }
 
 // attached waits for n streams of the shim.
 func (sb *sandbox) attached(t *testing.T, n int) map[api.Stdio]net.Conn {

@@ -1,7 +1,7 @@
 //go:build integration
 
 // Package conmon_test drives cocoon-runtime through Debian's conmon the way
-// CRI-O drives an "oci" runtime (package internal/conmon holds CRI-O's
+// CRI-O drives an "oci" runtime (package integration/conmontest holds CRI-O's
 // calls), against real VMs.
 package conmon_test
 
@@ -20,7 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/internal/conmon"
+	"github.com/cocoon-containers/cocoon/integration/conmontest"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
@@ -29,7 +29,7 @@ const commandTimeout = 3 * time.Minute
 
 // env is set once by TestMain.
 type env struct {
-	rt     *conmon.Runtime
+	rt     *conmontest.Runtime
 	rootfs string
 	tmp    string
 }
@@ -58,7 +58,7 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	e = env{
-		rt: &conmon.Runtime{
+		rt: &conmontest.Runtime{
 			Conmon: conmonPath,
 			Path:   filepath.Join(bin, "cocoon-runtime"),
 			Root:   filepath.Join(tmp, "root"),
@@ -158,7 +158,7 @@ func baseSpec(t *testing.T, args ...string) *specs.Spec {
 
 // newContainer writes spec into a new bundle and describes the container
 // CRI-O would create from it: its log, its directory.
-func newContainer(t *testing.T, id string, s *specs.Spec) *conmon.Container {
+func newContainer(t *testing.T, id string, s *specs.Spec) *conmontest.Container {
 	t.Helper()
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "bundle")
@@ -172,7 +172,7 @@ func newContainer(t *testing.T, id string, s *specs.Spec) *conmon.Container {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &conmon.Container{
+	return &conmontest.Container{
 		ID:       id,
 		Name:     "k8s_" + id,
 		Bundle:   bundle,
@@ -184,7 +184,7 @@ func newContainer(t *testing.T, id string, s *specs.Spec) *conmon.Container {
 
 // create creates c through conmon and registers its cleanup: delete
 // --force, then conmon's exit. It returns the container's PID.
-func create(t *testing.T, c *conmon.Container) int {
+func create(t *testing.T, c *conmontest.Container) int {
 	t.Helper()
 	rt := e.rt
 	pid, err := rt.Create(ctx(t), c)
@@ -197,16 +197,16 @@ func create(t *testing.T, c *conmon.Container) int {
 
 // remove is CRI-O's DeleteContainer (delete --force, "not found" is
 // fine), then waits for the container's conmon to exit.
-func remove(t *testing.T, c *conmon.Container) {
+func remove(t *testing.T, c *conmontest.Container) {
 	t.Helper()
 	removeWith(t, e.rt, c)
 }
 
-func removeWith(t *testing.T, rt *conmon.Runtime, c *conmon.Container) {
+func removeWith(t *testing.T, rt *conmontest.Runtime, c *conmontest.Container) {
 	t.Helper()
 	cpid, _ := rt.ConmonPid(c)
 	if _, err := rt.Run(ctx(t), nil, "delete", "--force", c.ID); err != nil {
-		var ce *conmon.CmdError
+		var ce *conmontest.CmdError
 		if !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "does not exist") {
 			t.Errorf("delete --force %s: %v", c.ID, err)
 		}
@@ -248,7 +248,7 @@ func mustRun(t *testing.T, args ...string) string {
 }
 
 // status returns the container's status as `state` reports it.
-func status(t *testing.T, id string) *conmon.State {
+func status(t *testing.T, id string) *conmontest.State {
 	t.Helper()
 	s, err := e.rt.State(ctx(t), id)
 	if err != nil {
@@ -258,23 +258,23 @@ func status(t *testing.T, id string) *conmon.State {
 }
 
 // readLog reads the container's k8s-file log.
-func readLog(t *testing.T, c *conmon.Container) (stdout, stderr string) {
+func readLog(t *testing.T, c *conmontest.Container) (stdout, stderr string) {
 	t.Helper()
 	data, err := os.ReadFile(c.LogPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, e := conmon.ParseLog(data)
+	o, e := conmontest.ParseLog(data)
 	return string(o), string(e)
 }
 
 // waitLog waits until the container's stdout in its log contains want.
-func waitLog(t *testing.T, c *conmon.Container, want string) {
+func waitLog(t *testing.T, c *conmontest.Container, want string) {
 	t.Helper()
 	deadline := time.Now().Add(commandTimeout)
 	for {
 		data, _ := os.ReadFile(c.LogPath)
-		if o, _ := conmon.ParseLog(data); strings.Contains(string(o), want) {
+		if o, _ := conmontest.ParseLog(data); strings.Contains(string(o), want) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -298,7 +298,7 @@ func exitCode(t *testing.T, id string) int {
 // with exit status 1, which CRI-O takes for a container already gone.
 func notRunning(t *testing.T, what string, err error) {
 	t.Helper()
-	var ce *conmon.CmdError
+	var ce *conmontest.CmdError
 	var ee *exec.ExitError
 	if !errors.As(err, &ce) || !ce.NotFound() || !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Errorf("%s: %v, want exit 1 with \"container not running\"", what, err)

@@ -18,7 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/internal/conmon"
+	"github.com/cocoon-containers/cocoon/integration/conmontest"
 )
 
 // TestExitCode runs a container that writes to stdout and stderr and exits
@@ -38,7 +38,7 @@ func TestExitCode(t *testing.T) {
 
 // testExitCode runs TestExitCode with rt as the suite's runtime (the
 // helpers use e.rt; create's cleanup keeps the runtime it created with).
-func testExitCode(t *testing.T, rt *conmon.Runtime) {
+func testExitCode(t *testing.T, rt *conmontest.Runtime) {
 	saved := e.rt
 	e.rt = rt
 	defer func() { e.rt = saved }()
@@ -134,7 +134,7 @@ func TestRunning(t *testing.T) {
 		}
 	})
 	t.Run("ExecStreaming", func(t *testing.T) {
-		pf, err := conmon.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c", "cat; echo done >&2; exit 5"}, false)
+		pf, err := conmontest.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c", "cat; echo done >&2; exit 5"}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestRunning(t *testing.T) {
 		}
 	})
 	t.Run("ExecTerminal", func(t *testing.T) {
-		pf, err := conmon.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c",
+		pf, err := conmontest.WriteProcess(t.TempDir(), s.Process, []string{"sh", "-c",
 			`tty; stty size; stty -echo; read line; stty size; echo "got $line"; exit 6`}, true)
 		if err != nil {
 			t.Fatal(err)

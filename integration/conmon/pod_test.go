@@ -10,7 +10,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-containers/cocoon/internal/conmon"
+	"github.com/cocoon-containers/cocoon/integration/conmontest"
 )
 
 // crioPodSpec gives s what CRI-O gives a pod's container: its annotations
@@ -60,7 +60,7 @@ func TestPod(t *testing.T) {
 	if n := qemuCount(); n != 1 {
 		t.Fatalf("%d QEMU processes for a pod of two containers, want 1", n)
 	}
-	in := func(c *conmon.Container, p *specs.Process, cmd string) string {
+	in := func(c *conmontest.Container, p *specs.Process, cmd string) string {
 		res, err := e.rt.ExecSync(ctx(t), c, p, []string{"sh", "-c", cmd}, 0)
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("exec-sync %q in %s: %+v, %v", cmd, c.ID, res, err)
@@ -131,7 +131,7 @@ func TestPodWithoutInfra(t *testing.T) {
 		t.Fatalf("%d QEMU processes for a pod of two containers without infra, want 1", n)
 	}
 	var ipc []string
-	for _, c := range []*conmon.Container{first, second} {
+	for _, c := range []*conmontest.Container{first, second} {
 		res, err := e.rt.ExecSync(ctx(t), c, spec("x").Process, []string{"readlink", "/proc/self/ns/ipc"}, 0)
 		if err != nil || res.ExitCode != 0 {
 			t.Fatalf("exec-sync in %s: %+v, %v", c.ID, res, err)

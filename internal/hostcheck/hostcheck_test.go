@@ -10,7 +10,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
-	"github.com/cocoon-containers/cocoon/packaging/initrd"
+	"github.com/cocoon-containers/cocoon/initrd"
 )
 
 const (

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cocoon-containers/cocoon/packaging/initrd"
+	"github.com/cocoon-containers/cocoon/initrd"
 )
 
 const fixImage = "make kernel image install (builds the guest kernel and initrd and installs them to /usr/share/cocoon), or set hypervisor.kernel / hypervisor.initrd"

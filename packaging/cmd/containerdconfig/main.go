@@ -25,7 +25,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/cocoon-containers/cocoon/store"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
 )
 
 func main() {
@@ -149,7 +149,7 @@ func run(file, name, typ string, register bool) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	return store.WriteFile(file, []byte(text), mode)
+	return statedir.WriteFile(file, []byte(text), mode)
 }
 
 // lookup returns the value at path in nested TOML tables, or nil.

@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cocoon-containers/cocoon/store"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
 )
 
 type args []string
@@ -101,5 +101,5 @@ func run(file, name, path string, runtimeArgs []string, register bool) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	return store.WriteFile(file, out, mode)
+	return statedir.WriteFile(file, out, mode)
 }

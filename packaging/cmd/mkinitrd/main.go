@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/cocoon-containers/cocoon/packaging/initrd"
+	"github.com/cocoon-containers/cocoon/initrd"
 )
 
 func main() {
