@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 )
 
@@ -54,6 +56,14 @@ type Record struct {
 	// OwnsSandbox is set when this container created the sandbox (a
 	// container of its own, or a pod's sandbox container).
 	OwnsSandbox bool `json:"ownsSandbox,omitempty"`
+	// GuestPID is the init process's PID in the guest: a pod's sandbox
+	// container's namespaces are joined there.
+	GuestPID int `json:"guestPid,omitempty"`
+	// Process and Hooks are the spec's, as create read them: the spec
+	// says that changes to config.json after create do not affect the
+	// container, so start, exec and delete never read it again.
+	Process *specs.Process `json:"process,omitempty"`
+	Hooks   *specs.Hooks   `json:"hooks,omitempty"`
 }
 
 // RecordStore keeps the records under the runtime root.

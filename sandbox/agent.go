@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
@@ -22,7 +23,11 @@ func (s *Sandbox) ShimAddress() (socket string, vsockCID uint32) {
 // Agent opens a new connection to the sandbox's agent; the caller closes
 // it.
 func (s *Sandbox) Agent(ctx context.Context) (*agentclient.Client, error) {
-	return agentclient.Connect(ctx, s.dialer(), s.clientOptions())
+	c, err := agentclient.Connect(ctx, s.dialer(), s.clientOptions())
+	if err == nil {
+		s.m.Log.WithField("sandbox", s.state.ID).Debug("connected to the agent (private connection)")
+	}
+	return c, err
 }
 
 // Client returns the sandbox's shared connection to its agent, made on
@@ -46,8 +51,47 @@ func (s *Sandbox) Client(ctx context.Context) (*agentclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the agent of sandbox %s: %w", s.state.ID, err)
 	}
+	s.m.Log.WithField("sandbox", s.state.ID).Debug("connected to the agent")
 	s.agent = c
 	return c, nil
+}
+
+// connected makes c, a new connection to the agent, the shared one.
+func (s *Sandbox) connected(c *agentclient.Client) {
+	s.m.Log.WithField("sandbox", s.state.ID).Debug("connected to the agent")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.agent != nil {
+		s.agent.Close()
+	}
+	s.agent = c
+}
+
+// AgentInfo is what the agent reports about itself and its guest.
+type AgentInfo struct {
+	// Version is the agent's build version, APIVersion its protocol's.
+	Version    string
+	APIVersion uint32
+	// KernelRelease is the guest kernel's.
+	KernelRelease string
+	// Uptime is the guest's.
+	Uptime time.Duration
+}
+
+// AgentInfo asks the agent for its version and the guest's.
+func (s *Sandbox) AgentInfo(ctx context.Context) (AgentInfo, error) {
+	c, err := s.Client(ctx)
+	if err != nil {
+		return AgentInfo{}, err
+	}
+	v, err := c.Version(ctx, &api.VersionRequest{})
+	if err != nil {
+		return AgentInfo{}, fmt.Errorf("asking the agent of sandbox %s for its version: %w", s.state.ID, err)
+	}
+	return AgentInfo{
+		Version: v.GetAgentVersion(), APIVersion: uint32(v.GetApiVersion()), KernelRelease: v.GetKernelRelease(),
+		Uptime: time.Duration(v.GetUptimeSeconds() * float64(time.Second)),
+	}, nil
 }
 
 // Close releases the sandbox's connection to its agent; the sandbox keeps

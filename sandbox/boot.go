@@ -19,16 +19,24 @@ import (
 const vhostVsockDevice = "/dev/vhost-vsock"
 
 // transport resolves the configured agent transport.
-func (m *Manager) transport() string {
-	switch m.Config.Agent.Transport {
+func (m *Manager) transport() string { return ResolveTransport(m.Config.Agent.Transport) }
+
+// ResolveTransport resolves a configured agent transport ("auto", "serial"
+// or "vsock") as sandboxes do: auto is vsock where /dev/vhost-vsock
+// exists, else serial (virtio-serial through cocoon-proxy).
+func ResolveTransport(configured string) string {
+	switch configured {
 	case api.TransportSerial, api.TransportVsock:
-		return m.Config.Agent.Transport
+		return configured
 	}
 	if _, err := os.Stat(vhostVsockDevice); err == nil {
 		return api.TransportVsock
 	}
 	return api.TransportSerial
 }
+
+// AgentAPIVersion is the version of the agent protocol this host speaks.
+const AgentAPIVersion = api.APIVersion
 
 // boot is the container-independent phase: VM, proxy, agent ready.
 // nics are the guest's network interfaces.
@@ -100,7 +108,10 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 	if err != nil {
 		return err
 	}
-	return c.Close()
+	// The connection that saw the agent ready serves what follows
+	// (attach, the first container): one connection per sandbox user.
+	s.connected(c)
+	return nil
 }
 
 // startProxy starts cocoon-proxy detached: it outlives this process and

@@ -83,7 +83,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 // forceRemove removes a half-created container from the guest, best
 // effort, with a deadline of its own: the caller's may be what failed.
 func (s *Sandbox) forceRemove(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.scaled(2*time.Second))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.Scaled(2*time.Second))
 	defer cancel()
 	c, err := s.Client(ctx)
 	if err == nil {

@@ -25,7 +25,7 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		if graceful {
 			s.powerOff(ctx)
 		}
-		sctx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
+		sctx, cancel := context.WithTimeout(ctx, s.m.Scaled(time.Second))
 		if err := s.vm.Stop(sctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -37,7 +37,7 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	}
 	if pid := s.state.ProxyPID; pid > 0 {
 		// The proxy exits by itself once QEMU has closed the agent socket.
-		pctx, cancel := context.WithTimeout(ctx, s.m.scaled(200*time.Millisecond))
+		pctx, cancel := context.WithTimeout(ctx, s.m.Scaled(200*time.Millisecond))
 		if err := proc.Wait(pctx, pid); err != nil {
 			tctx, tcancel := context.WithTimeout(ctx, time.Second)
 			if err := proc.Terminate(tctx, pid); err != nil {
@@ -72,14 +72,13 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 // power-off (which the agent still starts, as a fallback, a moment later).
 // Failures only mean that Stop has more to do.
 func (s *Sandbox) powerOff(ctx context.Context) {
-	actx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
+	actx, cancel := context.WithTimeout(ctx, s.m.Scaled(time.Second))
 	defer cancel()
-	c, err := s.Agent(actx)
+	c, err := s.Client(actx)
 	if err != nil {
 		s.m.Log.WithError(err).Debug("agent unreachable; stopping the VM instead")
 		return
 	}
-	defer c.Close()
 	if _, err := c.DestroySandbox(actx, &api.DestroySandboxRequest{}); err != nil {
 		s.m.Log.WithError(err).Debug("agent did not power off; stopping the VM instead")
 	}

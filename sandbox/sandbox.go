@@ -125,8 +125,8 @@ func (s *Sandbox) ConsoleLog() string { return filepath.Join(s.dir, consoleLog) 
 
 func (m *Manager) dir(id string) string { return filepath.Join(m.Root, id) }
 
-// scaled returns d multiplied by the accelerator's slowdown.
-func (m *Manager) scaled(d time.Duration) time.Duration {
+// Scaled returns d multiplied by the accelerator's slowdown.
+func (m *Manager) Scaled(d time.Duration) time.Duration {
 	return d * m.Accelerator.TimeoutScale()
 }
 
@@ -162,7 +162,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	}}
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.scaled(3*time.Second))
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Scaled(3*time.Second))
 			defer cancel()
 			if err := s.teardown(cctx, false /* graceful */); err != nil {
 				m.Log.WithError(err).Warn("cleaning up a failed sandbox")

@@ -90,7 +90,7 @@ func (s *Sandbox) startVirtiofsd(ctx context.Context) error {
 	if err := s.save(); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
+	wctx, cancel := context.WithTimeout(ctx, s.m.Scaled(time.Second))
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -117,7 +117,7 @@ func (s *Sandbox) stopVirtiofsd(ctx context.Context) error {
 	if pid <= 0 || !s.isVirtiofsd(pid) {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.m.scaled(200*time.Millisecond))
+	wctx, cancel := context.WithTimeout(ctx, s.m.Scaled(200*time.Millisecond))
 	defer cancel()
 	if err := proc.Wait(wctx, pid); err == nil {
 		return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/internal/hostcheck"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -74,7 +75,7 @@ func runChecks(c *cli.Context) checkReport {
 	}
 	in := hostcheck.Input{Config: cfg, RuntimeVersion: version}
 	in.Accelerator, in.Why, in.Err = sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
-	shim, shimErr := shimPath()
+	shim, shimErr := container.RelayPath()
 	proxy, proxyErr := helperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")
 	in.Helpers = []hostcheck.Helper{
 		{Name: "cocoon-shim", Path: shim, Err: shimErr},

@@ -7,6 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 // createFlags are create's flags, which run shares.
@@ -21,6 +23,24 @@ func createFlags() []cli.Flag {
 	}
 }
 
+// createOptions reads create's (and run's) arguments and flags.
+func createOptions(c *cli.Context, detach bool) (container.CreateOptions, error) {
+	if err := checkArgs(c, 1, true); err != nil {
+		return container.CreateOptions{}, err
+	}
+	id, err := containerID(c)
+	if err != nil {
+		return container.CreateOptions{}, err
+	}
+	return container.CreateOptions{
+		ID:            id,
+		Bundle:        c.String("bundle"),
+		PidFile:       c.String("pid-file"),
+		ConsoleSocket: c.String("console-socket"),
+		Detach:        detach,
+	}, nil
+}
+
 var createCommand = &cli.Command{
 	Name:      "create",
 	Usage:     "create a container",
@@ -30,15 +50,21 @@ creates the container in it and starts the cocoon-shim whose PID is the
 container's; "start" runs the user's program.`,
 	Flags: createFlags(),
 	Action: func(c *cli.Context) error {
-		o, err := createOptionsFrom(c, true)
+		o, err := createOptions(c, true)
+		if err != nil {
+			return err
+		}
+		rt, err := newRuntime(c)
 		if err != nil {
 			return err
 		}
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
 		defer stop()
-		if _, _, err := createContainer(ctx, c, o); err != nil {
+		h, err := rt.Create(ctx, o)
+		if err != nil {
 			return fmt.Errorf("cocoon-runtime create failed: %w", err)
 		}
+		h.Close()
 		return nil
 	},
 }

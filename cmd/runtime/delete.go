@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -29,26 +25,19 @@ container.`,
 			return err
 		}
 		force := c.Bool("force")
-		oc, err := open(c.Context, c)
+		rt, h, err := openContainer(c)
 		if err != nil {
-			if errors.Is(err, container.ErrNotExist) {
+			if rt != nil && errors.Is(err, container.ErrNotExist) {
 				// As runc: a directory left by an aborted create has no
 				// state; remove it, and with --force that is success.
-				_ = os.RemoveAll(filepath.Join(c.String("root"), c.Args().First()))
+				_ = rt.RemoveLeftover(c.Args().First())
 				if force {
 					return nil
 				}
 			}
 			return err
 		}
-		defer oc.close()
-		if !force {
-			if err := container.CheckOp(container.OpDelete, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
-				return err
-			}
-		}
-		ctx, cancel := context.WithTimeout(c.Context, scaled(oc.m, 20*time.Second))
-		defer cancel()
-		return destroyContainer(ctx, oc)
+		defer h.Close()
+		return h.Delete(c.Context, force)
 	},
 }

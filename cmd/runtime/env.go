@@ -12,8 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/initrd"
 	"github.com/cocoon-containers/cocoon/internal/hostcheck"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -114,8 +114,8 @@ func collectEnv(c *cli.Context, cfg *config.Config) runtimeEnv {
 	e := runtimeEnv{
 		Runtime: envRuntime{
 			Version: version, Path: exe, ConfigPath: path, ConfigFound: statErr == nil,
-			Root: c.String("root"), SandboxRoot: sandboxRoot(c.String("root")),
-			AgentAPI: api.APIVersion, OCISpec: specs.Version, GoVersion: runtime.Version(),
+			Root: c.String("root"), SandboxRoot: container.RuntimeSandboxRoot(c.String("root")),
+			AgentAPI: sandbox.AgentAPIVersion, OCISpec: specs.Version, GoVersion: runtime.Version(),
 		},
 		Config: cfg,
 	}
@@ -147,7 +147,7 @@ func collectEnv(c *cli.Context, cfg *config.Config) runtimeEnv {
 	} else {
 		h.Accelerator, h.AcceleratorWhy, h.TimeoutScale = string(accel), why, int(accel.TimeoutScale())
 	}
-	h.AgentTransport = agentTransport(cfg.Agent.Transport)
+	h.AgentTransport = sandbox.ResolveTransport(cfg.Agent.Transport)
 
 	var u unix.Utsname
 	_ = unix.Uname(&u)
@@ -158,18 +158,6 @@ func collectEnv(c *cli.Context, cfg *config.Config) runtimeEnv {
 		CPUs:         runtime.NumCPU(),
 	}
 	return e
-}
-
-// agentTransport resolves agent.transport "auto" as sandboxes do: vsock
-// where /dev/vhost-vsock exists, else serial.
-func agentTransport(configured string) string {
-	if configured != "auto" {
-		return configured
-	}
-	if _, err := os.Stat("/dev/vhost-vsock"); err == nil {
-		return api.TransportVsock
-	}
-	return api.TransportSerial
 }
 
 // osRelease returns PRETTY_NAME from an os-release file.

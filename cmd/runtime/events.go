@@ -10,9 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/container"
 )
 
 // event is runc's event line.
@@ -63,27 +60,14 @@ var eventsCommand = &cli.Command{
 // statsEvent reads the container's cgroup statistics in the guest
 // (runc's types.Stats, as the agent sends them).
 func statsEvent(ctx context.Context, c *cli.Context) (*event, error) {
-	oc, err := open(ctx, c)
+	_, h, err := openContainer(c)
 	if err != nil {
 		return nil, err
 	}
-	defer oc.close()
-	if s := oc.rec.CurrentStatus(); s == container.Stopped || oc.sb == nil {
-		return nil, container.ErrNotRunning
-	}
-	ctx, cancel := withTimeout(ctx, oc.m)
-	defer cancel()
-	ag, err := oc.sb.Client(ctx)
+	defer h.Close()
+	data, err := h.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := ag.StatsContainer(ctx, &api.ContainerRequest{ContainerId: oc.rec.ID})
-	if err != nil {
-		return nil, fmt.Errorf("reading stats of %s: %w", oc.rec.ID, err)
-	}
-	data := resp.GetStatsJson()
-	if !json.Valid(data) {
-		return nil, fmt.Errorf("reading stats of %s: the agent sent invalid JSON", oc.rec.ID)
-	}
-	return &event{Type: "stats", ID: oc.rec.ID, Data: data}, nil
+	return &event{Type: "stats", ID: h.Record().ID, Data: data}, nil
 }

@@ -1,22 +1,15 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/oci"
 )
@@ -61,97 +54,45 @@ the process; without, the runtime waits and exits with its status.`,
 	},
 }
 
-// execProcess starts the process and its shim; in the foreground it waits
-// and returns the process's exit status.
+// execProcess starts the process and its relay; in the foreground it
+// waits and returns the process's exit status.
 func execProcess(c *cli.Context) (int, error) {
-	oc, err := open(c.Context, c)
+	_, h, err := openContainer(c)
 	if err != nil {
 		return 0, err
 	}
 	locked := true
 	defer func() {
 		if locked {
-			oc.close()
+			h.Close()
 		}
 	}()
-	rec := oc.rec
-	status := rec.CurrentStatus()
-	if !(status == container.Paused && c.Bool("ignore-paused")) {
-		if err := container.CheckOp(container.OpExec, rec.ID, status); err != nil {
-			return 0, err
-		}
-	}
-	if oc.sb == nil {
-		return 0, errSandboxGone
-	}
-	p, err := execSpec(c, rec)
+	p, err := h.Process()
 	if err != nil {
+		return 0, err
+	}
+	if p, err = execSpec(c, p); err != nil {
 		return 0, err
 	}
 	detach := c.Bool("detach")
-	mode, err := newStdioMode(p.Terminal, c.String("console-socket"), detach)
-	if err != nil {
+	rp, err := h.Exec(c.Context, p, container.ExecOptions{
+		Detach: detach, ConsoleSocket: c.String("console-socket"), PidFile: c.String("pid-file"),
+		IgnorePaused: c.Bool("ignore-paused"),
+	})
+	if err != nil || detach {
 		return 0, err
-	}
-	setConsoleSize(p, mode)
-	gp, err := oci.GuestProcess(p)
-	if err != nil {
-		return 0, err
-	}
-	data, err := json.Marshal(gp)
-	if err != nil {
-		return 0, err
-	}
-	execID, err := newExecID()
-	if err != nil {
-		return 0, err
-	}
-	ctx, cancel := withTimeout(c.Context, oc.m)
-	defer cancel()
-	ag, err := oc.sb.Client(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if _, err := ag.ExecProcess(ctx, &api.ExecProcessRequest{
-		ContainerId: rec.ID, ExecId: execID, ProcessJson: data, Stdio: mode.stdioConfig(),
-	}); err != nil {
-		return 0, err
-	}
-	sp, err := startShim(ctx, c, oc.m, shimOptions{sb: oc.sb, containerID: rec.ID, execID: execID, mode: mode})
-	if err != nil {
-		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), scaled(oc.m, 2*time.Second))
-		defer kcancel()
-		_, _ = ag.SignalProcess(kctx, &api.SignalProcessRequest{ContainerId: rec.ID, ExecId: execID, Signal: uint32(unix.SIGKILL)})
-		return 0, err
-	}
-	if f := c.String("pid-file"); f != "" {
-		if err := writePidFile(f, sp.pid); err != nil {
-			sp.kill()
-			return 0, err
-		}
-	}
-	if detach {
-		return 0, nil
 	}
 	// The process may run for long: other commands on the container must
 	// not wait for it.
-	oc.close()
+	h.Close()
 	locked = false
-	return waitForeground(sp), nil
-}
-
-// newExecID returns a random exec ID.
-func newExecID() (string, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("choosing an exec id: %w", err)
-	}
-	return "exec-" + hex.EncodeToString(b[:]), nil
+	return rp.WaitForeground(), nil
 }
 
 // execSpec builds the exec'd process as runc does: --process, or the
-// container's own process with the arguments and flags applied.
-func execSpec(c *cli.Context, rec *container.Record) (*specs.Process, error) {
+// container's own process (as create read it) with the arguments and flags
+// applied.
+func execSpec(c *cli.Context, own *specs.Process) (*specs.Process, error) {
 	if path := c.String("process"); path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -159,11 +100,7 @@ func execSpec(c *cli.Context, rec *container.Record) (*specs.Process, error) {
 		}
 		return oci.ParseProcess(path, data)
 	}
-	b, err := oci.LoadBundle(rec.Bundle)
-	if err != nil {
-		return nil, err
-	}
-	p := *b.Spec.Process
+	p := *own
 	p.Args = c.Args().Tail()
 	if len(p.Args) == 0 {
 		return nil, errors.New("exec args cannot be empty")

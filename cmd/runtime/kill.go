@@ -5,9 +5,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
-
-	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/container"
 )
 
 var killCommand = &cli.Command{
@@ -31,28 +28,11 @@ var killCommand = &cli.Command{
 				return err
 			}
 		}
-		oc, err := open(c.Context, c)
+		_, h, err := openContainer(c)
 		if err != nil {
 			return err
 		}
-		defer oc.close()
-		if err := container.CheckOp(container.OpKill, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
-			return err
-		}
-		if oc.sb == nil {
-			return container.ErrNotRunning
-		}
-		ctx, cancel := withTimeout(c.Context, oc.m)
-		defer cancel()
-		ag, err := oc.sb.Client(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := ag.SignalProcess(ctx, &api.SignalProcessRequest{
-			ContainerId: oc.rec.ID, Signal: uint32(sig), All: c.Bool("all"),
-		}); err != nil {
-			return fmt.Errorf("signalling container %s: %w", oc.rec.ID, err)
-		}
-		return nil
+		defer h.Close()
+		return h.Signal(c.Context, sig, c.Bool("all"))
 	},
 }

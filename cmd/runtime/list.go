@@ -21,7 +21,8 @@ var listCommand = &cli.Command{
 		if err := checkArgs(c, 0, true); err != nil {
 			return err
 		}
-		recs, err := containerStore(c).List()
+		rt := recordsOnly(c)
+		recs, err := rt.List()
 		if err != nil {
 			return err
 		}

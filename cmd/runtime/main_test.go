@@ -70,21 +70,6 @@ func TestListEmptyAndExitCoder(t *testing.T) {
 	}
 }
 
-func TestWritePidFile(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "pid")
-	if err := writePidFile(p, 1234); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(p)
-	if err != nil || string(data) != "1234" {
-		t.Fatalf("%q %v", data, err)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(p))
-	if len(entries) != 1 {
-		t.Fatalf("temporary file left: %v", entries)
-	}
-}
-
 func TestNewSpec(t *testing.T) {
 	s, err := newSpec(false)
 	if err != nil || !s.Process.Terminal || s.Process.Args[0] != "sh" || s.Root.Path != "rootfs" {

@@ -1,13 +1,6 @@
 package main
 
-import (
-	"fmt"
-
-	"github.com/urfave/cli/v2"
-
-	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/container"
-)
+import "github.com/urfave/cli/v2"
 
 var pauseCommand = &cli.Command{
 	Name:      "pause",
@@ -24,36 +17,10 @@ func pauseResume(c *cli.Context, pause bool) error {
 	if err := checkArgs(c, 1, true); err != nil {
 		return err
 	}
-	oc, err := open(c.Context, c)
+	_, h, err := openContainer(c)
 	if err != nil {
 		return err
 	}
-	defer oc.close()
-	op, to := container.OpResume, container.Running
-	if pause {
-		op, to = container.OpPause, container.Paused
-	}
-	if err := container.CheckOp(op, oc.rec.ID, oc.rec.CurrentStatus()); err != nil {
-		return err
-	}
-	if oc.sb == nil {
-		return errSandboxGone
-	}
-	ctx, cancel := withTimeout(c.Context, oc.m)
-	defer cancel()
-	ag, err := oc.sb.Client(ctx)
-	if err != nil {
-		return err
-	}
-	req := &api.ContainerRequest{ContainerId: oc.rec.ID}
-	if pause {
-		_, err = ag.PauseContainer(ctx, req)
-	} else {
-		_, err = ag.ResumeContainer(ctx, req)
-	}
-	if err != nil {
-		return fmt.Errorf("%s container %s: %w", c.Command.Name, oc.rec.ID, err)
-	}
-	oc.rec.Status = to
-	return oc.st.Save(oc.rec)
+	defer h.Close()
+	return h.Pause(c.Context, pause)
 }

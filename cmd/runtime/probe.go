@@ -12,7 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 var probeCommand = &cli.Command{
@@ -34,7 +35,11 @@ tears the sandbox down again.`,
 }
 
 func probe(c *cli.Context) error {
-	m, err := newManager(c)
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	m, err := sandbox.NewManager(cfg, container.RuntimeSandboxRoot(c.String("root")))
 	if err != nil {
 		return err
 	}
@@ -47,7 +52,7 @@ func probe(c *cli.Context) error {
 	start := time.Now()
 	sb, err := m.Create(ctx, id)
 	if err != nil {
-		removeEmptyRoot(m.Root)
+		container.RemoveEmptyRoot(m.Root)
 		return err
 	}
 	booted := time.Since(start)
@@ -57,14 +62,9 @@ func probe(c *cli.Context) error {
 		if err := sb.Destroy(dctx); err != nil {
 			fmt.Fprintln(os.Stderr, "cocoon-runtime: probe:", err)
 		}
-		removeEmptyRoot(m.Root)
+		container.RemoveEmptyRoot(m.Root)
 	}()
-	ag, err := sb.Agent(ctx)
-	if err != nil {
-		return err
-	}
-	defer ag.Close()
-	v, err := ag.Version(ctx, &api.VersionRequest{})
+	v, err := sb.AgentInfo(ctx)
 	if err != nil {
 		return err
 	}
@@ -72,9 +72,9 @@ func probe(c *cli.Context) error {
 	_ = unix.Uname(&host)
 	fmt.Printf("accelerator:    %s\n", m.Accelerator)
 	fmt.Printf("machine:        %s\n", m.Config.Hypervisor.Machine)
-	fmt.Printf("agent version:  %s (api %d)\n", v.AgentVersion, v.ApiVersion)
+	fmt.Printf("agent version:  %s (api %d)\n", v.Version, v.APIVersion)
 	fmt.Printf("guest kernel:   %s\n", v.KernelRelease)
 	fmt.Printf("host kernel:    %s\n", unix.ByteSliceToString(host.Release[:]))
-	fmt.Printf("boot to agent:  %.2fs (guest uptime %.2fs)\n", booted.Seconds(), v.UptimeSeconds)
+	fmt.Printf("boot to agent:  %.2fs (guest uptime %.2fs)\n", booted.Seconds(), v.Uptime.Seconds())
 	return nil
 }

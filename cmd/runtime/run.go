@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/signal"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -23,12 +21,7 @@ deletes the container once it exits, and exits with its status.`,
 		&cli.BoolFlag{Name: "keep", Usage: "do not delete the container after it exits"},
 	),
 	Action: func(c *cli.Context) error {
-		detach := c.Bool("detach")
-		o, err := createOptionsFrom(c, detach)
-		if err != nil {
-			return err
-		}
-		status, err := run(c, o)
+		status, err := run(c)
 		if err != nil {
 			return fmt.Errorf("cocoon-runtime run failed: %w", err)
 		}
@@ -39,41 +32,40 @@ deletes the container once it exits, and exits with its status.`,
 	},
 }
 
-// run creates and starts the container; in the foreground it waits for
-// it, deletes it (unless --keep) and returns its exit status.
-func run(c *cli.Context, o createOptions) (int, error) {
+// run creates and starts the container on one opened container (one
+// configuration, one sandbox, one agent connection); in the foreground it
+// waits for it, deletes it (unless --keep) and returns its exit status.
+func run(c *cli.Context) (int, error) {
+	o, err := createOptions(c, c.Bool("detach"))
+	if err != nil {
+		return 0, err
+	}
+	rt, err := newRuntime(c)
+	if err != nil {
+		return 0, err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
-	_, sp, err := createContainer(ctx, c, o)
+	h, err := rt.Create(ctx, o)
 	stop()
 	if err != nil {
 		return 0, err
 	}
-	oc, err := open(c.Context, c)
-	if err != nil {
-		sp.kill()
+	defer h.Close()
+	if err := h.Start(c.Context); err != nil {
+		_ = h.Delete(c.Context, true)
 		return 0, err
 	}
-	if err := startContainer(c.Context, oc); err != nil {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), scaled(oc.m, 20*time.Second))
-		defer cancel()
-		_ = destroyContainer(dctx, oc)
-		oc.close()
-		return 0, err
-	}
-	oc.close()
-	if o.detach {
+	if o.Detach {
 		return 0, nil
 	}
-	status := waitForeground(sp)
+	// Other commands may act on the container while it runs.
+	h.Unlock()
+	status := h.Relay().WaitForeground()
 	if c.Bool("keep") {
 		return status, nil
 	}
-	oc, err = open(c.Context, c)
-	if err != nil {
+	if err := h.Relock(); err != nil {
 		return status, err
 	}
-	defer oc.close()
-	dctx, cancel := context.WithTimeout(c.Context, scaled(oc.m, 20*time.Second))
-	defer cancel()
-	return status, destroyContainer(dctx, oc)
+	return status, h.Delete(c.Context, true)
 }

@@ -56,7 +56,8 @@ var stateCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		rec, err := containerStore(c).Load(id)
+		rt := recordsOnly(c)
+		rec, err := rt.Load(id)
 		if err != nil {
 			return err
 		}

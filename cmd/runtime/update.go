@@ -10,9 +10,6 @@ import (
 	units "github.com/docker/go-units"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
-
-	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/container"
 )
 
 var updateCommand = &cli.Command{
@@ -50,28 +47,12 @@ flags, which take precedence.`,
 		if err != nil {
 			return err
 		}
-		data, err := json.Marshal(r)
+		_, h, err := openContainer(c)
 		if err != nil {
 			return err
 		}
-		oc, err := open(c.Context, c)
-		if err != nil {
-			return err
-		}
-		defer oc.close()
-		if s := oc.rec.CurrentStatus(); s == container.Stopped || oc.sb == nil {
-			return fmt.Errorf("cannot update a stopped container")
-		}
-		ctx, cancel := withTimeout(c.Context, oc.m)
-		defer cancel()
-		ag, err := oc.sb.Client(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := ag.UpdateContainer(ctx, &api.UpdateContainerRequest{ContainerId: oc.rec.ID, ResourcesJson: data}); err != nil {
-			return fmt.Errorf("updating container %s: %w", oc.rec.ID, err)
-		}
-		return nil
+		defer h.Close()
+		return h.Update(c.Context, r)
 	},
 }
 

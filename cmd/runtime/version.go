@@ -6,7 +6,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
 
-	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 var versionCommand = &cli.Command{
@@ -14,7 +14,7 @@ var versionCommand = &cli.Command{
 	Usage: "print the runtime, agent protocol and OCI spec versions",
 	Action: func(c *cli.Context) error {
 		fmt.Printf("cocoon-runtime version %s\n", version)
-		fmt.Printf("agent api: %d\n", api.APIVersion)
+		fmt.Printf("agent api: %d\n", sandbox.AgentAPIVersion)
 		fmt.Printf("spec: %s\n", specs.Version)
 		return nil
 	},

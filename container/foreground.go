@@ -1,4 +1,4 @@
-package main
+package container
 
 import (
 	"errors"
@@ -9,19 +9,18 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/relay"
-	"golang.org/x/sys/unix"
 )
 
-// waitForeground waits for a shim the runtime started in the foreground
+// WaitForeground waits for a relay the runtime started in the foreground
 // (run, exec without --detach) and returns the process's exit status. It
-// forwards the signals the runtime gets to the shim, which forwards them
+// forwards the signals the runtime gets to the relay, which forwards them
 // to the process, as runc forwards them to the container; with a pty of
 // its own it relays its stdio to the pty master, in raw mode when stdin is
 // a terminal, and passes window size changes on.
-func waitForeground(sp *shimProcess) int {
+func (sp *RelayProcess) WaitForeground() int {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
@@ -63,7 +62,7 @@ func waitForeground(sp *shimProcess) int {
 				}
 			default:
 				if s, ok := sig.(syscall.Signal); ok {
-					_ = unix.Kill(sp.pid, s)
+					_ = unix.Kill(sp.Pid, s)
 				}
 			}
 		}
@@ -94,24 +93,5 @@ func copySize(from, to *os.File) {
 			return err
 		}
 		return control(to, func(tfd int) error { return unix.IoctlSetWinsize(tfd, unix.TIOCSWINSZ, ws) })
-	})
-}
-
-// setConsoleSize gives a process that gets a terminal in the foreground
-// (run or exec on the caller's terminal, no console socket) the size of
-// the caller's terminal from its start, as runc does, unless the spec sets
-// one: the guest creates its pty with it, while a resize sent once the
-// process runs comes late for a program that reads the size at once.
-func setConsoleSize(p *specs.Process, mode stdioMode) {
-	if !mode.terminal || !mode.foreground || mode.consoleSocket != "" || p.ConsoleSize != nil {
-		return
-	}
-	_ = control(os.Stdin, func(fd int) error {
-		ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
-		if err != nil || ws.Row == 0 || ws.Col == 0 {
-			return err
-		}
-		p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
-		return nil
 	})
 }

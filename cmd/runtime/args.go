@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/container"
+)
+
+// checkArgs checks the number of arguments as runc does.
+func checkArgs(c *cli.Context, n int, exact bool) error {
+	switch {
+	case exact && c.NArg() != n:
+		return fmt.Errorf("%s: %q requires exactly %d argument(s)", os.Args[0], c.Command.Name, n)
+	case !exact && c.NArg() < n:
+		return fmt.Errorf("%s: %q requires a minimum of %d argument(s)", os.Args[0], c.Command.Name, n)
+	}
+	return nil
+}
+
+// containerID returns the command's first argument, the container ID.
+func containerID(c *cli.Context) (string, error) {
+	id := c.Args().First()
+	if id == "" {
+		return "", errors.New("container id cannot be empty")
+	}
+	return id, nil
+}
+
+// loadConfig loads the configuration that --config names (or the
+// default); an explicit path is made absolute first, so that the relative
+// paths in the file resolve against its directory.
+func loadConfig(c *cli.Context) (*config.Config, error) {
+	path := config.Path(c.String("config"))
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Bool("debug") {
+		logrus.SetLevel(cfg.Runtime.Level())
+	}
+	logrus.WithField("path", path).Debug("configuration loaded")
+	return cfg, nil
+}
+
+// newRuntime returns the container layer for the command: --root, the
+// configuration (loaded once), and the flags the relays get.
+func newRuntime(c *cli.Context) (*container.Runtime, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return container.NewRuntime(c.String("root"), cfg, container.RelayOptions{
+		LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug"),
+	}), nil
+}
+
+// recordsOnly returns the container layer for commands that only read
+// the records (state, list): no configuration is loaded.
+func recordsOnly(c *cli.Context) *container.Runtime {
+	return container.NewRuntime(c.String("root"), nil, container.RelayOptions{})
+}
+
+// openContainer opens the container named by the first argument.
+func openContainer(c *cli.Context) (*container.Runtime, *container.Handle, error) {
+	id, err := containerID(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := newRuntime(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := rt.Open(c.Context, id)
+	if err != nil {
+		return rt, nil, err
+	}
+	return rt, h, nil
+}

@@ -1,0 +1,141 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cocoon-containers/cocoon/internal/statedir"
+	"github.com/cocoon-containers/cocoon/oci"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+// CreateConfig is what Create needs to create a container.
+type CreateConfig struct {
+	// ID is the container's ID.
+	ID string
+	// Bundle is the loaded bundle; Create adapts its spec to the pod.
+	Bundle *oci.Bundle
+	// Pod is where the container runs (PodOf).
+	Pod Pod
+	// Stdio announces the streams the caller will attach.
+	Stdio Stdio
+	// Sandbox is the pod's sandbox when the caller holds it (the
+	// containerd shim serves one pod); nil: Create boots the sandbox
+	// (Pod.Owns) or finds it under the manager's root.
+	Sandbox *sandbox.Sandbox
+	// KnownNamespaces maps the host paths of the pod sandbox container's
+	// namespaces to the guest's (GuestNamespacePaths).
+	KnownNamespaces map[string]string
+	// RunsHooks is set when the caller runs the OCI hooks (cocoon-runtime):
+	// a new network namespace, which they fill, is then mirrored into the
+	// VM once they have run (sandbox.ConnectNetwork).
+	RunsHooks bool
+}
+
+// Creation is a container that Create made, with what undoes it.
+type Creation struct {
+	*Container
+	// GuestPID is the init process's PID in the guest.
+	GuestPID int
+	// Booted is set when Create booted the sandbox (the container owns it).
+	Booted bool
+	m      *sandbox.Manager
+}
+
+// Create creates a container in its pod's sandbox: it applies the pod
+// rules to the bundle (PodNamespaces), boots and attaches the sandbox when
+// the container owns it (or when CRI-O dropped the pod's infra container)
+// or joins it, and creates the container in the guest. On failure nothing
+// is left: no container, no sandbox it booted.
+func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creation, retErr error) {
+	if err := statedir.ValidateID(cfg.ID); err != nil {
+		return nil, fmt.Errorf("invalid container id: %w", err)
+	}
+	b, pod := cfg.Bundle, cfg.Pod
+	// The pod's hostname, before a pod member's UTS namespace (and with
+	// it the hostname) is found to be the guest's.
+	attach := sandbox.AttachConfig{Hostname: GuestHostname(b.Spec, pod.SandboxID)}
+	attach.Sysctls = PodNamespaces(b, pod, cfg.KnownNamespaces)
+
+	sb, owns := cfg.Sandbox, pod.Owns
+	switch {
+	case sb != nil && owns:
+		return nil, fmt.Errorf("creating %s: sandbox %s already runs: %w", cfg.ID, sb.ID(), ErrFailedPrecondition)
+	case sb != nil && sb.ID() != pod.SandboxID:
+		return nil, fmt.Errorf("creating %s: pod sandbox %s is not this one's (%s): %w", cfg.ID, pod.SandboxID, sb.ID(), ErrNotFound)
+	case sb == nil && !owns:
+		loaded, err := m.Load(ctx, pod.SandboxID)
+		switch {
+		case errors.Is(err, sandbox.ErrNotFound) && pod.MayBoot:
+			owns = true
+		case err != nil:
+			return nil, fmt.Errorf("joining the pod's sandbox: %w", err)
+		default:
+			sb = loaded
+			defer func() {
+				if retErr != nil {
+					sb.Close()
+				}
+			}()
+		}
+	}
+	cr := &Creation{m: m}
+	if owns {
+		var err error
+		sb, err = m.Create(ctx, pod.SandboxID, sandbox.WithNetwork(podNetwork(b.Spec, cfg.RunsHooks)))
+		if err != nil {
+			RemoveEmptyRoot(m.Root)
+			return nil, err
+		}
+		cr.Booted = true
+		defer func() {
+			if retErr != nil {
+				cr.destroySandbox(ctx, sb)
+			}
+		}()
+		if err := sb.Attach(ctx, attach); err != nil {
+			return nil, err
+		}
+	} else if cfg.Sandbox == nil {
+		// Another process may be changing the pod's sandbox.
+		lock, err := sb.Lock()
+		if err != nil {
+			return nil, fmt.Errorf("joining the pod's sandbox: %w", err)
+		}
+		defer lock.Unlock()
+	}
+	pid, err := sb.CreateContainer(ctx, cfg.ID, b, cfg.Stdio.config())
+	if err != nil {
+		return nil, err
+	}
+	cr.Container, cr.GuestPID = In(sb, cfg.ID), pid
+	return cr, nil
+}
+
+// Undo removes a container that Create made, and the sandbox if Create
+// booted it, best effort: it cleans up after a failure, with deadlines of
+// its own. between runs once the container is gone, before the sandbox
+// goes (the container's relay exits then by itself).
+func (cr *Creation) Undo(ctx context.Context, between func()) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cr.m.Scaled(cleanupTimeout))
+	defer cancel()
+	if err := cr.Remove(cctx, true); err != nil {
+		cr.m.Log.WithError(err).Warn("cleaning up a failed create")
+	}
+	if between != nil {
+		between()
+	}
+	if cr.Booted {
+		cr.destroySandbox(ctx, cr.sb)
+	}
+}
+
+func (cr *Creation) destroySandbox(ctx context.Context, sb *sandbox.Sandbox) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cr.m.Scaled(cleanupTimeout))
+	defer cancel()
+	if err := sb.Destroy(cctx); err != nil {
+		cr.m.Log.WithError(err).Warn("cleaning up a failed create")
+	}
+	RemoveEmptyRoot(cr.m.Root)
+}

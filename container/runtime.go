@@ -1,0 +1,552 @@
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/hooks"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
+	"github.com/cocoon-containers/cocoon/oci"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+// Runtime is cocoon-runtime's container layer: containers recorded under
+// Root (runc's --root), their sandboxes under RuntimeSandboxRoot(Root), one
+// relay (cocoon-shim) per container process, and the OCI hooks. One
+// Runtime serves one command: the configuration is loaded once, and a
+// sandbox found once keeps its agent connection for the whole command.
+type Runtime struct {
+	// Root holds the records, one directory per container.
+	Root string
+	// Config is the effective configuration.
+	Config *config.Config
+	// Relay is passed on to the relays.
+	Relay RelayOptions
+
+	mu       sync.Mutex
+	managers map[string]*sandbox.Manager
+}
+
+// NewRuntime returns the runtime of root with configuration cfg.
+func NewRuntime(root string, cfg *config.Config, relay RelayOptions) *Runtime {
+	return &Runtime{Root: root, Config: cfg, Relay: relay, managers: map[string]*sandbox.Manager{}}
+}
+
+func (r *Runtime) records() *RecordStore { return &RecordStore{Root: r.Root} }
+
+// Manager returns the manager of the sandboxes under root, made once.
+func (r *Runtime) Manager(root string) (*sandbox.Manager, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.managers[root]; m != nil {
+		return m, nil
+	}
+	m, err := sandbox.NewManager(r.Config, root)
+	if err != nil {
+		return nil, err
+	}
+	r.managers[root] = m
+	return m, nil
+}
+
+// SandboxRoot is where this runtime's new sandboxes go.
+func (r *Runtime) SandboxRoot() string { return RuntimeSandboxRoot(r.Root) }
+
+// List returns the records of every container under the root.
+func (r *Runtime) List() ([]*Record, error) { return r.records().List() }
+
+// Load returns container id's record, without locking it.
+func (r *Runtime) Load(id string) (*Record, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	return r.records().Load(id)
+}
+
+// RemoveLeftover removes what an aborted create left of container id: a
+// directory without a record, as runc removes it.
+func (r *Runtime) RemoveLeftover(id string) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(r.Root, id))
+}
+
+func validateID(id string) error {
+	if id == "" {
+		return errors.New("container id cannot be empty")
+	}
+	if err := statedir.ValidateID(id); err != nil {
+		return fmt.Errorf("invalid container id: %w", err)
+	}
+	return nil
+}
+
+// Handle is a container opened by one command: its record, locked, and
+// its sandbox (nil when gone). Close releases both.
+type Handle struct {
+	r    *Runtime
+	rec  *Record
+	lock *statedir.Lock
+	m    *sandbox.Manager
+	c    *Container
+	// relay is the init process's relay when this command started it.
+	relay *RelayProcess
+}
+
+// Record returns the container's record.
+func (h *Handle) Record() *Record { return h.rec }
+
+// Relay returns the init process's relay when this command created the
+// container; nil otherwise.
+func (h *Handle) Relay() *RelayProcess { return h.relay }
+
+// Close releases the sandbox's agent connection and the record's lock.
+func (h *Handle) Close() {
+	if h.c.sb != nil {
+		h.c.sb.Close()
+	}
+	h.Unlock()
+}
+
+// Unlock releases the record's lock only: other commands may act on the
+// container while this one waits for it (run and exec in the foreground).
+func (h *Handle) Unlock() {
+	if h.lock != nil {
+		h.lock.Unlock()
+		h.lock = nil
+	}
+}
+
+// Relock takes the record's lock again and reloads the record.
+func (h *Handle) Relock() error {
+	rec, lock, err := h.r.records().Lock(h.rec.ID)
+	if err != nil {
+		return err
+	}
+	h.rec, h.lock = rec, lock
+	return nil
+}
+
+// Open locks container id's record and finds its sandbox.
+func (r *Runtime) Open(ctx context.Context, id string) (*Handle, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	rec, lock, err := r.records().Lock(id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := r.Manager(rec.SandboxRoot)
+	if err != nil {
+		lock.Unlock()
+		return nil, err
+	}
+	sb, err := m.Load(ctx, rec.SandboxID)
+	switch {
+	case errors.Is(err, sandbox.ErrNotFound):
+		sb = nil
+	case err != nil:
+		lock.Unlock()
+		return nil, err
+	}
+	return &Handle{r: r, rec: rec, lock: lock, m: m, c: In(sb, id)}, nil
+}
+
+// CreateOptions are create's (and run's) flags.
+type CreateOptions struct {
+	ID            string
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	// Detach: nobody waits for the container in this process (create, run
+	// --detach).
+	Detach bool
+}
+
+// Create is runc create: it validates the bundle and the options, records
+// the container, creates it in its pod's sandbox (Create), starts its
+// relay, runs the prestart, createRuntime and createContainer hooks,
+// carries the network the hooks made into the VM, writes the pid file and
+// records the container as created. It returns the container opened. On
+// failure everything it did is undone.
+func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Handle, retErr error) {
+	if err := validateID(o.ID); err != nil {
+		return nil, err
+	}
+	bundle := o.Bundle
+	if bundle == "" {
+		bundle = "."
+	}
+	b, err := oci.LoadBundle(bundle)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := NewStdioMode(b.Spec.Process.Terminal, o.ConsoleSocket, o.Detach)
+	if err != nil {
+		return nil, err
+	}
+	mode.setConsoleSize(b.Spec.Process)
+	if err := checkPidFile(o.PidFile); err != nil {
+		return nil, err
+	}
+	pod, err := PodOf(o.ID, b.Spec.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	m, err := r.Manager(r.SandboxRoot())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.Scaled(m.Config.Agent.BootTimeout.Duration+createMargin))
+	defer cancel()
+
+	st := r.records()
+	process := *b.Spec.Process
+	rec := &Record{
+		ID:          o.ID,
+		Bundle:      b.Dir,
+		Rootfs:      b.Rootfs,
+		Status:      Creating,
+		Created:     timeNow(),
+		Annotations: b.Spec.Annotations,
+		SandboxID:   pod.SandboxID,
+		SandboxRoot: m.Root,
+		Process:     &process,
+		Hooks:       b.Spec.Hooks,
+	}
+	lock, err := st.Create(rec)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handle{r: r, rec: rec, lock: lock, m: m}
+	defer func() {
+		if retErr != nil {
+			h.Unlock()
+			if err := st.Remove(o.ID); err != nil {
+				m.Log.WithError(err).Warn("cleaning up a failed create")
+			}
+		}
+	}()
+
+	cr, err := Create(ctx, m, CreateConfig{
+		ID: o.ID, Bundle: b, Pod: pod, Stdio: mode.stdio(),
+		KnownNamespaces: r.podNamespaces(pod), RunsHooks: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec.OwnsSandbox, rec.GuestPID = cr.Booted, cr.GuestPID
+	h.c = cr.Container
+	sb := cr.sb
+	defer func() {
+		if retErr != nil {
+			// The process goes first: its relay then exits by itself,
+			// and the relay's guard stays quiet (a killed relay's guard
+			// would kill the process too, racing the removal).
+			cr.Undo(ctx, func() { h.relay.stop(m.Scaled(relayGrace)) })
+			sb.Close()
+		}
+	}()
+	h.relay, err = startRelay(ctx, r.Relay, m.Accelerator.TimeoutScale(), relayConfig{
+		sb: sb, containerID: o.ID, mode: mode, newNetNS: WantsNewNetNS(b.Spec), netNS: sb.NetNS(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec.Pid, rec.PidStart = h.relay.Pid, h.relay.start
+	if err := runHooks(ctx, rec, specs.StateCreating, hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer); err != nil {
+		return nil, err
+	}
+	// The hooks (Docker's libnetwork-setkey) have filled the namespace.
+	if err := sb.ConnectNetwork(ctx); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := WritePidFile(o.PidFile, h.relay.Pid); err != nil {
+			return nil, err
+		}
+	}
+	rec.Status = Created
+	if err := st.Save(rec); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// podNamespaces maps the namespaces of a pod's sandbox container, as the
+// engine names them on the host (/proc/<its relay's PID>/ns/<type>), to
+// the guest's; nil for the sandbox's owner or an unknown pod.
+func (r *Runtime) podNamespaces(pod Pod) map[string]string {
+	if pod.Owns || !pod.Member {
+		return nil
+	}
+	infra, err := r.records().Load(pod.ID)
+	if err != nil || infra.SandboxID != pod.SandboxID {
+		return nil
+	}
+	return GuestNamespacePaths(infra.Pid, infra.GuestPID)
+}
+
+// timeNow is when a record is created, in UTC as runc reports it.
+var timeNow = func() time.Time { return time.Now().UTC() }
+
+// callContext bounds a command's work on an existing container.
+func (h *Handle) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.m.Scaled(callTimeout))
+}
+
+// Start runs the init process's program, then the poststart hooks; a
+// failing poststart hook kills the container, as with runc.
+func (h *Handle) Start(ctx context.Context) error {
+	rec := h.rec
+	if err := CheckOp(OpStart, rec.ID, rec.CurrentStatus()); err != nil {
+		return err
+	}
+	if h.c.sb == nil {
+		return ErrSandboxGone
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	if err := h.c.Start(ctx); err != nil {
+		return err
+	}
+	rec.Status = Running
+	if err := h.r.records().Save(rec); err != nil {
+		return err
+	}
+	if err := runHooks(ctx, rec, specs.StateRunning, hooks.Poststart); err != nil {
+		_ = h.c.Signal(ctx, "", unix.SIGKILL, true)
+		return err
+	}
+	return nil
+}
+
+// Delete is runc delete (with force: of a running container too): it
+// removes the container from the guest (killing it), lets its relay exit,
+// runs the poststop hooks, destroys the sandbox when no other container
+// uses it, and removes the record.
+func (h *Handle) Delete(ctx context.Context, force bool) error {
+	rec, m, sb := h.rec, h.m, h.c.sb
+	if !force {
+		if err := CheckOp(OpDelete, rec.ID, rec.CurrentStatus()); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.Scaled(deleteTimeout))
+	defer cancel()
+	if sb != nil {
+		sbLock, err := sb.Lock()
+		if err != nil {
+			return err
+		}
+		defer sbLock.Unlock()
+		if err := sb.RemoveContainer(ctx, rec.ID, true); err != nil {
+			m.Log.WithError(err).Warn("removing the container from its sandbox")
+		}
+	}
+	stopRelay(ctx, rec.Pid, rec.PidStart, m.Scaled(relayGrace))
+	if h.relay != nil {
+		// Started by this command: reap it.
+		h.relay.stop(0)
+	}
+	if rec.Status != Creating {
+		if err := runHooks(ctx, rec, specs.StateStopped, hooks.Poststop); err != nil {
+			m.Log.WithError(err).Warn("poststop hooks")
+		}
+	}
+	st := h.r.records()
+	if sb != nil && !otherMembers(st, rec) {
+		if err := sb.Destroy(ctx); err != nil {
+			return err
+		}
+		h.c.sb = nil
+		RemoveEmptyRoot(m.Root)
+	}
+	return st.Remove(rec.ID)
+}
+
+// otherMembers tells whether another container of the root uses rec's
+// sandbox.
+func otherMembers(st *RecordStore, rec *Record) bool {
+	all, _ := st.List()
+	for _, o := range all {
+		if o.ID != rec.ID && o.SandboxID == rec.SandboxID && o.SandboxRoot == rec.SandboxRoot {
+			return true
+		}
+	}
+	return false
+}
+
+// Signal sends sig to the init process, or with all to every process of
+// the container.
+func (h *Handle) Signal(ctx context.Context, sig unix.Signal, all bool) error {
+	if err := CheckOp(OpKill, h.rec.ID, h.rec.CurrentStatus()); err != nil {
+		return err
+	}
+	if h.c.sb == nil {
+		return ErrNotRunning
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	return h.c.Signal(ctx, "", sig, all)
+}
+
+// Pause freezes the container's processes (pause) or thaws them, and
+// records the status.
+func (h *Handle) Pause(ctx context.Context, pause bool) error {
+	op, to, do := OpResume, Running, h.c.Resume
+	if pause {
+		op, to, do = OpPause, Paused, h.c.Pause
+	}
+	if err := CheckOp(op, h.rec.ID, h.rec.CurrentStatus()); err != nil {
+		return err
+	}
+	if h.c.sb == nil {
+		return ErrSandboxGone
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	if err := do(ctx); err != nil {
+		return err
+	}
+	h.rec.Status = to
+	return h.r.records().Save(h.rec)
+}
+
+// running fails unless the container runs (or is paused or created) in a
+// sandbox that is there.
+func (h *Handle) running() error {
+	if h.rec.CurrentStatus() == Stopped || h.c.sb == nil {
+		return ErrNotRunning
+	}
+	return nil
+}
+
+// Update changes the container's resources in its guest.
+func (h *Handle) Update(ctx context.Context, res *specs.LinuxResources) error {
+	if h.running() != nil {
+		return errors.New("cannot update a stopped container")
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	return h.c.Update(ctx, res)
+}
+
+// Stats returns the container's statistics (runc's types.Stats as JSON).
+func (h *Handle) Stats(ctx context.Context) (json.RawMessage, error) {
+	if err := h.running(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	return h.c.Stats(ctx)
+}
+
+// Processes lists the container's processes as the guest sees them.
+func (h *Handle) Processes(ctx context.Context) ([]Process, error) {
+	if err := h.running(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	return h.c.Processes(ctx)
+}
+
+// RelayPIDs lists the host PIDs of the live relays of the container's
+// processes: init's first, then those of exec'd processes.
+func (h *Handle) RelayPIDs() []int {
+	if h.c.sb == nil {
+		return []int{}
+	}
+	return relayPIDs(h.rec.Pid, relayAddress(h.c.sb), h.rec.ID)
+}
+
+// Process returns a copy of the container's process as create read it.
+func (h *Handle) Process() (*specs.Process, error) {
+	if h.rec.Process != nil {
+		p := *h.rec.Process
+		return &p, nil
+	}
+	// A record written before the process was kept in it.
+	b, err := oci.LoadBundle(h.rec.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	return b.Spec.Process, nil
+}
+
+// ExecOptions are exec's flags that are not the process's.
+type ExecOptions struct {
+	Detach        bool
+	ConsoleSocket string
+	PidFile       string
+	// IgnorePaused allows exec in a paused container.
+	IgnorePaused bool
+}
+
+// Exec starts process p in the container and its relay; in the
+// foreground, the caller waits for the relay (RelayProcess.WaitForeground).
+func (h *Handle) Exec(ctx context.Context, p *specs.Process, o ExecOptions) (*RelayProcess, error) {
+	status := h.rec.CurrentStatus()
+	if !(status == Paused && o.IgnorePaused) {
+		if err := CheckOp(OpExec, h.rec.ID, status); err != nil {
+			return nil, err
+		}
+	}
+	if h.c.sb == nil {
+		return nil, ErrSandboxGone
+	}
+	mode, err := NewStdioMode(p.Terminal, o.ConsoleSocket, o.Detach)
+	if err != nil {
+		return nil, err
+	}
+	mode.setConsoleSize(p)
+	if err := checkPidFile(o.PidFile); err != nil {
+		return nil, err
+	}
+	execID, err := newExecID()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.callContext(ctx)
+	defer cancel()
+	if err := h.c.Exec(ctx, execID, p, mode.stdio()); err != nil {
+		return nil, err
+	}
+	rp, err := startRelay(ctx, h.r.Relay, h.m.Accelerator.TimeoutScale(), relayConfig{
+		sb: h.c.sb, containerID: h.rec.ID, execID: execID, mode: mode,
+	})
+	if err != nil {
+		h.c.Kill(ctx, execID, h.m.Scaled(2*time.Second))
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := WritePidFile(o.PidFile, rp.Pid); err != nil {
+			rp.Kill()
+			return nil, err
+		}
+	}
+	return rp, nil
+}
+
+// newExecID returns a random exec ID.
+func newExecID() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("choosing an exec id: %w", err)
+	}
+	return "exec-" + hex.EncodeToString(b[:]), nil
+}

@@ -1,0 +1,20 @@
+package container
+
+import "time"
+
+// Deadlines at hardware speed; sandbox.Manager.Scaled stretches them by
+// the accelerator's slowdown.
+const (
+	// callTimeout bounds a command's work on an existing container.
+	callTimeout = 10 * time.Second
+	// cleanupTimeout bounds undoing a failed step.
+	cleanupTimeout = 5 * time.Second
+	// deleteTimeout bounds a delete: the container's removal, its hooks
+	// and the sandbox's destruction.
+	deleteTimeout = 20 * time.Second
+	// createMargin is added to the boot timeout to bound a create.
+	createMargin = 20 * time.Second
+	// relayGrace is how long a removed process's relay may take to exit
+	// by itself.
+	relayGrace = 500 * time.Millisecond
+)
