@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/cocoon-containers/cocoon/api"
 )
 
 // KernelParams are the parameters of the guest kernel command line, by name.
@@ -78,4 +80,10 @@ func splitCmdline(s string) []string {
 		words = append(words, cur.String())
 	}
 	return words
+}
+
+// LogLevel returns the agent's log level that the host set on the kernel
+// command line (api.KernelParamLogLevel), if any.
+func (p KernelParams) LogLevel() (string, bool) {
+	return p.Get(api.KernelParamLogLevel)
 }

@@ -101,13 +101,19 @@ func GroupOf(id string, annotations map[string]string) string {
 // (the sandbox container's host-visible namespaces, to its namespaces in
 // the guest) are joined in the guest. Any other path of a pod member means
 // nothing in the guest: the VM is the pod's, so the guest's own namespace
-// is the pod's, and the entry is dropped with what belongs to it: the
-// hostname and domain name (the guest's, set when the sandbox attaches)
-// and the IPC sysctls, which are returned to be applied to the guest. The
+// is the pod's, and the entry is dropped with what belongs to it: the IPC
+// sysctls, which are returned to be applied to the guest. A container
+// without a UTS namespace of its own has the guest's hostname and domain
+// name (set when the sandbox attaches), not the spec's. The
 // network namespace is left to oci.ForGuest (the sandbox mirrors it), and
 // paths of a container outside a pod are left for oci.ForGuest to refuse.
 func PodNamespaces(b *oci.Bundle, pod Pod, known map[string]string) (guestSysctls map[string]string) {
 	spec := b.Spec
+	if !PrivateNamespace(spec, specs.UTSNamespace) {
+		// The container cannot name a UTS namespace that is not its
+		// own: its hostname is the guest's (GuestHostname).
+		spec.Hostname, spec.Domainname = "", ""
+	}
 	if spec.Linux == nil {
 		return nil
 	}
@@ -116,10 +122,6 @@ func PodNamespaces(b *oci.Bundle, pod Pod, known map[string]string) (guestSysctl
 		if ns.Path == "" || ns.Type == specs.NetworkNamespace {
 			kept = append(kept, ns)
 			continue
-		}
-		if ns.Type == specs.UTSNamespace && (known[ns.Path] != "" || pod.Member) {
-			// Not the container's own: it cannot name it.
-			spec.Hostname, spec.Domainname = "", ""
 		}
 		if g := known[ns.Path]; g != "" {
 			if b.GuestNamespaces == nil {

@@ -3,8 +3,11 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
@@ -70,4 +73,16 @@ func (s *session) handleSignal(ctx context.Context, sig os.Signal) {
 	default:
 		log.WithError(err).Warn("forwarding signal")
 	}
+}
+
+// KillProcess sends SIGKILL to a container process: what a relay's guard
+// does when the relay died without the process's exit, so that nothing in
+// the guest outlives the host process that stands for it.
+func KillProcess(ctx context.Context, a Agent, containerID, execID string) error {
+	if _, err := a.SignalProcess(ctx, &api.SignalProcessRequest{
+		ContainerId: containerID, ExecId: execID, Signal: uint32(unix.SIGKILL),
+	}); err != nil {
+		return fmt.Errorf("killing the process of a dead relay: %w", err)
+	}
+	return nil
 }

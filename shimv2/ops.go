@@ -15,32 +15,22 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
-
-	"github.com/cocoon-containers/cocoon/api"
 )
-
-func jsonMarshal(v any) ([]byte, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("encoding %T: %w", v, err)
-	}
-	return data, nil
-}
 
 // Pids lists the container's processes, with their guest PIDs.
 func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.PidsResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, c, err := s.agentFor(ctx, r.ID, "")
+	t, _, err := s.processOf(r.ID, "")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.ListProcesses(ctx, &api.ContainerRequest{ContainerId: r.ID})
+	procs, err := t.ctr.Processes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := &taskAPI.PidsResponse{}
-	for _, p := range resp.GetProcesses() {
-		out.Processes = append(out.Processes, &task.ProcessInfo{Pid: uint32(p.GetPid())})
+	for _, p := range procs {
+		out.Processes = append(out.Processes, &task.ProcessInfo{Pid: uint32(p.PID)})
 	}
 	return out, nil
 }
@@ -57,20 +47,19 @@ func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptyp
 
 func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	p, c, err := s.agentFor(ctx, id, "")
+	t, p, err := s.processOf(id, "")
 	if err != nil {
 		return nil, err
 	}
-	req := &api.ContainerRequest{ContainerId: id}
 	if pause {
-		if _, err := c.PauseContainer(ctx, req); err != nil {
+		if err := t.ctr.Pause(ctx); err != nil {
 			return nil, err
 		}
 		p.setStatus(task.Status_PAUSED)
 		s.publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: id})
 		return &emptypb.Empty{}, nil
 	}
-	if _, err := c.ResumeContainer(ctx, req); err != nil {
+	if err := t.ctr.Resume(ctx); err != nil {
 		return nil, err
 	}
 	p.setStatus(task.Status_RUNNING)
@@ -82,15 +71,15 @@ func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb
 // cgroups v1 or v2 Metrics that containerd-shim-runc-v2 returns.
 func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAPI.StatsResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, c, err := s.agentFor(ctx, r.ID, "")
+	t, _, err := s.processOf(r.ID, "")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.StatsContainer(ctx, &api.ContainerRequest{ContainerId: r.ID})
+	data, err := t.ctr.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	any, err := metricsFromJSON(resp.GetStatsJson())
+	any, err := metricsFromJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("stats of %s: %w", r.ID, err)
 	}
@@ -98,10 +87,11 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAP
 }
 
 // Update changes the container's resources; containerd sends them as an
-// OCI LinuxResources in JSON, which is what the agent takes.
+// OCI LinuxResources in JSON.
 func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	if _, _, err := s.processOf(r.ID, ""); err != nil {
+	t, _, err := s.processOf(r.ID, "")
+	if err != nil {
 		return nil, err
 	}
 	if u := r.Resources.GetTypeUrl(); !strings.HasSuffix(u, "LinuxResources") {
@@ -115,15 +105,7 @@ func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *
 	// host's), and are fixed at creation: containerd's CRI sends the
 	// container's along with every update.
 	res.Devices = nil
-	data, err := jsonMarshal(&res)
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.agent(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.UpdateContainer(ctx, &api.UpdateContainerRequest{ContainerId: r.ID, ResourcesJson: data}); err != nil {
+	if err := t.ctr.Update(ctx, &res); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -132,11 +114,11 @@ func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (_ *
 // ResizePty resizes a process's terminal.
 func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, c, err := s.agentFor(ctx, r.ID, r.ExecID)
+	t, _, err := s.processOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.ResizeTty(ctx, &api.ResizeTtyRequest{ContainerId: r.ID, ExecId: r.ExecID, Rows: r.Height, Cols: r.Width}); err != nil {
+	if err := t.ctr.Resize(ctx, r.ExecID, r.Height, r.Width); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -151,7 +133,7 @@ func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (_
 // client's close ends stdin even when it never calls CloseIO.)
 func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	p, c, err := s.agentFor(ctx, r.ID, r.ExecID)
+	t, p, err := s.processOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +152,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (_ *em
 		p.closeStdin()
 		ctx, cancel := context.WithTimeout(s.ctx, grace)
 		defer cancel()
-		if _, err := c.CloseStdin(ctx, p.request()); err != nil {
+		if err := t.ctr.CloseStdin(ctx, p.execID); err != nil {
 			log.G(ctx).WithError(err).Debug("closing stdin")
 		}
 	}()

@@ -11,9 +11,10 @@ import (
 
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/fifo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
-	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 // stdio is the stdio that containerd gives a process: FIFO paths (empty:
@@ -29,8 +30,8 @@ type process struct {
 	containerID string
 	execID      string
 	io          stdio
-	// spec is an exec's OCI process as JSON, translated for the guest.
-	spec []byte
+	// spec is an exec's OCI process.
+	spec *specs.Process
 	// killAllOnExit is set on the init process of a container without a
 	// PID namespace of its own (a pod's): its exit must take the
 	// container's other processes along, as with containerd-shim-runc-v2.
@@ -70,10 +71,6 @@ func (p *process) id() string {
 	return p.execID
 }
 
-func (p *process) request() *api.ProcessRequest {
-	return &api.ProcessRequest{ContainerId: p.containerID, ExecId: p.execID}
-}
-
 // state returns the status, the exit status and when it exited.
 func (p *process) state() (task.Status, uint32, time.Time) {
 	p.mu.Lock()
@@ -89,9 +86,9 @@ func (p *process) setStatus(st task.Status) {
 	}
 }
 
-// stdioConfig announces to the agent the streams that attach opens.
-func (p *process) stdioConfig() *api.StdioConfig {
-	return p.clientIO(nil, nil, nil).Config()
+// stdio announces to the agent the streams that attach opens.
+func (p *process) stdio() container.Stdio {
+	return container.StdioOf(p.clientIO(nil, nil, nil))
 }
 
 // clientIO says which of the given host ends relay which stream.
@@ -126,7 +123,7 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 // and starts relaying between them. The output FIFOs are also opened for
 // reading, as containerd-shim-runc-v2 does, so that the process never
 // writes to a FIFO without a reader while containerd reopens its end.
-func (p *process) attach(ctx context.Context, c *agentclient.Client) (retErr error) {
+func (p *process) attach(ctx context.Context, c *container.Container) (retErr error) {
 	defer func() {
 		if retErr != nil {
 			p.closeFifos()
@@ -174,7 +171,7 @@ func (p *process) attach(ctx context.Context, c *agentclient.Client) (retErr err
 			return err
 		}
 	}
-	a, err := c.Attach(ctx, p.containerID, p.execID, p.clientIO(stdin, stdout, stderr))
+	a, err := c.Attach(ctx, p.execID, p.clientIO(stdin, stdout, stderr))
 	if err != nil {
 		return err
 	}
@@ -216,18 +213,16 @@ func (e *eofNotifier) Read(b []byte) (int, error) {
 
 // wait follows the process to its end through the agent, lets its output
 // drain into the FIFOs (within drain), closes them, records the exit (done
-// then releases its waiters) and returns the agent's answer, with what went wrong on the way. A lost
-// agent counts as exit status 255.
-func (p *process) wait(ctx context.Context, c *agentclient.Client, drain time.Duration) (*api.WaitProcessResponse, error) {
-	resp, err := c.WaitProcess(ctx, p.request())
+// then releases its waiters) and returns how it ended, with what went
+// wrong on the way. A lost agent counts as exit status 255.
+func (p *process) wait(ctx context.Context, c *container.Container, drain time.Duration) (container.Exit, error) {
+	exit, err := c.Wait(ctx, p.execID)
 	if err != nil {
-		resp = &api.WaitProcessResponse{ExitStatus: 255, ExitedAtUnixNanos: time.Now().UnixNano()}
+		exit = container.Exit{Status: 255, At: time.Now()}
 	}
 	if p.killAllOnExit {
 		// Until they die, they hold the output streams open.
-		if _, kerr := c.SignalProcess(ctx, &api.SignalProcessRequest{
-			ContainerId: p.containerID, Signal: uint32(syscall.SIGKILL), All: true,
-		}); kerr != nil && !errors.Is(kerr, agentclient.ErrNotFound) && !errors.Is(kerr, agentclient.ErrFailedPrecondition) {
+		if kerr := c.Signal(ctx, "", syscall.SIGKILL, true); kerr != nil && !container.IsGone(kerr) {
 			err = errors.Join(err, fmt.Errorf("killing the container's other processes: %w", kerr))
 		}
 	}
@@ -242,13 +237,10 @@ func (p *process) wait(ctx context.Context, c *agentclient.Client, drain time.Du
 	p.closeFifos()
 	p.mu.Lock()
 	p.status = task.Status_STOPPED
-	p.exitStatus = uint32(resp.GetExitStatus())
-	p.exitedAt = time.Unix(0, resp.GetExitedAtUnixNanos())
-	if resp.GetExitedAtUnixNanos() == 0 {
-		p.exitedAt = time.Now()
-	}
+	p.exitStatus = uint32(exit.Status)
+	p.exitedAt = exit.At
 	p.mu.Unlock()
-	return resp, err
+	return exit, err
 }
 
 // done tells the process's waiters that it has exited; its exit event has

@@ -13,8 +13,6 @@ package shimv2
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,15 +23,12 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 // RuntimeName is the shim's runtime type in containerd's configuration.
 const RuntimeName = "io.containerd.cocoon.v2"
-
-// maxSandboxIDLen keeps sandbox directories short enough for the unix
-// socket paths in them; longer IDs are hashed.
-const maxSandboxIDLen = 64
 
 // Service is the shim's task service.
 type Service struct {
@@ -46,10 +41,10 @@ type Service struct {
 	// createMu serializes Create and Delete, which change the sandbox.
 	createMu sync.Mutex
 
-	mu         sync.Mutex // guards the fields below
-	manager    *sandbox.Manager
-	sb         *sandbox.Sandbox
-	containers map[string]*container
+	mu      sync.Mutex // guards the fields below
+	manager *sandbox.Manager
+	sb      *sandbox.Sandbox
+	tasks   map[string]*shimTask
 }
 
 var _ shim.Shim = (*Service)(nil)
@@ -58,20 +53,19 @@ var _ shim.Shim = (*Service)(nil)
 // for its start and delete commands too, so New does no work.
 func New(ctx context.Context, id string, publisher shim.Publisher, shutdown func()) (shim.Shim, error) {
 	return &Service{
-		ctx:        ctx,
-		id:         id,
-		publisher:  publisher,
-		shutdown:   shutdown,
-		containers: map[string]*container{},
+		ctx:       ctx,
+		id:        id,
+		publisher: publisher,
+		shutdown:  shutdown,
+		tasks:     map[string]*shimTask{},
 	}, nil
 }
 
 // managerFor returns the sandbox manager of the containerd namespace that
-// the shim serves. Its sandboxes live under sandbox.DefaultRoot, in a
-// directory of their own per containerd instance and namespace (container
-// IDs are unique within one only): named by a hash of the directory that
-// holds the namespace's bundles, the parent of the shim's working
-// directory (containerd runs every shim command in a bundle).
+// the shim serves, whose sandboxes are in a directory of their own per
+// containerd instance and namespace (container.ContainerdSandboxRoot of the
+// directory that holds the namespace's bundles, the parent of the shim's
+// working directory: containerd runs every shim command in a bundle).
 func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
@@ -85,19 +79,12 @@ func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := sandbox.NewManager(cfg, SandboxRoot(filepath.Dir(cwd)))
+	m, err := sandbox.NewManager(cfg, container.ContainerdSandboxRoot(filepath.Dir(cwd)))
 	if err != nil {
 		return nil, err
 	}
 	m.Log = m.Log.WithField("namespace", ns)
 	return m, nil
-}
-
-// SandboxRoot returns the directory of the sandboxes whose containers'
-// bundles are in bundles (containerd's <state>/io.containerd.runtime.v2.task/<namespace>).
-func SandboxRoot(bundles string) string {
-	sum := sha256.Sum256([]byte("containerd:" + filepath.Clean(bundles)))
-	return filepath.Join(sandbox.DefaultRoot, hex.EncodeToString(sum[:4]))
 }
 
 // getManager returns the shim's sandbox manager, made on first use.
@@ -114,22 +101,6 @@ func (s *Service) getManager(ctx context.Context) (*sandbox.Manager, error) {
 	m.Log = m.Log.WithField("shim", s.id)
 	s.manager = m
 	return m, nil
-}
-
-// sandboxIDFor returns the sandbox ID of a pod or container ID.
-func sandboxIDFor(id string) string {
-	if len(id) <= maxSandboxIDLen {
-		return id
-	}
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
-}
-
-// removeEmptyRoot removes a manager's root once no sandbox is left in it.
-func removeEmptyRoot(root string) {
-	if os.Remove(root) == nil {
-		_ = os.Remove(filepath.Dir(root))
-	}
 }
 
 // publish sends an event to containerd; failures are only logged.

@@ -131,7 +131,7 @@ func TestTaskLifecycle(t *testing.T) {
 	pub := &recorder{}
 	shutdown := make(chan struct{})
 	s := &Service{ctx: ctx, id: "c1", publisher: pub, shutdown: func() { close(shutdown) },
-		containers: map[string]*container{}, manager: fakeSandboxes(t, a)}
+		tasks: map[string]*shimTask{}, manager: fakeSandboxes(t, a)}
 
 	bundle := t.TempDir()
 	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {

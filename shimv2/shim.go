@@ -14,7 +14,7 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/agentclient"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -28,7 +28,7 @@ func (s *Service) StartShim(ctx context.Context, opts shim.StartOpts) (_ string,
 	if err != nil {
 		return "", err
 	}
-	address, err := shim.SocketAddress(ctx, opts.Address, groupOf(opts.ID, b.Spec.Annotations))
+	address, err := shim.SocketAddress(ctx, opts.Address, container.GroupOf(opts.ID, b.Spec.Annotations))
 	if err != nil {
 		return "", err
 	}
@@ -128,7 +128,7 @@ func (s *Service) Cleanup(ctx context.Context) (*taskAPI.DeleteResponse, error) 
 // cleanupSandbox destroys container id's VM if it owned one, or removes it
 // from its pod's VM.
 func cleanupSandbox(ctx context.Context, id string, annotations map[string]string) error {
-	sbID, owns, err := podOf(id, annotations)
+	pod, err := container.PodOf(id, annotations)
 	if err != nil {
 		return err
 	}
@@ -138,20 +138,20 @@ func cleanupSandbox(ctx context.Context, id string, annotations map[string]strin
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second*m.Accelerator.TimeoutScale())
 	defer cancel()
-	sb, err := m.Load(ctx, sbID)
+	sb, err := m.Load(ctx, pod.SandboxID)
 	if errors.Is(err, sandbox.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if !owns {
-		if err := sb.RemoveContainer(ctx, id, true); err != nil && !errors.Is(err, agentclient.ErrNotFound) {
+	if !pod.Owns {
+		if err := container.In(sb, id).Remove(ctx, true); err != nil && !errors.Is(err, container.ErrNotFound) {
 			log.G(ctx).WithError(err).Warn("removing the container from its pod")
 		}
 		return sb.Close()
 	}
 	err = sb.Destroy(ctx)
-	removeEmptyRoot(m.Root)
+	container.RemoveEmptyRoot(m.Root)
 	return err
 }

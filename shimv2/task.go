@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -17,8 +18,7 @@ import (
 	"github.com/containerd/log"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/cocoon-containers/cocoon/agentclient"
-	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/oci"
 )
 
@@ -32,27 +32,29 @@ func toGRPC(err error) error {
 		return nil
 	}
 	switch {
-	case errors.Is(err, agentclient.ErrNotFound):
+	case errors.Is(err, container.ErrNotFound):
 		err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
-	case errors.Is(err, agentclient.ErrAlreadyExists):
+	case errors.Is(err, container.ErrAlreadyExists):
 		err = fmt.Errorf("%w: %w", errdefs.ErrAlreadyExists, err)
-	case errors.Is(err, agentclient.ErrInvalidArgument), errors.Is(err, oci.ErrInvalidBundle):
+	case errors.Is(err, container.ErrFailedPrecondition):
+		err = fmt.Errorf("%w: %w", errdefs.ErrFailedPrecondition, err)
+	case errors.Is(err, container.ErrInvalidArgument), errors.Is(err, oci.ErrInvalidBundle):
 		err = fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	return errdefs.ToGRPC(err)
 }
 
-func (s *Service) lookup(id string) *container {
+func (s *Service) lookup(id string) *shimTask {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.containers[id]
+	return s.tasks[id]
 }
 
 // processOf finds a container and one of its processes.
-func (s *Service) processOf(id, execID string) (*container, *process, error) {
+func (s *Service) processOf(id, execID string) (*shimTask, *process, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.containers[id]
+	c := s.tasks[id]
 	if c == nil {
 		return nil, nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
 	}
@@ -66,30 +68,6 @@ func (s *Service) processOf(id, execID string) (*container, *process, error) {
 	return c, p, nil
 }
 
-// agent returns the connection to the pod's agent.
-func (s *Service) agent(ctx context.Context) (*agentclient.Client, error) {
-	s.mu.Lock()
-	sb := s.sb
-	s.mu.Unlock()
-	if sb == nil {
-		return nil, fmt.Errorf("no sandbox: %w", errdefs.ErrFailedPrecondition)
-	}
-	return sb.Client(ctx)
-}
-
-// agentFor finds a process and the connection to its pod's agent.
-func (s *Service) agentFor(ctx context.Context, id, execID string) (*process, *agentclient.Client, error) {
-	_, p, err := s.processOf(id, execID)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := s.agent(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	return p, c, nil
-}
-
 // scaled multiplies d by the accelerator's slowdown.
 func (s *Service) scaled(d time.Duration) time.Duration {
 	s.mu.Lock()
@@ -101,13 +79,13 @@ func (s *Service) scaled(d time.Duration) time.Duration {
 }
 
 // follow waits for p's end and publishes it.
-func (s *Service) follow(c *agentclient.Client, p *process) {
-	resp, err := p.wait(s.ctx, c, s.scaled(drainTimeout))
+func (s *Service) follow(c *container.Container, p *process) {
+	exit, err := p.wait(s.ctx, c, s.scaled(drainTimeout))
 	l := log.G(s.ctx).WithField("container", p.containerID).WithField("exec", p.execID)
 	if err != nil {
 		l.WithError(err).Warn("following the process")
 	}
-	if resp.GetOomKilled() {
+	if exit.OOMKilled {
 		s.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: p.containerID})
 	}
 	_, status, at := p.state()
@@ -126,38 +104,30 @@ func (s *Service) follow(c *agentclient.Client, p *process) {
 // (added by Exec).
 func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAPI.StartResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, p, err := s.processOf(r.ID, r.ExecID)
+	t, p, err := s.processOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
 	if st, _, _ := p.state(); st != task.Status_CREATED {
 		return nil, fmt.Errorf("starting %s: process is %s: %w", p.id(), strings.ToLower(st.String()), errdefs.ErrFailedPrecondition)
 	}
-	c, err := s.agent(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if r.ExecID == "" {
-		if _, err := c.StartContainer(ctx, &api.ContainerRequest{ContainerId: r.ID}); err != nil {
-			return nil, fmt.Errorf("starting %s: %w", r.ID, err)
+		if err := t.ctr.Start(ctx); err != nil {
+			return nil, err
 		}
 		p.setStatus(task.Status_RUNNING)
 		s.publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: r.ID, Pid: p.pid})
 		return &taskAPI.StartResponse{Pid: p.pid}, nil
 	}
-	if _, err := c.ExecProcess(ctx, &api.ExecProcessRequest{
-		ContainerId: r.ID, ExecId: r.ExecID, ProcessJson: p.spec, Stdio: p.stdioConfig(),
-	}); err != nil {
-		return nil, fmt.Errorf("starting exec %s: %w", r.ExecID, err)
+	if err := t.ctr.Exec(ctx, r.ExecID, p.spec, p.stdio()); err != nil {
+		return nil, err
 	}
-	if err := p.attach(ctx, c); err != nil {
-		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.scaled(time.Second))
-		defer cancel()
-		_, _ = c.SignalProcess(kctx, &api.SignalProcessRequest{ContainerId: r.ID, ExecId: r.ExecID, Signal: 9})
+	if err := p.attach(ctx, t.ctr); err != nil {
+		t.ctr.Kill(ctx, r.ExecID, s.scaled(time.Second))
 		return nil, fmt.Errorf("starting exec %s: %w", r.ExecID, err)
 	}
 	p.setStatus(task.Status_RUNNING)
-	go s.follow(c, p)
+	go s.follow(t.ctr, p)
 	s.publish(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: p.pid})
 	return &taskAPI.StartResponse{Pid: p.pid}, nil
 }
@@ -167,7 +137,7 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 	defer func() { retErr = toGRPC(retErr) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.containers[r.ID]
+	c := s.tasks[r.ID]
 	if c == nil {
 		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrNotFound)
 	}
@@ -181,14 +151,8 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 	if err != nil {
 		return nil, err
 	}
-	gp, err := oci.GuestProcess(spec)
-	if err != nil {
-		return nil, err
-	}
 	p := newProcess(r.ID, r.ExecID, stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal})
-	if p.spec, err = jsonMarshal(gp); err != nil {
-		return nil, err
-	}
+	p.spec = spec
 	p.pid = c.init.pid
 	c.execs[r.ExecID] = p
 	s.publish(runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
@@ -221,7 +185,7 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (_ *taskAP
 // Kill signals a process, or with All every process of the container.
 func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
-	_, p, err := s.processOf(r.ID, r.ExecID)
+	t, p, err := s.processOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
@@ -229,17 +193,11 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.
 	if st == task.Status_STOPPED && !r.All {
 		return nil, fmt.Errorf("process %s already finished: %w", p.id(), errdefs.ErrNotFound)
 	}
-	c, err := s.agent(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.SignalProcess(ctx, &api.SignalProcessRequest{
-		ContainerId: r.ID, ExecId: r.ExecID, Signal: r.Signal, All: r.All,
-	}); err != nil {
+	if err := t.ctr.Signal(ctx, r.ExecID, syscall.Signal(r.Signal), r.All); err != nil {
 		if st == task.Status_STOPPED {
 			return &emptypb.Empty{}, nil
 		}
-		if errors.Is(err, agentclient.ErrFailedPrecondition) || errors.Is(err, agentclient.ErrNotFound) {
+		if container.IsGone(err) {
 			// Exited in the guest; its waiter has not told yet.
 			return nil, fmt.Errorf("process %s already finished: %w: %w", p.id(), errdefs.ErrNotFound, err)
 		}
@@ -287,10 +245,7 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		p.closeFifos()
 		return resp, nil
 	}
-	s.mu.Lock()
-	sb := s.sb
-	s.mu.Unlock()
-	if err := sb.RemoveContainer(ctx, r.ID, true); err != nil {
+	if err := c.ctr.Remove(ctx, true); err != nil {
 		return nil, err
 	}
 	if st == task.Status_CREATED {
@@ -301,8 +256,8 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		return nil, err
 	}
 	s.mu.Lock()
-	delete(s.containers, r.ID)
-	last := len(s.containers) == 0
+	delete(s.tasks, r.ID)
+	last := len(s.tasks) == 0
 	s.mu.Unlock()
 	if last {
 		if err := s.destroySandbox(ctx); err != nil {
@@ -327,7 +282,7 @@ func (s *Service) destroySandbox(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second*m.Accelerator.TimeoutScale())
 	defer cancel()
 	err := sb.Destroy(ctx)
-	removeEmptyRoot(m.Root)
+	container.RemoveEmptyRoot(m.Root)
 	return err
 }
 
@@ -343,7 +298,7 @@ func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 // Shutdown ends the shim once it serves no container.
 func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	n := len(s.containers)
+	n := len(s.tasks)
 	s.mu.Unlock()
 	if n > 0 && !r.Now {
 		return &emptypb.Empty{}, nil

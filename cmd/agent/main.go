@@ -25,7 +25,6 @@ import (
 	"github.com/cocoon-containers/cocoon/agent"
 	"github.com/cocoon-containers/cocoon/agent/container"
 	"github.com/cocoon-containers/cocoon/agent/reaper"
-	"github.com/cocoon-containers/cocoon/api"
 )
 
 // portWaitTimeout bounds the wait for the agent's port to appear: the kernel
@@ -82,7 +81,7 @@ func run(logger *logrus.Logger, log *logrus.Entry, pid1 bool) int {
 	if err != nil {
 		log.WithError(err).Warn("no kernel parameters")
 	}
-	if s, ok := params.Get(api.KernelParamLogLevel); ok {
+	if s, ok := params.LogLevel(); ok {
 		if lvl, err := logrus.ParseLevel(s); err == nil {
 			logger.SetLevel(lvl)
 		} else {

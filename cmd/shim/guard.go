@@ -13,10 +13,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
-	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/relay"
 )
 
@@ -129,10 +127,5 @@ func runGuard(c *cli.Context) error {
 		return err
 	}
 	defer agent.Close()
-	if _, err := agent.SignalProcess(ctx, &api.SignalProcessRequest{
-		ContainerId: c.String("container"), ExecId: c.String("exec"), Signal: uint32(unix.SIGKILL),
-	}); err != nil {
-		return fmt.Errorf("killing the process of a dead shim: %w", err)
-	}
-	return nil
+	return relay.KillProcess(ctx, agent, c.String("container"), c.String("exec"))
 }

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/shimv2"
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 // Runtime is cocoon's runtime type in containerd.
@@ -232,7 +232,7 @@ func MountsUnder(dir string) []string {
 // SandboxRoot is where the shim keeps the VMs of the daemon's namespace
 // ns.
 func (d *Daemon) SandboxRoot(ns string) string {
-	return shimv2.SandboxRoot(filepath.Join(d.Dir, "state", "io.containerd.runtime.v2.task", ns))
+	return container.ContainerdSandboxRoot(filepath.Join(d.Dir, "state", "io.containerd.runtime.v2.task", ns))
 }
 
 // Processes returns the host processes whose command line contains one of
