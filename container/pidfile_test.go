@@ -21,7 +21,6 @@ func TestWritePidFile(t *testing.T) {
 	}
 }
 
-
 func TestCheckPidFile(t *testing.T) {
 	dir := t.TempDir()
 	if err := checkPidFile(filepath.Join(dir, "pid")); err != nil {
