@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,71 +10,12 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/config"
-	"github.com/cocoon-containers/cocoon/hypervisor"
-	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
 	"github.com/cocoon-containers/cocoon/oci"
-	"github.com/cocoon-containers/cocoon/sandbox"
+	"github.com/cocoon-containers/cocoon/sandbox/sandboxtest"
 )
-
-// fakeSandboxes returns a manager whose VMs are fakes and whose agent is
-// a; it counts the VMs started.
-func fakeSandboxes(t *testing.T, a *clienttest.Agent, started *int) *sandbox.Manager {
-	t.Helper()
-	cfg, err := config.Parse(config.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets := t.TempDir()
-	cfg.Hypervisor.Kernel = filepath.Join(assets, "vmlinux")
-	cfg.Hypervisor.Initrd = filepath.Join(assets, "initrd.img")
-	for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
-		if err := os.WriteFile(f, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var mu sync.Mutex
-	var machines []*hypervisortest.Machine
-	a.DestroySandboxFunc = func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, m := range machines {
-			m.Exit()
-		}
-		return &api.DestroySandboxResponse{}, nil
-	}
-	d, _ := clienttest.NewDialer(t, a)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return &sandbox.Manager{
-		Root:        filepath.Join(t.TempDir(), "sandboxes"),
-		Config:      cfg,
-		Accelerator: hypervisor.KVM,
-		Log:         logrus.NewEntry(log),
-		AgentDialer: d,
-		Hypervisor: &hypervisortest.Hypervisor{
-			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
-				vm, m := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: 4242, Dir: vc.Dir})
-				mu.Lock()
-				defer mu.Unlock()
-				machines = append(machines, m)
-				*started++
-				return vm, nil
-			},
-			AttachFunc: func(_ context.Context, st hypervisor.State) (hypervisor.VM, error) {
-				vm, m := hypervisortest.NewVM(st)
-				mu.Lock()
-				defer mu.Unlock()
-				machines = append(machines, m)
-				return vm, nil
-			},
-		},
-	}
-}
 
 // bundle writes a bundle with spec s and loads it.
 func bundle(t *testing.T, s *specs.Spec) *oci.Bundle {
@@ -144,8 +84,8 @@ func TestPodLifecycle(t *testing.T) {
 			return &api.StatsContainerResponse{StatsJson: []byte(`{"pids":{"current":1}}`)}, nil
 		},
 	}
-	started := 0
-	m := fakeSandboxes(t, a, &started)
+	fakes := sandboxtest.New(t, a)
+	m := fakes.Manager
 	ctx := context.Background()
 
 	crio := func(typ string) map[string]string {
@@ -163,8 +103,8 @@ func TestPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer infra.Sandbox().Close()
-	if !infra.Booted || infra.GuestPID != 11 || started != 1 {
-		t.Fatalf("infra: booted %v, guest pid %d, %d VMs", infra.Booted, infra.GuestPID, started)
+	if !infra.Booted || infra.GuestPID != 11 || fakes.Started() != 1 {
+		t.Fatalf("infra: booted %v, guest pid %d, %d VMs", infra.Booted, infra.GuestPID, fakes.Started())
 	}
 
 	appB := bundle(t, &specs.Spec{Annotations: crio("container"), Linux: &specs.Linux{
@@ -178,8 +118,8 @@ func TestPodLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app.Booted || started != 1 || app.Sandbox().ID() != "pod" {
-		t.Fatalf("app: booted %v, %d VMs, sandbox %s", app.Booted, started, app.Sandbox().ID())
+	if app.Booted || fakes.Started() != 1 || app.Sandbox().ID() != "pod" {
+		t.Fatalf("app: booted %v, %d VMs, sandbox %s", app.Booted, fakes.Started(), app.Sandbox().ID())
 	}
 	appNS := created["app"].Linux.Namespaces
 	if len(appNS) != 1 || appNS[0].Type != specs.PIDNamespace || appNS[0].Path != "/proc/11/ns/pid" {

@@ -136,19 +136,7 @@ func (o RelayOptions) path() (string, error) {
 
 // RelayPath finds the relay's binary: next to this executable, else in
 // $PATH.
-func RelayPath() (string, error) {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), RelayName)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath(RelayName)
-	if err != nil {
-		return "", fmt.Errorf("finding %s: %w", RelayName, err)
-	}
-	return p, nil
-}
+func RelayPath() (string, error) { return sandbox.HelperPath("", RelayName) }
 
 // relayAddress returns the relay's flags that reach the agent of sb.
 func relayAddress(sb *sandbox.Sandbox) []string {

@@ -142,15 +142,28 @@ func (m *Manager) proxyPath() (string, error) {
 	if p := m.Config.Runtime.ProxyPath; p != "" {
 		return p, nil
 	}
+	return HelperPath("", "cocoon-proxy")
+}
+
+// HelperPath finds one of cocoon's host helpers (cocoon-proxy,
+// cocoon-shim): the configured path when set (it must exist), else next to
+// this binary, else in $PATH.
+func HelperPath(configured, name string) (string, error) {
+	if configured != "" {
+		if _, err := os.Stat(configured); err != nil {
+			return "", err
+		}
+		return configured, nil
+	}
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "cocoon-proxy")
+		p := filepath.Join(filepath.Dir(exe), name)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	p, err := exec.LookPath("cocoon-proxy")
+	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("finding cocoon-proxy: %w", err)
+		return "", fmt.Errorf("finding %s: %w", name, err)
 	}
 	return p, nil
 }

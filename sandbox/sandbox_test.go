@@ -20,11 +20,11 @@ import (
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
+	"github.com/cocoon-containers/cocoon/sandbox/sandboxtest"
 )
 
 // fixture is a Manager whose VMs are fakes and whose agent is a clienttest
@@ -44,18 +44,7 @@ func newFixture(t *testing.T, a *clienttest.Agent) *fixture {
 	if os.Geteuid() != 0 {
 		t.Skip("sandbox tests make bind mounts: run them as root")
 	}
-	cfg, err := config.Parse(config.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets := t.TempDir()
-	cfg.Hypervisor.Kernel = filepath.Join(assets, "vmlinux")
-	cfg.Hypervisor.Initrd = filepath.Join(assets, "initrd.img")
-	for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
-		if err := os.WriteFile(f, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg := sandboxtest.Config(t)
 	f := &fixture{agent: a}
 	if a.DestroySandboxFunc == nil {
 		a.DestroySandboxFunc = func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {

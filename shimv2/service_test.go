@@ -3,7 +3,6 @@ package shimv2
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,14 +16,10 @@ import (
 	"github.com/containerd/containerd/events"
 	"github.com/containerd/containerd/namespaces"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
-	"github.com/cocoon-containers/cocoon/config"
-	"github.com/cocoon-containers/cocoon/hypervisor"
-	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
-	"github.com/cocoon-containers/cocoon/sandbox"
+	"github.com/cocoon-containers/cocoon/sandbox/sandboxtest"
 )
 
 // recorder is a shim.Publisher that records the topics.
@@ -46,50 +41,6 @@ func (r *recorder) Close() error {
 	defer r.mu.Unlock()
 	r.closed = true
 	return nil
-}
-
-// fakeSandboxes returns a manager whose VMs are fakes and whose agent is a.
-func fakeSandboxes(t *testing.T, a *clienttest.Agent) *sandbox.Manager {
-	t.Helper()
-	cfg, err := config.Parse(config.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets := t.TempDir()
-	cfg.Hypervisor.Kernel = filepath.Join(assets, "vmlinux")
-	cfg.Hypervisor.Initrd = filepath.Join(assets, "initrd.img")
-	for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
-		if err := os.WriteFile(f, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var mu sync.Mutex
-	var machine *hypervisortest.Machine
-	a.DestroySandboxFunc = func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		machine.Exit()
-		return &api.DestroySandboxResponse{}, nil
-	}
-	d, _ := clienttest.NewDialer(t, a)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return &sandbox.Manager{
-		Root:        filepath.Join(t.TempDir(), "sandboxes"),
-		Config:      cfg,
-		Accelerator: hypervisor.KVM,
-		Log:         logrus.NewEntry(log),
-		AgentDialer: d,
-		Hypervisor: &hypervisortest.Hypervisor{
-			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
-				vm, m := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: 4242, Dir: vc.Dir})
-				mu.Lock()
-				defer mu.Unlock()
-				machine = m
-				return vm, nil
-			},
-		},
-	}
 }
 
 // TestTaskLifecycle drives the task service as containerd does, against a
@@ -131,7 +82,7 @@ func TestTaskLifecycle(t *testing.T) {
 	pub := &recorder{}
 	shutdown := make(chan struct{})
 	s := &Service{ctx: ctx, id: "c1", publisher: pub, shutdown: func() { close(shutdown) },
-		tasks: map[string]*shimTask{}, manager: fakeSandboxes(t, a)}
+		tasks: map[string]*shimTask{}, manager: sandboxtest.New(t, a).Manager}
 
 	bundle := t.TempDir()
 	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {

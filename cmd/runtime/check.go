@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -76,7 +74,7 @@ func runChecks(c *cli.Context) checkReport {
 	in := hostcheck.Input{Config: cfg, RuntimeVersion: version}
 	in.Accelerator, in.Why, in.Err = sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
 	shim, shimErr := container.RelayPath()
-	proxy, proxyErr := helperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")
+	proxy, proxyErr := sandbox.HelperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")
 	in.Helpers = []hostcheck.Helper{
 		{Name: "cocoon-shim", Path: shim, Err: shimErr},
 		{Name: "cocoon-proxy", Path: proxy, Err: proxyErr},
@@ -92,28 +90,6 @@ func configOrigin(path string) string {
 		return " (absent: embedded defaults)"
 	}
 	return ""
-}
-
-// helperPath finds a helper as the sandbox manager does: the configured
-// path, else next to this binary, else $PATH.
-func helperPath(configured, name string) (string, error) {
-	if configured != "" {
-		if _, err := os.Stat(configured); err != nil {
-			return "", err
-		}
-		return configured, nil
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("finding %s: %w", name, err)
-	}
-	return p, nil
 }
 
 func printChecks(w io.Writer, rep checkReport) {

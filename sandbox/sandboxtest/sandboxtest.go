@@ -1,0 +1,113 @@
+// Package sandboxtest builds sandbox managers whose VMs are fakes
+// (hypervisortest) and whose agent is a fake (clienttest), for unit tests of
+// the layers above package sandbox: the container layer and the front ends.
+package sandboxtest
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+// VMPID is the PID the fake VMs report.
+const VMPID = 4242
+
+// Config returns the default configuration with empty kernel and initrd
+// files of the test's own.
+func Config(tb testing.TB) *config.Config {
+	tb.Helper()
+	cfg, err := config.Parse(config.Default())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	assets := tb.TempDir()
+	cfg.Hypervisor.Kernel = filepath.Join(assets, "vmlinux")
+	cfg.Hypervisor.Initrd = filepath.Join(assets, "initrd.img")
+	for _, f := range []string{cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return cfg
+}
+
+// Fakes is a sandbox manager on fake VMs and a fake agent.
+type Fakes struct {
+	// Manager creates and loads the sandboxes.
+	Manager *sandbox.Manager
+	// StopAgent ends the fake agent's connection.
+	StopAgent func()
+
+	mu       sync.Mutex
+	machines map[string]*hypervisortest.Machine
+	vms      map[string]*hypervisortest.VM
+	started  int
+}
+
+// New returns a manager under a temporary root whose VMs are fakes and
+// whose every sandbox's agent is a. Unless a has one, its DestroySandbox
+// stops every fake VM, as a guest's power-off does.
+func New(tb testing.TB, a *clienttest.Agent) *Fakes {
+	tb.Helper()
+	f := &Fakes{machines: map[string]*hypervisortest.Machine{}, vms: map[string]*hypervisortest.VM{}}
+	if a.DestroySandboxFunc == nil {
+		a.DestroySandboxFunc = func(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, m := range f.machines {
+				m.Exit()
+			}
+			return &api.DestroySandboxResponse{}, nil
+		}
+	}
+	d, stop := clienttest.NewDialer(tb, a)
+	f.StopAgent = stop
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	f.Manager = &sandbox.Manager{
+		Root:        filepath.Join(tb.TempDir(), "sandboxes"),
+		Config:      Config(tb),
+		Accelerator: hypervisor.KVM,
+		Log:         logrus.NewEntry(log),
+		AgentDialer: d,
+		Hypervisor: &hypervisortest.Hypervisor{
+			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
+				vm, m := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: VMPID, Dir: vc.Dir})
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				f.vms[vc.Dir], f.machines[vc.Dir] = vm, m
+				f.started++
+				return vm, nil
+			},
+			AttachFunc: func(_ context.Context, st hypervisor.State) (hypervisor.VM, error) {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				m := f.machines[st.Dir]
+				if m == nil || m.Status() == hypervisor.Stopped {
+					return nil, hypervisor.ErrNotRunning
+				}
+				return f.vms[st.Dir], nil
+			},
+		},
+	}
+	return f
+}
+
+// Started returns how many VMs the manager has started.
+func (f *Fakes) Started() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.started
+}
