@@ -70,6 +70,10 @@ type Agent struct {
 	// multiplied by the accelerator's scale.
 	BootTimeout Duration `toml:"boot_timeout" json:"boot_timeout"`
 	CallTimeout Duration `toml:"call_timeout" json:"call_timeout"`
+	// HealthTimeout bounds a sandbox's health check (its VMM's status and
+	// an agent ping), also scaled: a sandbox that misses it is
+	// unresponsive.
+	HealthTimeout Duration `toml:"health_timeout" json:"health_timeout"`
 	// LogLevel is the agent's log level.
 	LogLevel string `toml:"log_level" json:"log_level"`
 }
@@ -80,6 +84,13 @@ type Runtime struct {
 	ProxyPath string `toml:"proxy_path" json:"proxy_path"`
 	// LogLevel is the host side log level.
 	LogLevel string `toml:"log_level" json:"log_level"`
+	// CommandTimeout bounds, in wall-clock time whatever the accelerator,
+	// a command on a container that exists (start, exec, kill, ps, pause,
+	// resume, update, events): what a caller can live with.
+	CommandTimeout Duration `toml:"command_timeout" json:"command_timeout"`
+	// DeleteTimeout bounds, in wall-clock time, deleting a container whose
+	// sandbox is unresponsive or dead: its VM is killed, not asked.
+	DeleteTimeout Duration `toml:"delete_timeout" json:"delete_timeout"`
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -264,6 +275,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Agent.CallTimeout.Duration <= 0 {
 		return fmt.Errorf("agent.call_timeout: %s is not positive", c.Agent.CallTimeout)
+	}
+	for _, d := range []struct {
+		name string
+		v    Duration
+	}{
+		{"agent.health_timeout", c.Agent.HealthTimeout},
+		{"runtime.command_timeout", c.Runtime.CommandTimeout},
+		{"runtime.delete_timeout", c.Runtime.DeleteTimeout},
+	} {
+		if d.v.Duration <= 0 {
+			return fmt.Errorf("%s: %s is not positive", d.name, d.v)
+		}
 	}
 	if err := oneOf("agent.log_level", c.Agent.LogLevel, logLevels...); err != nil {
 		return err

@@ -119,7 +119,8 @@ func TestEveryOptionDocumented(t *testing.T) {
 		"hypervisor.path", "hypervisor.machine", "hypervisor.accelerator", "hypervisor.vcpus",
 		"hypervisor.memory_mib", "hypervisor.kernel", "hypervisor.initrd", "hypervisor.kernel_params",
 		"hypervisor.shared_fs", "hypervisor.virtiofsd", "hypervisor.debug_console", "agent.transport",
-		"agent.boot_timeout", "agent.call_timeout", "agent.log_level", "runtime.proxy_path", "runtime.log_level",
+		"agent.boot_timeout", "agent.call_timeout", "agent.health_timeout", "agent.log_level", "runtime.proxy_path", "runtime.log_level",
+		"runtime.command_timeout", "runtime.delete_timeout",
 	}
 	if got := len(md.Keys()) - 3; got != len(want) { // minus the three tables
 		t.Fatalf("the default has %d keys, the test knows %d: document and test the new one", got, len(want))

@@ -75,6 +75,17 @@ func (r *Runtime) Load(id string) (*Record, error) {
 	return r.records().Load(id)
 }
 
+// Unresponsive tells whether the sandbox of a container that should run
+// is stopped, which runc's statuses cannot say: state reports it running,
+// and logs a warning.
+func (r *Runtime) Unresponsive(rec *Record) bool {
+	switch rec.CurrentStatus() {
+	case Created, Running, Paused:
+		return sandbox.Frozen(rec.SandboxRoot, rec.SandboxID)
+	}
+	return false
+}
+
 // RemoveLeftover removes what an aborted create left of container id: a
 // directory without a record, as runc removes it.
 func (r *Runtime) RemoveLeftover(id string) error {
@@ -303,9 +314,22 @@ func (r *Runtime) podNamespaces(pod Pod) map[string]string {
 // timeNow is when a record is created, in UTC as runc reports it.
 var timeNow = func() time.Time { return time.Now().UTC() }
 
-// callContext bounds a command's work on an existing container.
+// callContext bounds a command's work on an existing container: the
+// configured wall-clock bound, whatever the accelerator.
 func (h *Handle) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, h.m.Scaled(callTimeout))
+	return context.WithTimeout(ctx, h.r.Config.Runtime.CommandTimeout.Duration)
+}
+
+// ready fails at once, with one line saying what to do, unless the
+// container's sandbox is there and passes its health check.
+func (h *Handle) ready(ctx context.Context) error {
+	if h.c.sb == nil {
+		return ErrSandboxGone
+	}
+	if err := h.c.sb.Health(ctx); err != nil {
+		return fmt.Errorf("container %s: %w (delete --force %s removes it)", h.rec.ID, err, h.rec.ID)
+	}
+	return nil
 }
 
 // Start runs the init process's program, then the poststart hooks; a
@@ -315,11 +339,11 @@ func (h *Handle) Start(ctx context.Context) error {
 	if err := CheckOp(OpStart, rec.ID, rec.CurrentStatus()); err != nil {
 		return err
 	}
-	if h.c.sb == nil {
-		return ErrSandboxGone
-	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return err
+	}
 	if err := h.c.Start(ctx); err != nil {
 		return err
 	}
@@ -347,6 +371,24 @@ func (h *Handle) Delete(ctx context.Context, force bool) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.Scaled(deleteTimeout))
 	defer cancel()
+	relayGrace := m.Scaled(relayGrace)
+	if sb != nil {
+		if err := sb.Health(ctx); err != nil {
+			// Nothing in it can be asked: its VM is killed, and the
+			// rest of the delete is bounded in wall-clock time.
+			m.Log.WithError(err).Warnf("deleting container %s: killing its sandbox", rec.ID)
+			var kcancel context.CancelFunc
+			ctx, kcancel = context.WithTimeout(ctx, h.r.Config.Runtime.DeleteTimeout.Duration)
+			defer kcancel()
+			if err := sb.Kill(ctx); err != nil {
+				return err
+			}
+			sb, h.c.sb = nil, nil
+			RemoveEmptyRoot(m.Root)
+			// The relays lose the agent with the VM, and exit.
+			relayGrace = min(relayGrace, killedRelayGrace)
+		}
+	}
 	if sb != nil {
 		sbLock, err := sb.Lock()
 		if err != nil {
@@ -357,7 +399,7 @@ func (h *Handle) Delete(ctx context.Context, force bool) error {
 			m.Log.WithError(err).Warn("removing the container from its sandbox")
 		}
 	}
-	stopRelay(ctx, rec.Pid, rec.PidStart, m.Scaled(relayGrace))
+	stopRelay(ctx, rec.Pid, rec.PidStart, relayGrace)
 	if h.relay != nil {
 		// Started by this command: reap it.
 		h.relay.stop(0)
@@ -401,7 +443,16 @@ func (h *Handle) Signal(ctx context.Context, sig unix.Signal, all bool) error {
 	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
-	return h.c.Signal(ctx, "", sig, all)
+	if err := h.ready(ctx); err != nil {
+		return err
+	}
+	if err := h.c.Signal(ctx, "", sig, all); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w (the agent may still deliver it if the sandbox recovers)", err)
+		}
+		return err
+	}
+	return nil
 }
 
 // Pause freezes the container's processes (pause) or thaws them, and
@@ -414,11 +465,11 @@ func (h *Handle) Pause(ctx context.Context, pause bool) error {
 	if err := CheckOp(op, h.rec.ID, h.rec.CurrentStatus()); err != nil {
 		return err
 	}
-	if h.c.sb == nil {
-		return ErrSandboxGone
-	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return err
+	}
 	if err := do(ctx); err != nil {
 		return err
 	}
@@ -442,6 +493,9 @@ func (h *Handle) Update(ctx context.Context, res *specs.LinuxResources) error {
 	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return err
+	}
 	return h.c.Update(ctx, res)
 }
 
@@ -452,6 +506,9 @@ func (h *Handle) Stats(ctx context.Context) (json.RawMessage, error) {
 	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return nil, err
+	}
 	return h.c.Stats(ctx)
 }
 
@@ -462,6 +519,9 @@ func (h *Handle) Processes(ctx context.Context) ([]Process, error) {
 	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return nil, err
+	}
 	return h.c.Processes(ctx)
 }
 
@@ -506,9 +566,6 @@ func (h *Handle) Exec(ctx context.Context, p *specs.Process, o ExecOptions) (*Re
 			return nil, err
 		}
 	}
-	if h.c.sb == nil {
-		return nil, ErrSandboxGone
-	}
 	mode, err := NewStdioMode(p.Terminal, o.ConsoleSocket, o.Detach)
 	if err != nil {
 		return nil, err
@@ -523,6 +580,9 @@ func (h *Handle) Exec(ctx context.Context, p *specs.Process, o ExecOptions) (*Re
 	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
+	if err := h.ready(ctx); err != nil {
+		return nil, err
+	}
 	if err := h.c.Exec(ctx, execID, p, mode.stdio()); err != nil {
 		return nil, err
 	}

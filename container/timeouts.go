@@ -5,8 +5,6 @@ import "time"
 // Deadlines at hardware speed; sandbox.Manager.Scaled stretches them by
 // the accelerator's slowdown.
 const (
-	// callTimeout bounds a command's work on an existing container.
-	callTimeout = 10 * time.Second
 	// cleanupTimeout bounds undoing a failed step.
 	cleanupTimeout = 5 * time.Second
 	// deleteTimeout bounds a delete: the container's removal, its hooks
@@ -17,4 +15,7 @@ const (
 	// relayGrace is how long a removed process's relay may take to exit
 	// by itself.
 	relayGrace = 500 * time.Millisecond
+	// killedRelayGrace bounds, in wall-clock time, how long the relays
+	// of a killed sandbox may take to notice.
+	killedRelayGrace = 2 * time.Second
 )

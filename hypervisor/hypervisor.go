@@ -111,6 +111,9 @@ const (
 	Paused Status = "paused"
 	// Stopped: the VMM process is gone.
 	Stopped Status = "stopped"
+	// Frozen: the VMM process itself is stopped (SIGSTOP, a debugger, a
+	// frozen cgroup): it answers nothing until it is continued.
+	Frozen Status = "frozen"
 )
 
 // ErrNotRunning is returned when the VM's process has exited.

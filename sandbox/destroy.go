@@ -25,7 +25,13 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		if graceful {
 			s.powerOff(ctx)
 		}
-		sctx, cancel := context.WithTimeout(ctx, s.m.Scaled(time.Second))
+		// Not graceful: a failed create's VM or one that cannot be asked
+		// (Kill) is killed at once.
+		grace := time.Duration(0)
+		if graceful {
+			grace = s.m.Scaled(time.Second)
+		}
+		sctx, cancel := context.WithTimeout(ctx, grace)
 		if err := s.vm.Stop(sctx); err != nil {
 			errs = append(errs, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/container"
@@ -60,6 +61,10 @@ var stateCommand = &cli.Command{
 		rec, err := rt.Load(id)
 		if err != nil {
 			return err
+		}
+		if rt.Unresponsive(rec) {
+			logrus.Warnf("container %s: its sandbox %s is unresponsive (its VMM is stopped); state says %s, delete --force %s removes it",
+				id, rec.SandboxID, rec.CurrentStatus(), id)
 		}
 		data, err := json.MarshalIndent(stateOf(rec), "", "  ")
 		if err != nil {

@@ -200,6 +200,20 @@ func procAlive(pid int) bool {
 }
 
 // procCmdline returns the arguments of pid (empty for a zombie).
+// procStopped tells whether process pid is stopped (state T, by a signal,
+// or t, by a tracer): /proc/<pid>/stat's third field.
+func procStopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] == 'T' || b[i+2] == 't'
+}
+
 func procCmdline(pid int) ([]string, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {

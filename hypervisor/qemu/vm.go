@@ -38,11 +38,15 @@ func (v *VM) State() hypervisor.State {
 }
 
 // Status asks QEMU for the run state: Running, Paused (vCPUs stopped, for
-// whatever reason), or Stopped once the process is gone or the guest has
-// shut down.
+// whatever reason), Stopped once the process is gone or the guest has
+// shut down, or Frozen, without asking, when the QEMU process itself is
+// stopped (it would not answer).
 func (v *VM) Status(ctx context.Context) (hypervisor.Status, error) {
 	if v.proc.exitedNow() {
 		return hypervisor.Stopped, nil
+	}
+	if procStopped(v.proc.pid) {
+		return hypervisor.Frozen, nil
 	}
 	var info statusInfo
 	if err := execute(ctx, v.dial, "query-status", &info); err != nil {

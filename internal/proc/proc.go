@@ -16,21 +16,34 @@ import (
 
 // Alive reports whether pid exists and is not a zombie.
 func Alive(pid int) bool {
+	st := state(pid)
+	return st != 0 && st != 'Z' && st != 'X'
+}
+
+// Stopped reports whether pid is stopped: by a signal (SIGSTOP, SIGTSTP)
+// or by a tracer. A stopped process answers nothing until it is continued.
+func Stopped(pid int) bool {
+	st := state(pid)
+	return st == 'T' || st == 't'
+}
+
+// state returns pid's state letter (/proc/<pid>/stat), 0 when unknown.
+func state(pid int) byte {
 	if pid <= 0 {
-		return false
+		return 0
 	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0
 	}
 	// The state follows the command name, which is in parentheses and may
 	// itself contain spaces or parentheses.
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 || i+2 >= len(s) {
-		return false
+		return 0
 	}
-	return s[i+2] != 'Z' && s[i+2] != 'X'
+	return s[i+2]
 }
 
 // Cmdline returns the command line of pid, arguments joined by spaces.

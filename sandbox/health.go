@@ -1,0 +1,79 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/cocoon-containers/cocoon/internal/proc"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
+
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/hypervisor"
+)
+
+// Errors of a sandbox that cannot serve.
+var (
+	// ErrUnresponsive: the sandbox missed its health check (its VMM is
+	// stopped, paused or silent, or its agent does not answer).
+	ErrUnresponsive = errors.New("sandbox is unresponsive")
+	// ErrVMGone: the sandbox's VM has exited.
+	ErrVMGone = errors.New("sandbox's VM is gone")
+)
+
+// HealthTimeout is the deadline of a health check under this manager's
+// accelerator.
+func (m *Manager) HealthTimeout() time.Duration {
+	return m.Scaled(m.Config.Agent.HealthTimeout.Duration)
+}
+
+// Health checks, cheaply and within HealthTimeout, that the sandbox
+// serves: its VMM runs (the process is not stopped, QMP answers that the
+// guest runs) and its agent answers a ping. It returns nil, an error that
+// is ErrVMGone, or one that is ErrUnresponsive, saying why.
+func (s *Sandbox) Health(ctx context.Context) error {
+	if s.vm == nil {
+		return fmt.Errorf("sandbox %s: %w", s.state.ID, ErrVMGone)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.m.HealthTimeout())
+	defer cancel()
+	st, err := s.vm.Status(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sandbox %s: %w: its VMM (pid %d) does not answer: %v", s.state.ID, ErrUnresponsive, s.state.VM.PID, err)
+	case st == hypervisor.Stopped:
+		return fmt.Errorf("sandbox %s: %w", s.state.ID, ErrVMGone)
+	case st == hypervisor.Frozen:
+		return fmt.Errorf("sandbox %s: %w: its VMM (pid %d) is stopped", s.state.ID, ErrUnresponsive, s.state.VM.PID)
+	case st != hypervisor.Running:
+		return fmt.Errorf("sandbox %s: %w: its VM is %s", s.state.ID, ErrUnresponsive, st)
+	}
+	c, err := s.Client(ctx)
+	if err == nil {
+		_, err = c.Check(ctx, &api.CheckRequest{})
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w: its agent does not answer within %s: %v", s.state.ID, ErrUnresponsive, s.m.HealthTimeout(), err)
+	}
+	return nil
+}
+
+// Kill destroys a sandbox that cannot be asked to stop (unresponsive or
+// dead): its VM is killed at once, then everything else goes as with
+// Destroy (virtiofsd, proxy, taps and filters, mounts, directory).
+func (s *Sandbox) Kill(ctx context.Context) error {
+	return s.teardown(ctx, false /* graceful */)
+}
+
+// Frozen tells, without a manager and without asking anything, whether the
+// VMM of sandbox id under root is stopped (SIGSTOP): what a quick status
+// report can afford to check.
+func Frozen(root, id string) bool {
+	var st State
+	if err := statedir.ReadJSON(filepath.Join(root, id, stateFile), &st); err != nil {
+		return false
+	}
+	return proc.Stopped(st.VM.PID)
+}
