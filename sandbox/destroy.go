@@ -55,6 +55,10 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	if err := s.teardownNetwork(); err != nil {
 		errs = append(errs, err)
 	}
+	// After every process of the sandbox has stopped.
+	if err := s.destroyCgroup(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	// Never remove the directory while something is mounted under it:
 	// that would delete a container's root file system or volumes.
 	if err := removeUnmounted(s.dir); err != nil {
