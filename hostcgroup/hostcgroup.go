@@ -101,7 +101,7 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 	if err := m.Apply(os.Getpid()); err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
 	}
-	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Paths: m.GetPaths()}
+	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Paths: c.dirs()}
 	if err := m.Set(res); err != nil {
 		return nil, fmt.Errorf("setting the limits of host cgroup %s: %w", spec.Path, err)
 	}
@@ -180,7 +180,19 @@ func Load(st State) (*Cgroup, error) {
 func (c *Cgroup) State() State { return c.st }
 
 // Paths returns the cgroup's directories, by controller ("" is the v2 one).
-func (c *Cgroup) Paths() map[string]string { return c.m.GetPaths() }
+func (c *Cgroup) Paths() map[string]string { return c.dirs() }
+
+// dirs are the manager's directories that exist: without device rules
+// there is no devices cgroup, though the manager names one.
+func (c *Cgroup) dirs() map[string]string {
+	dirs := map[string]string{}
+	for ctrl, dir := range c.m.GetPaths() {
+		if _, err := os.Stat(dir); err == nil {
+			dirs[ctrl] = dir
+		}
+	}
+	return dirs
+}
 
 // Leave moves the calling process back to the cgroups it was in before
 // Create; the processes it started meanwhile stay. It is idempotent.
@@ -193,7 +205,7 @@ func (c *Cgroup) Leave() error {
 		return fmt.Errorf("leaving host cgroup %s: %w", c.st.Path, err)
 	}
 	var errs []error
-	for ctrl, dir := range c.m.GetPaths() {
+	for ctrl, dir := range c.dirs() {
 		orig, ok := c.saved[ctrl]
 		if !ok {
 			continue
@@ -218,7 +230,7 @@ func (c *Cgroup) Leave() error {
 
 // Add moves the process pid (with all its threads) into the cgroup.
 func (c *Cgroup) Add(pid int) error {
-	for _, dir := range c.m.GetPaths() {
+	for _, dir := range c.dirs() {
 		if err := cgroups.WriteCgroupProc(dir, pid); err != nil {
 			return fmt.Errorf("adding process %d to host cgroup %s: %w", pid, c.st.Path, err)
 		}
@@ -235,9 +247,26 @@ func (c *Cgroup) Update(r *specs.LinuxResources, guestMemoryMiB int) error {
 	return nil
 }
 
-// Pids returns the processes in the cgroup.
+// Pids returns the processes in the cgroup, in any of its hierarchies.
 func (c *Cgroup) Pids() ([]int, error) {
-	return c.m.GetAllPids()
+	seen := map[int]bool{}
+	var pids []int
+	for _, dir := range c.dirs() {
+		in, err := cgroups.GetAllPids(dir)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		for _, pid := range in {
+			if !seen[pid] {
+				seen[pid] = true
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids, nil
 }
 
 // Destroy removes the cgroup. Its processes (the sandbox's shims, exiting
@@ -250,18 +279,15 @@ func (c *Cgroup) Destroy(ctx context.Context) error {
 	}
 	self := os.Getpid()
 	for {
-		pids, err := c.m.GetAllPids()
+		pids, err := c.Pids()
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				break
-			}
 			return fmt.Errorf("removing host cgroup %s: %w", c.st.Path, err)
 		}
 		var others []int
 		for _, pid := range pids {
 			if pid == self {
 				// Joined by Add: out to the parent.
-				for _, dir := range c.m.GetPaths() {
+				for _, dir := range c.dirs() {
 					_ = cgroups.WriteCgroupProc(filepath.Dir(dir), self)
 				}
 				continue
