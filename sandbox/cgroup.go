@@ -115,7 +115,7 @@ func (s *Sandbox) destroyCgroup(ctx context.Context) error {
 	if err != nil || c == nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.m.scaled(time.Second))
+	cctx, cancel := context.WithTimeout(ctx, s.m.Scaled(time.Second))
 	defer cancel()
 	return c.Destroy(cctx)
 }
