@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/cgroups/systemd"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Spec says which cgroup to create and what to limit.
@@ -57,6 +59,9 @@ type State struct {
 	Dir string `json:"dir"`
 	// Paths are the cgroup's directories, by controller ("" is the v2 one).
 	Paths map[string]string `json:"paths"`
+	// Parents are the ancestors that Create made (/docker of
+	// /docker/<id>), deepest first: Destroy removes those left empty.
+	Parents []string `json:"parents,omitempty"`
 }
 
 // Cgroup is a sandbox's host cgroup.
@@ -90,10 +95,15 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
 	}
 	c := &Cgroup{m: m, saved: saved}
+	var parents []string
+	if !cfg.Systemd {
+		parents = missingParents(m.GetPaths())
+	}
 	defer func() {
 		if retErr != nil {
 			_ = c.Leave()
 			_ = m.Destroy()
+			removeEmpty(parents)
 		}
 	}()
 	// Apply creates the cgroup in every hierarchy (the v2 one too on a
@@ -101,7 +111,7 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 	if err := m.Apply(os.Getpid()); err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
 	}
-	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Paths: c.dirs()}
+	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Paths: c.dirs(), Parents: parents}
 	if err := m.Set(res); err != nil {
 		return nil, fmt.Errorf("setting the limits of host cgroup %s: %w", spec.Path, err)
 	}
@@ -308,5 +318,33 @@ func (c *Cgroup) Destroy(ctx context.Context) error {
 	if err := c.m.Destroy(); err != nil {
 		return fmt.Errorf("removing host cgroup %s: %w", c.st.Path, err)
 	}
+	removeEmpty(c.st.Parents)
 	return nil
+}
+
+// missingParents lists the ancestors of dirs that do not exist yet,
+// deepest first.
+func missingParents(dirs map[string]string) []string {
+	var missing []string
+	for _, dir := range dirs {
+		var chain []string
+		for p := filepath.Dir(dir); p != "/" && p != "."; p = filepath.Dir(p) {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			chain = append(chain, p)
+		}
+		missing = append(missing, chain...)
+	}
+	// Deepest first across hierarchies too.
+	sort.Slice(missing, func(i, j int) bool { return len(missing[i]) > len(missing[j]) })
+	return missing
+}
+
+// removeEmpty removes the cgroups dirs that have no processes and no
+// children left; another sandbox's cgroup under one keeps it.
+func removeEmpty(dirs []string) {
+	for _, dir := range dirs {
+		_ = unix.Rmdir(dir)
+	}
 }

@@ -269,5 +269,11 @@ func testCreate(t *testing.T, path, parent string) {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("%s: %s left behind (%v)", ctrl, dir, err)
 		}
+		// The parent that Create made goes too.
+		if root, ok := strings.CutSuffix(dir, c.State().Dir); ok {
+			if _, err := os.Stat(filepath.Join(root, parent)); !os.IsNotExist(err) {
+				t.Errorf("%s: parent %s left behind (%v)", ctrl, filepath.Join(root, parent), err)
+			}
+		}
 	}
 }
