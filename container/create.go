@@ -31,6 +31,9 @@ type CreateConfig struct {
 	// a new network namespace, which they fill, is then mirrored into the
 	// VM once they have run (sandbox.ConnectNetwork).
 	RunsHooks bool
+	// SystemdCgroup says linux.cgroupsPath is systemd's (runc's
+	// --systemd-cgroup); a slice:prefix:name path is recognized anyway.
+	SystemdCgroup bool
 }
 
 // Creation is a container that Create made, with what undoes it.
@@ -83,7 +86,8 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creat
 	cr := &Creation{m: m}
 	if owns {
 		var err error
-		sb, err = m.Create(ctx, pod.SandboxID, sandbox.WithNetwork(podNetwork(b.Spec, cfg.RunsHooks)))
+		sb, err = m.Create(ctx, pod.SandboxID, sandbox.WithNetwork(podNetwork(b.Spec, cfg.RunsHooks)),
+			sandbox.WithCgroup(sandbox.CgroupOf(b.Spec, cfg.SystemdCgroup)))
 		if err != nil {
 			RemoveEmptyRoot(m.Root)
 			return nil, err

@@ -233,6 +233,11 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 			rp.Kill()
 		}
 	}()
+	// Into the sandbox's host cgroup: what reads the container's cgroup
+	// through its PID (the runc shim's stats, podman stats) reads the VM's.
+	if err := o.sb.AddProcess(rp.Pid); err != nil {
+		return nil, err
+	}
 	if err := waitReady(ctx, ready); err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ type Runtime struct {
 	Config *config.Config
 	// Relay is passed on to the relays.
 	Relay RelayOptions
+	// SystemdCgroup says cgroups paths are systemd's (--systemd-cgroup).
+	SystemdCgroup bool
 
 	mu       sync.Mutex
 	managers map[string]*sandbox.Manager
@@ -254,7 +256,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Handle, retEr
 
 	cr, err := Create(ctx, m, CreateConfig{
 		ID: o.ID, Bundle: b, Pod: pod, Stdio: mode.stdio(),
-		KnownNamespaces: r.podNamespaces(pod), RunsHooks: true,
+		KnownNamespaces: r.podNamespaces(pod), RunsHooks: true, SystemdCgroup: r.SystemdCgroup,
 	})
 	if err != nil {
 		return nil, err
@@ -496,7 +498,15 @@ func (h *Handle) Update(ctx context.Context, res *specs.LinuxResources) error {
 	if err := h.ready(ctx); err != nil {
 		return err
 	}
-	return h.c.Update(ctx, res)
+	if err := h.c.Update(ctx, res); err != nil {
+		return err
+	}
+	if h.rec.OwnsSandbox {
+		// The sandbox's host cgroup has the limits of the container it
+		// was made for.
+		return h.c.sb.UpdateCgroup(res)
+	}
+	return nil
 }
 
 // Stats returns the container's statistics (runc's types.Stats as JSON).

@@ -18,6 +18,7 @@ pkgs=(
 	shellcheck                         # tests: every shell script
 	vagrant vagrant-libvirt            # tests: vagrant validate of the Vagrantfiles (libvirt is their default provider)
 	conmon                             # tests: cocoon-runtime under CRI-O's container monitor
+	podman                             # tests: podman (4.3) with cocoon-runtime as its OCI runtime (integration/podman)
 	iperf3                             # bench: TCP throughput between a namespace and a container
 	containernetworking-plugins        # tests: CNI bridge + host-local for CRI pod networks
 )

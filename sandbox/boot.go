@@ -104,6 +104,8 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 			return err
 		}
 	}
+	// Its host processes are started: this one leaves their cgroup.
+	s.leaveCgroup()
 	c, err := agentclient.WaitReady(ctx, s.dialer(), s.clientOptions())
 	if err != nil {
 		return err

@@ -61,9 +61,14 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	if err := s.teardownNetwork(); err != nil {
 		errs = append(errs, err)
 	}
-	// Never remove the directory while something is mounted under it:
-	// that would delete a container's root file system or volumes.
-	if err := removeUnmounted(s.dir); err != nil {
+	// After every process of the sandbox has stopped. A cgroup that
+	// cannot go yet keeps the directory, whose state finds it again on the
+	// next Destroy.
+	if err := s.destroyCgroup(ctx); err != nil {
+		errs = append(errs, err)
+	} else if err := removeUnmounted(s.dir); err != nil {
+		// Never remove the directory while something is mounted under
+		// it: that would delete a container's root file system or volumes.
 		errs = append(errs, fmt.Errorf("removing sandbox directory: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {

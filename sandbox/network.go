@@ -70,6 +70,7 @@ type CreateOption func(*createOptions)
 
 type createOptions struct {
 	network Network
+	cgroup  Cgroup
 }
 
 // WithNetwork gives the sandbox the network n (see Network); without it the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/hostcgroup"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/network"
@@ -72,6 +73,9 @@ type State struct {
 	// Network is the namespace whose interfaces the guest took over; nil
 	// when the guest has only loopback.
 	Network *NetworkState `json:"network,omitempty"`
+	// Cgroup is the host cgroup of the sandbox's host processes; nil for
+	// none (see WithCgroup).
+	Cgroup *hostcgroup.State `json:"cgroup,omitempty"`
 }
 
 // Manager creates and finds sandboxes under one root directory.
@@ -101,6 +105,8 @@ type Sandbox struct {
 
 	mu    sync.Mutex          // guards agent
 	agent *agentclient.Client // shared connection, see Client
+
+	cgroup *hostcgroup.Cgroup // the host cgroup, once created or loaded
 }
 
 // ID returns the sandbox ID.
@@ -179,7 +185,12 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	if err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
+	if err := s.createCgroup(o.cgroup); err != nil {
+		network.Close(links)
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
+	}
 	err = s.boot(ctx, nics)
+	s.leaveCgroup()
 	// QEMU holds the taps now (or failed): this process's copies go.
 	network.Close(links)
 	if err != nil {

@@ -59,9 +59,11 @@ func newRuntime(c *cli.Context) (*container.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return container.NewRuntime(c.String("root"), cfg, container.RelayOptions{
+	rt := container.NewRuntime(c.String("root"), cfg, container.RelayOptions{
 		LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug"),
-	}), nil
+	})
+	rt.SystemdCgroup = c.Bool("systemd-cgroup")
+	return rt, nil
 }
 
 // recordsOnly returns the container layer for commands that only read

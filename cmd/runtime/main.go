@@ -50,7 +50,7 @@ func newApp(logToFile *bool) *cli.App {
 			&cli.StringFlag{Name: "log", Usage: "set the log file to write runtime logs to (default is stderr)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "set the log format ('text' (default), or 'json')"},
 			&cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},
-			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "accepted for compatibility; cgroups are the guest's"},
+			&cli.BoolFlag{Name: "systemd-cgroup", Usage: "linux.cgroupsPath is systemd's slice:prefix:name (the sandbox's host cgroup; the container's own is the guest's)"},
 			&cli.StringFlag{Name: "rootless", Value: "auto", Usage: "accepted for compatibility ('true', 'false', or 'auto')"},
 			&cli.StringFlag{Name: "criu", Usage: "accepted for compatibility; checkpointing is not supported"},
 			&cli.StringFlag{Name: "config", Usage: "configuration file (default $COCOON_CONFIG or /etc/cocoon/configuration.toml)"},

@@ -23,8 +23,10 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/hostcgroup"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
@@ -660,4 +662,72 @@ func TestTerminal(t *testing.T) {
 		term := startTerminal(t, "exec", "-it", id, "sh")
 		term.session(t)
 	})
+}
+
+// TestStatsHostCgroup: the container's cgroup on the host (Docker's
+// /docker/<id>) holds the sandbox's host processes with the container's
+// memory limit plus the VM's overhead, so that docker stats (the runc
+// shim reads the cgroup of the container's PID, cocoon's shim) shows the
+// whole VM: a memory usage within the VM's size and its processes; rm
+// removes the cgroup.
+func TestStatsHostCgroup(t *testing.T) {
+	id := detached(t, []string{"--memory", "64m"}, "sleep", "1000")
+	pid := mustDocker(t, "inspect", "-f", "{{.State.Pid}}", id)
+	own, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	memDir := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && (f[1] == "memory" || (f[0] == "0" && memDir == "")) {
+			if !strings.HasSuffix(f[2], "/"+id) {
+				t.Fatalf("the container's process %s is in %q, want Docker's cgroup of %s", pid, line, id)
+			}
+			memDir = "/sys/fs/cgroup/memory" + f[2]
+			if f[1] != "memory" {
+				memDir = "/sys/fs/cgroup" + f[2]
+			}
+		}
+	}
+	guestMiB := 0
+	procs, err := os.ReadFile(filepath.Join(memDir, "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range strings.Fields(string(procs)) {
+		cmdline, _ := os.ReadFile("/proc/" + p + "/cmdline")
+		args := strings.Split(string(cmdline), "\x00")
+		for i, a := range args {
+			if a == "-m" && i+1 < len(args) && strings.Contains(args[0], "qemu-system") {
+				guestMiB, _ = strconv.Atoi(args[i+1])
+			}
+		}
+	}
+	if guestMiB == 0 {
+		t.Fatalf("no QEMU in the container's cgroup %s: %s", memDir, procs)
+	}
+	limit := int64(64 << 20)
+	wantLimit := hostcgroup.Resources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}, guestMiB).Memory
+
+	out := mustDocker(t, "stats", "--no-stream", "--format", "{{.MemUsage}}|{{.PIDs}}", id)
+	t.Logf("docker stats: %s", mustDocker(t, "stats", "--no-stream", id))
+	var usage, max float64
+	var uUnit, mUnit string
+	var pids int
+	if _, err := fmt.Sscanf(strings.NewReplacer("/", " ", "|", " ").Replace(out), "%f%s %f%s %d", &usage, &uUnit, &max, &mUnit, &pids); err != nil {
+		t.Fatalf("docker stats %q: %v", out, err)
+	}
+	mib := map[string]float64{"KiB": 1.0 / 1024, "MiB": 1, "GiB": 1024}
+	usage, max = usage*mib[uUnit], max*mib[mUnit]
+	vmMiB := float64(guestMiB) + float64(wantLimit-limit)/(1<<20)
+	if usage <= 0 || usage > vmMiB || pids == 0 {
+		t.Errorf("docker stats %q: want a usage within the VM's %.0f MiB and processes", out, vmMiB)
+	}
+	if want := float64(wantLimit) / (1 << 20); max < want-1 || max > want+1 {
+		t.Errorf("docker stats %q: limit %.1f MiB, want the host cgroup's %.1f MiB (64 MiB + the VM's overhead)", out, max, want)
+	}
+	mustDocker(t, "rm", "-f", id)
+	if _, err := os.Stat(memDir); !os.IsNotExist(err) {
+		t.Errorf("the container's cgroup %s is left after rm (%v)", memDir, err)
+	}
 }

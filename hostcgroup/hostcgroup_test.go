@@ -1,0 +1,279 @@
+package hostcgroup
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func i64(v int64) *int64   { return &v }
+func u64(v uint64) *uint64 { return &v }
+
+func TestResourcesAccounting(t *testing.T) {
+	const guest = 2048
+	over := int64(MemoryOverheadMiB+guest/64) << 20
+	r := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: i64(64 << 20), Swap: i64(128 << 20)},
+		Pids:   &specs.LinuxPids{Limit: i64(10)},
+		CPU:    &specs.LinuxCPU{Shares: u64(512), Quota: i64(50000), Period: u64(100000), Cpus: "0"},
+		Devices: []specs.LinuxDeviceCgroup{
+			{Allow: false, Access: "rwm"},
+			{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rw"},
+		},
+	}
+	res := Resources(r, guest)
+	if want := int64(64<<20) + over; res.Memory != want {
+		t.Errorf("memory %d, want %d", res.Memory, want)
+	}
+	if want := res.Memory + 64<<20; res.MemorySwap != want {
+		t.Errorf("memory+swap %d, want %d (the container's swap allowance kept)", res.MemorySwap, want)
+	}
+	if res.PidsLimit == nil || *res.PidsLimit != 10+PidsOverhead {
+		t.Errorf("pids %v, want %d", res.PidsLimit, 10+PidsOverhead)
+	}
+	if res.CpuShares != 512 || res.CpuPeriod != 100000 || res.CpuQuota != 50000+25000 || res.CpusetCpus != "0" {
+		t.Errorf("cpu shares %d period %d quota %d cpus %q", res.CpuShares, res.CpuPeriod, res.CpuQuota, res.CpusetCpus)
+	}
+	if res.SkipDevices || len(res.Devices) != 2+len(vmmDevices) {
+		t.Fatalf("devices: skip %v, %d rules", res.SkipDevices, len(res.Devices))
+	}
+	if d := res.Devices[0]; d.Allow || d.Type != 'a' {
+		t.Errorf("first rule %s allow %v, want the container's deny-all", d.CgroupString(), d.Allow)
+	}
+	if d := res.Devices[len(res.Devices)-1]; !d.Allow || d.CgroupString() != "c 10:241 rwm" {
+		t.Errorf("last rule %s allow %v, want the VMM's vhost-vsock", d.CgroupString(), d.Allow)
+	}
+
+	// A limit above the guest's memory is the guest's memory.
+	res = Resources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(8 << 30), Swap: i64(-1)}}, guest)
+	if want := int64(guest<<20) + over; res.Memory != want || res.MemorySwap != -1 {
+		t.Errorf("memory %d swap %d, want %d and -1", res.Memory, res.MemorySwap, want)
+	}
+	// No limits, no host limits.
+	res = Resources(&specs.LinuxResources{}, guest)
+	if res.Memory != 0 || res.PidsLimit != nil || res.CpuQuota != 0 || !res.SkipDevices {
+		t.Errorf("limits without any in the spec: %+v", res)
+	}
+	if res := Resources(nil, guest); !res.SkipDevices || res.Memory != 0 {
+		t.Errorf("nil resources: %+v", res)
+	}
+}
+
+func TestConfigPaths(t *testing.T) {
+	for _, tc := range []struct {
+		path    string
+		systemd bool
+		dir     string
+		bad     bool
+	}{
+		{path: "/docker/abc", dir: "/docker/abc"},
+		{path: "/a/../b/", dir: "/b"},
+		{path: "rel/x", dir: "rel/x"},
+		{path: "/", bad: true},
+		{path: "system.slice:docker:abc", dir: "/system.slice/docker-abc.scope"},
+		{path: "kubepods-besteffort-pod1.slice:cri-containerd:abc", dir: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope"},
+		{path: ":cocoon:abc", dir: "/system.slice/cocoon-abc.scope"},
+		{path: "machine.slice::abc", dir: "/machine.slice/abc.scope"},
+		{path: "user.slice:x:pod.slice", dir: "/user.slice/pod.slice"},
+		{path: "noslice:x:abc", bad: true},
+		{path: "system.slice:x:", bad: true},
+		{path: "/docker/abc", systemd: true, bad: true},
+	} {
+		cfg, dir, err := config(tc.path, tc.systemd)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: got %q, want an error", tc.path, dir)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.path, err)
+			continue
+		}
+		if dir != tc.dir {
+			t.Errorf("%q: dir %q, want %q", tc.path, dir, tc.dir)
+		}
+		if !cfg.Systemd && cfg.Path != dir {
+			t.Errorf("%q: cgroupfs path %q, want %q", tc.path, cfg.Path, dir)
+		}
+	}
+}
+
+// readFile reads a cgroup file of controller ctrl of c.
+func readFile(t *testing.T, c *Cgroup, ctrl, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.Paths()[ctrl], file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestCreateOnHost creates a real cgroup on this host (both drivers'
+// syntax; systemd's falls back to cgroupfs where systemd does not run),
+// checks its limits, that Create moved this process in and Leave out, that
+// a child started in between stays, that Load finds it from its State, and
+// that Destroy waits for its processes and leaves nothing.
+func TestCreateOnHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create cgroups")
+	}
+	id := fmt.Sprintf("cocoon-hostcgroup-test-%d", os.Getpid())
+	for _, tc := range []struct {
+		name, path, parent string
+	}{
+		{"cgroupfs", "/" + id + "/ctr", "/" + id},
+		{"systemd", "cocoontest.slice:cocoon:" + id, "/cocoontest.slice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testCreate(t, tc.path, tc.parent)
+		})
+	}
+}
+
+func testCreate(t *testing.T, path, parent string) {
+	before, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const guest = 512
+	c, err := Create(Spec{Path: path, GuestMemoryMiB: guest, Resources: &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: i64(64 << 20)},
+		Pids:   &specs.LinuxPids{Limit: i64(20)},
+		CPU:    &specs.LinuxCPU{Quota: i64(50000), Period: u64(100000)},
+		Devices: []specs.LinuxDeviceCgroup{
+			{Allow: false, Access: "rwm"},
+			{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{}
+	for k, v := range c.Paths() {
+		paths[k] = v
+	}
+	t.Cleanup(func() {
+		_ = c.Leave()
+		_ = c.Destroy(context.Background())
+		for _, dir := range paths {
+			if root, ok := strings.CutSuffix(dir, c.State().Dir); ok {
+				_ = os.Remove(filepath.Join(root, parent))
+			}
+		}
+	})
+	if len(paths) == 0 {
+		t.Fatal("no cgroup directories")
+	}
+	for ctrl, dir := range paths {
+		if !strings.HasSuffix(dir, c.State().Dir) {
+			t.Errorf("%s: %s is not under %s", ctrl, dir, c.State().Dir)
+		}
+	}
+	if cgroups.IsCgroup2HybridMode() {
+		if _, ok := paths[""]; !ok {
+			t.Errorf("hybrid host: no cgroup in the v2 hierarchy: %v", paths)
+		}
+	}
+	if !cgroups.IsCgroup2UnifiedMode() {
+		if got, want := readFile(t, c, "memory", "memory.limit_in_bytes"), strconv.Itoa(64<<20+(MemoryOverheadMiB+guest/64)<<20); got != want {
+			t.Errorf("memory.limit_in_bytes %s, want %s", got, want)
+		}
+		if got, want := readFile(t, c, "pids", "pids.max"), strconv.Itoa(20+PidsOverhead); got != want {
+			t.Errorf("pids.max %s, want %s", got, want)
+		}
+		if got := readFile(t, c, "cpu", "cpu.cfs_quota_us"); got != "75000" {
+			t.Errorf("cpu.cfs_quota_us %s, want 75000", got)
+		}
+		devs := readFile(t, c, "devices", "devices.list")
+		for _, want := range []string{"c 1:3 rwm", "c 10:232 rwm", "c 136:* rwm"} {
+			if !strings.Contains(devs, want) {
+				t.Errorf("devices.list lacks %q:\n%s", want, devs)
+			}
+		}
+		if strings.Contains(devs, "a *:* rwm") {
+			t.Errorf("devices.list allows everything:\n%s", devs)
+		}
+	}
+	pids, err := c.Pids()
+	if err != nil || len(pids) != 1 || pids[0] != os.Getpid() {
+		t.Fatalf("after Create: processes %v (%v), want this one", pids, err)
+	}
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	if err := c.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("after Leave: %q is in %q, was in %q", k, after[k], v)
+		}
+	}
+	if pids, _ := c.Pids(); len(pids) != 1 || pids[0] != child.Process.Pid {
+		t.Errorf("after Leave: processes %v, want the child %d", pids, child.Process.Pid)
+	}
+
+	// Another process finds it from its state.
+	l, err := Load(c.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := exec.Command("sleep", "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	if err := l.Add(other.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if pids, _ := l.Pids(); len(pids) != 2 {
+		t.Errorf("after Add: processes %v, want 2", pids)
+	}
+
+	// Destroy waits for the processes, and fails naming them.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	err = l.Destroy(ctx)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(child.Process.Pid)) {
+		t.Errorf("Destroy with processes inside: %v, want an error naming %d", err, child.Process.Pid)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = child.Process.Kill()
+		_ = child.Wait()
+		_ = other.Process.Kill()
+		_ = other.Wait()
+	}()
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for ctrl, dir := range paths {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s: %s left behind (%v)", ctrl, dir, err)
+		}
+		// The parent that Create made goes too.
+		if root, ok := strings.CutSuffix(dir, c.State().Dir); ok {
+			if _, err := os.Stat(filepath.Join(root, parent)); !os.IsNotExist(err) {
+				t.Errorf("%s: parent %s left behind (%v)", ctrl, filepath.Join(root, parent), err)
+			}
+		}
+	}
+}

@@ -1,0 +1,140 @@
+package hostcgroup
+
+import (
+	"github.com/opencontainers/cgroups"
+	devices "github.com/opencontainers/cgroups/devices/config"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The host cgroup holds the whole VM, so its limits are the container's plus
+// what the VM costs beyond the container (Kata users who set the host limit
+// to the container's limit saw QEMU OOM-killed):
+const (
+	// MemoryOverheadMiB covers QEMU itself (TCG's code cache, device
+	// state), the guest kernel and agent, cocoon-proxy, the cocoon-shims
+	// and virtiofsd. Measured: an idle QEMU is ~150 MiB PSS with 2 GiB
+	// guests, of which ~70 MiB is touched guest RAM (a third of it the
+	// guest kernel's page array, which grows with the guest's size: see
+	// memoryOverhead).
+	MemoryOverheadMiB = 256
+	// PidsOverhead is the host tasks that are not the container's: QEMU's
+	// vCPU, I/O and worker threads (its thread pool alone grows to 64), and
+	// the threads of the Go helpers (proxy, one shim per process).
+	PidsOverhead = 1024
+	// CPUOverheadMilli is the CPU time QEMU's device emulation and the
+	// helpers get beyond the container's quota, in thousandths of a CPU
+	// (Kata documents 250m of pod overhead).
+	CPUOverheadMilli = 250
+)
+
+// memoryOverhead is the memory the sandbox's host processes need beyond the
+// container's own, for a guest of guestMiB: MemoryOverheadMiB plus the guest
+// kernel's page array (64 bytes per 4 KiB page: 1/64 of its memory).
+func memoryOverhead(guestMiB int) int64 {
+	return (int64(MemoryOverheadMiB) + int64(guestMiB)/64) << 20
+}
+
+// vmmDevices are the devices the host processes open: QEMU (/dev/kvm,
+// /dev/net/tun, vhost), the shims' terminals, and the usual character
+// devices. They are allowed whatever the container's own rules say (which
+// apply inside the guest too).
+var vmmDevices = []devices.Rule{
+	{Type: devices.CharDevice, Major: 1, Minor: 3},                  // null
+	{Type: devices.CharDevice, Major: 1, Minor: 5},                  // zero
+	{Type: devices.CharDevice, Major: 1, Minor: 7},                  // full
+	{Type: devices.CharDevice, Major: 1, Minor: 8},                  // random
+	{Type: devices.CharDevice, Major: 1, Minor: 9},                  // urandom
+	{Type: devices.CharDevice, Major: 5, Minor: 0},                  // tty
+	{Type: devices.CharDevice, Major: 5, Minor: 2},                  // ptmx
+	{Type: devices.CharDevice, Major: 136, Minor: devices.Wildcard}, // pts
+	{Type: devices.CharDevice, Major: 10, Minor: 200},               // net/tun
+	{Type: devices.CharDevice, Major: 10, Minor: 229},               // fuse
+	{Type: devices.CharDevice, Major: 10, Minor: 232},               // kvm
+	{Type: devices.CharDevice, Major: 10, Minor: 238},               // vhost-net
+	{Type: devices.CharDevice, Major: 10, Minor: 241},               // vhost-vsock
+}
+
+// Resources is the accounting rule: the host limits for a container with
+// limits r in a guest of guestMiB.
+//
+//   - memory: min(limit, guest memory) + memoryOverhead(guest memory); the
+//     swap limit keeps the container's swap allowance on top of that
+//     (unlimited stays unlimited); nothing when the container has no limit.
+//   - pids: limit + PidsOverhead.
+//   - cpu: shares as given; quota + CPUOverheadMilli of the period; cpuset
+//     as given.
+//   - devices: the container's rules plus vmmDevices; none when it has none.
+//
+// Everything else (block I/O, hugepages, network priorities) applies inside
+// the guest only.
+func Resources(r *specs.LinuxResources, guestMiB int) *cgroups.Resources {
+	res := &cgroups.Resources{SkipDevices: true}
+	if r == nil {
+		return res
+	}
+	if m := r.Memory; m != nil && m.Limit != nil && *m.Limit > 0 {
+		limit := *m.Limit
+		if g := int64(guestMiB) << 20; guestMiB > 0 && limit > g {
+			limit = g
+		}
+		res.Memory = limit + memoryOverhead(guestMiB)
+		if m.Swap != nil {
+			switch {
+			case *m.Swap < 0:
+				res.MemorySwap = -1
+			case *m.Swap >= *m.Limit:
+				res.MemorySwap = res.Memory + (*m.Swap - *m.Limit)
+			}
+		}
+	}
+	if p := r.Pids; p != nil && p.Limit != nil && *p.Limit > 0 {
+		limit := *p.Limit + PidsOverhead
+		res.PidsLimit = &limit
+	}
+	if c := r.CPU; c != nil {
+		if c.Shares != nil {
+			res.CpuShares = *c.Shares
+		}
+		if c.Quota != nil && *c.Quota > 0 {
+			period := uint64(100000)
+			if c.Period != nil && *c.Period > 0 {
+				period = *c.Period
+			}
+			res.CpuPeriod = period
+			res.CpuQuota = *c.Quota + int64(period*CPUOverheadMilli/1000)
+		}
+		res.CpusetCpus = c.Cpus
+		res.CpusetMems = c.Mems
+	}
+	if len(r.Devices) > 0 {
+		res.SkipDevices = false
+		for _, d := range r.Devices {
+			rule := &devices.Rule{
+				Type:        devices.WildcardDevice,
+				Major:       devices.Wildcard,
+				Minor:       devices.Wildcard,
+				Permissions: devices.Permissions(d.Access),
+				Allow:       d.Allow,
+			}
+			if d.Type != "" {
+				rule.Type = devices.Type(d.Type[0])
+			}
+			if d.Major != nil {
+				rule.Major = *d.Major
+			}
+			if d.Minor != nil {
+				rule.Minor = *d.Minor
+			}
+			if rule.Permissions == "" {
+				rule.Permissions = "rwm"
+			}
+			res.Devices = append(res.Devices, rule)
+		}
+		for _, d := range vmmDevices {
+			rule := d
+			rule.Permissions, rule.Allow = "rwm", true
+			res.Devices = append(res.Devices, &rule)
+		}
+	}
+	return res
+}

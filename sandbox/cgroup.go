@@ -1,0 +1,121 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-containers/cocoon/hostcgroup"
+)
+
+// Cgroup is the host cgroup that a sandbox's host processes run in.
+type Cgroup struct {
+	// Path is the spec's linux.cgroupsPath.
+	Path string
+	// Systemd says the caller uses systemd's driver (runc's
+	// --systemd-cgroup, the SystemdCgroup option of the runc shim).
+	Systemd bool
+	// Resources are the limits of the container the sandbox is made for;
+	// the host cgroup gets them plus the VM's overhead (see
+	// hostcgroup.Resources).
+	Resources *specs.LinuxResources
+}
+
+// CgroupOf is the host cgroup that spec names, for WithCgroup; the zero
+// Cgroup (no host cgroup) when it names none.
+func CgroupOf(spec *specs.Spec, systemd bool) Cgroup {
+	if spec == nil || spec.Linux == nil {
+		return Cgroup{}
+	}
+	return Cgroup{Path: spec.Linux.CgroupsPath, Systemd: systemd, Resources: spec.Linux.Resources}
+}
+
+// WithCgroup puts the sandbox's host processes (QEMU, proxy, virtiofsd, and
+// the processes given to AddProcess) in the host cgroup cg, created by
+// Create and removed by Destroy, as Kata's sandbox_cgroup_only does; a cg
+// without a path makes none.
+func WithCgroup(cg Cgroup) CreateOption {
+	return func(o *createOptions) { o.cgroup = cg }
+}
+
+// createCgroup creates the host cgroup and moves this process into it until
+// leaveCgroup, so that the processes boot starts begin their lives there.
+func (s *Sandbox) createCgroup(cg Cgroup) error {
+	if cg.Path == "" {
+		return nil
+	}
+	c, err := hostcgroup.Create(hostcgroup.Spec{
+		Path:           cg.Path,
+		Systemd:        cg.Systemd,
+		Resources:      cg.Resources,
+		GuestMemoryMiB: s.m.Config.Hypervisor.MemoryMiB,
+	})
+	if err != nil {
+		return err
+	}
+	st := c.State()
+	s.cgroup, s.state.Cgroup = c, &st
+	return nil
+}
+
+// leaveCgroup moves this process back out of the host cgroup.
+func (s *Sandbox) leaveCgroup() {
+	if s.cgroup == nil {
+		return
+	}
+	if err := s.cgroup.Leave(); err != nil {
+		s.m.Log.WithError(err).Warn("leaving the sandbox's host cgroup")
+	}
+}
+
+// hostCgroup returns the sandbox's host cgroup, nil when it has none.
+func (s *Sandbox) hostCgroup() (*hostcgroup.Cgroup, error) {
+	if s.cgroup != nil || s.state.Cgroup == nil {
+		return s.cgroup, nil
+	}
+	c, err := hostcgroup.Load(*s.state.Cgroup)
+	if err != nil {
+		return nil, err
+	}
+	s.cgroup = c
+	return c, nil
+}
+
+// AddProcess moves the host process pid (a cocoon-shim, say) into the
+// sandbox's host cgroup, if it has one, so that what reads the container's
+// cgroup through that PID (the runc shim's stats, podman stats) reads the
+// sandbox's.
+func (s *Sandbox) AddProcess(pid int) error {
+	c, err := s.hostCgroup()
+	if err != nil || c == nil {
+		return err
+	}
+	if err := c.Add(pid); err != nil {
+		return fmt.Errorf("sandbox %s: %w", s.state.ID, err)
+	}
+	return nil
+}
+
+// UpdateCgroup writes new limits to the sandbox's host cgroup, if it has
+// one (an update of the container's resources).
+func (s *Sandbox) UpdateCgroup(r *specs.LinuxResources) error {
+	c, err := s.hostCgroup()
+	if err != nil || c == nil {
+		return err
+	}
+	return c.Update(r, s.m.Config.Hypervisor.MemoryMiB)
+}
+
+// destroyCgroup removes the host cgroup once the processes in it (shims
+// exiting with the VM) have left.
+func (s *Sandbox) destroyCgroup(ctx context.Context) error {
+	c, err := s.hostCgroup()
+	if err != nil || c == nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.m.Scaled(time.Second))
+	defer cancel()
+	return c.Destroy(cctx)
+}
