@@ -42,20 +42,20 @@ func (s *Sandbox) Health(ctx context.Context) error {
 	st, err := s.vm.Status(ctx)
 	switch {
 	case err != nil:
-		return fmt.Errorf("sandbox %s: %w: its VMM (pid %d) does not answer: %v", s.state.ID, ErrUnresponsive, s.state.VM.PID, err)
+		return fmt.Errorf("%w: the VMM (pid %d) of sandbox %s does not answer: %v", ErrUnresponsive, s.state.VM.PID, s.state.ID, err)
 	case st == hypervisor.Stopped:
 		return fmt.Errorf("sandbox %s: %w", s.state.ID, ErrVMGone)
 	case st == hypervisor.Frozen:
-		return fmt.Errorf("sandbox %s: %w: its VMM (pid %d) is stopped", s.state.ID, ErrUnresponsive, s.state.VM.PID)
+		return fmt.Errorf("%w: the VMM (pid %d) of sandbox %s is stopped", ErrUnresponsive, s.state.VM.PID, s.state.ID)
 	case st != hypervisor.Running:
-		return fmt.Errorf("sandbox %s: %w: its VM is %s", s.state.ID, ErrUnresponsive, st)
+		return fmt.Errorf("%w: the VM of sandbox %s is %s", ErrUnresponsive, s.state.ID, st)
 	}
 	c, err := s.Client(ctx)
 	if err == nil {
 		_, err = c.Check(ctx, &api.CheckRequest{})
 	}
 	if err != nil {
-		return fmt.Errorf("sandbox %s: %w: its agent does not answer within %s: %v", s.state.ID, ErrUnresponsive, s.m.HealthTimeout(), err)
+		return fmt.Errorf("%w: the agent of sandbox %s does not answer within %s: %v", ErrUnresponsive, s.state.ID, s.m.HealthTimeout(), err)
 	}
 	return nil
 }
