@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +41,59 @@ var guardAlive = []byte{'.'}
 type guard struct {
 	cmd *exec.Cmd
 	w   *os.File
+	// exited is closed once the guard has exited (and is reaped).
+	exited chan struct{}
+}
+
+// guardian keeps a shim's guard: a guard that dies while its shim runs
+// (killed first, by mistake or on purpose) is replaced at once, so that a
+// later SIGKILL of the shim still kills the process in the guest.
+type guardian struct {
+	c   *cli.Context
+	log *logrus.Entry
+
+	mu       sync.Mutex
+	g        *guard
+	released bool
+}
+
+// startGuardian starts the shim's guard and watches it.
+func startGuardian(c *cli.Context, log *logrus.Entry) (*guardian, error) {
+	g, err := startGuard(c)
+	if err != nil {
+		return nil, err
+	}
+	gd := &guardian{c: c, log: log, g: g}
+	go gd.watch(g)
+	return gd, nil
+}
+
+// watch replaces g once it exits, unless the shim is exiting.
+func (gd *guardian) watch(g *guard) {
+	<-g.exited
+	gd.mu.Lock()
+	defer gd.mu.Unlock()
+	if gd.released {
+		return
+	}
+	g.w.Close()
+	gd.log.Warn("the guard died: starting another")
+	ng, err := startGuard(gd.c)
+	if err != nil {
+		gd.log.WithError(err).Error("replacing the guard: a SIGKILL of this shim would leave its process running")
+		return
+	}
+	gd.g = ng
+	go gd.watch(ng)
+}
+
+// release tells the current guard that the shim exits by itself.
+func (gd *guardian) release() {
+	gd.mu.Lock()
+	gd.released = true
+	g := gd.g
+	gd.mu.Unlock()
+	g.release(gd.log)
 }
 
 // startGuard starts the guard of the process that c's flags name.
@@ -75,17 +129,17 @@ func startGuard(c *cli.Context) (*guard, error) {
 		w.Close()
 		return nil, fmt.Errorf("starting the guard: %w", err)
 	}
-	return &guard{cmd: cmd, w: w}, nil
+	g := &guard{cmd: cmd, w: w, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(g.exited) }()
+	return g, nil
 }
 
 // release tells the guard that the shim exits by itself and reaps it.
 func (g *guard) release(log *logrus.Entry) {
 	_, _ = g.w.Write(guardAlive)
 	g.w.Close()
-	done := make(chan struct{})
-	go func() { _ = g.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-g.exited:
 	case <-time.After(2 * time.Second):
 		log.Warn("the guard did not exit")
 		_ = g.cmd.Process.Kill()

@@ -135,11 +135,11 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		return fail(err)
 	}
 	defer agent.Close()
-	g, err := startGuard(c)
+	g, err := startGuardian(c, log)
 	if err != nil {
 		return fail(err)
 	}
-	defer g.release(log)
+	defer g.release()
 
 	cfg := relay.Config{
 		ContainerID: c.String("container"),
