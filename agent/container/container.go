@@ -18,6 +18,10 @@ type Container struct {
 	lc  *libcontainer.Container
 	cgm cgroups.Manager // the container's cgroup: OOM counts, signalling all
 	log *logrus.Entry
+	// addressSpace is the container's RLIMIT_AS (nil: none), which the
+	// agent sets itself on the processes that get the container's
+	// rlimits (see deferAddressSpace).
+	addressSpace *unix.Rlimit
 
 	mu      sync.Mutex
 	init    *Process
@@ -52,8 +56,9 @@ func (c *Container) Process(execID string) (*Process, error) {
 }
 
 // startProcess starts lp in the container with its stdio, inside the
-// reaper's Start, and watches for its exit.
-func (c *Container) startProcess(execID string, lp *libcontainer.Process, terminal bool, stdio StdioConfig) (*Process, error) {
+// reaper's Start, sets its RLIMIT_AS as (when not nil), and watches for its
+// exit.
+func (c *Container) startProcess(execID string, lp *libcontainer.Process, as *unix.Rlimit, terminal bool, stdio StdioConfig) (*Process, error) {
 	log := c.log
 	if execID != "" {
 		log = log.WithField("exec", execID)
@@ -81,6 +86,13 @@ func (c *Container) startProcess(execID string, lp *libcontainer.Process, termin
 		}
 		return lp.Pid()
 	})
+	if err == nil {
+		pid, _ := lp.Pid()
+		if lerr := setAddressSpace(pid, as); lerr != nil {
+			_ = lp.Signal(unix.SIGKILL)
+			err = lerr
+		}
+	}
 	if ierr := pio.afterStart(err == nil); ierr != nil && err == nil {
 		// The process runs but its terminal is lost: kill it (its exit
 		// status goes to the buffered channel nobody reads).

@@ -137,7 +137,7 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 	if err != nil {
 		return nil, err
 	}
-	lp, err := newProcess(spec.Process)
+	lp, as, err := newProcess(spec.Process)
 	if err != nil {
 		return nil, err
 	}
@@ -161,8 +161,8 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 	if err != nil {
 		return nil, fmt.Errorf("opening container cgroup: %w", err)
 	}
-	c := &Container{id: id, m: m, lc: lc, cgm: cgm, log: log, execs: make(map[string]*Process)}
-	c.init, err = c.startProcess("", lp, spec.Process.Terminal, stdio)
+	c := &Container{id: id, m: m, lc: lc, cgm: cgm, log: log, execs: make(map[string]*Process), addressSpace: as}
+	c.init, err = c.startProcess("", lp, as, spec.Process.Terminal, stdio)
 	if err != nil {
 		return nil, err
 	}
