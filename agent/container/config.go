@@ -75,6 +75,7 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 		return nil, err
 	}
 	dropBindData(config, m.cfg.Log.WithField("container", id))
+	bindSysfs(config, m.cfg.Log.WithField("container", id))
 	if err := validate.Validate(config); err != nil {
 		return nil, fmt.Errorf("checking spec: %w: %w", ErrInvalidArgument, err)
 	}
@@ -139,5 +140,28 @@ func dropBindData(config *configs.Config, log *logrus.Entry) {
 				Debug("ignoring file system options of a bind mount, as runc 1.1 does")
 			m.Data = ""
 		}
+	}
+}
+
+// bindSysfs replaces the sysfs mounts of a container that has a user
+// namespace but no network namespace with read-only bind mounts of the
+// guest's /sys, as runc's rootless specs do: the kernel mounts sysfs only
+// for the owner of the network namespace. Such a container is the usual
+// case here, not a corner: the host drops the spec's network namespace, the
+// container sharing the guest's network (see checkSpec). The guest's /sys is
+// what a sysfs mounted in the guest's network namespace would show.
+func bindSysfs(config *configs.Config, log *logrus.Entry) {
+	if !config.Namespaces.Contains(configs.NEWUSER) || config.Namespaces.Contains(configs.NEWNET) {
+		return
+	}
+	for _, m := range config.Mounts {
+		if m.Device != "sysfs" {
+			continue
+		}
+		log.WithField("destination", m.Destination).
+			Debug("user namespace without a network namespace: bind-mounting the guest's /sys instead of mounting sysfs")
+		m.Source, m.Device = "/sys", "bind"
+		m.Flags = (m.Flags | unix.MS_BIND | unix.MS_REC) &^ unix.MS_REMOUNT
+		m.Data = ""
 	}
 }

@@ -22,6 +22,9 @@ type Container struct {
 	// agent sets itself on the processes that get the container's
 	// rlimits (see deferAddressSpace).
 	addressSpace *unix.Rlimit
+	// local are the guest-local mounts made for the container; nil when
+	// none.
+	local *localMounts
 
 	mu      sync.Mutex
 	init    *Process

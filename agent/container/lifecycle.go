@@ -171,6 +171,10 @@ func (c *Container) destroy(ctx context.Context, force bool) error {
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroying container: %w", err)
 	}
+	if err := c.local.release(); err != nil {
+		// The container is gone; a mount left behind costs little.
+		c.log.WithError(err).Warn("releasing the container's guest mounts")
+	}
 	for _, p := range procs {
 		p.close()
 	}
