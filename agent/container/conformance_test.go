@@ -117,18 +117,44 @@ func TestReadonlyDeviceOnTheShare(t *testing.T) {
 }
 
 func TestUserNamespace(t *testing.T) {
-	// env.rootfs is under a directory only root can search, as the
-	// guest's share is: the agent must give the namespace's root a way.
-	spec := testSpec("sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u:%g /bin/busybox")
-	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
-	spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 65536}}
-	spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 2000, Size: 65536}}
-	m := newManager(t)
-	stdout, stderr, st := run(t, m, "userns", spec)
-	want := "         0       1000      65536\n         0       2000      65536\n0\n65534:65534\n"
-	if stdout != want || stderr != "" || st.Code != 0 {
-		t.Errorf("stdout %q, stderr %q, status %d; want %q", stdout, stderr, st.Code, want)
+	for _, netns := range []bool{true, false} {
+		t.Run(fmt.Sprintf("netns=%v", netns), func(t *testing.T) {
+			// env.rootfs is under a directory only root can search, as the
+			// guest's share is: the agent must give the namespace's root a
+			// way. Without a network namespace of its own (the usual case in
+			// the guest, which drops the spec's), the container cannot mount
+			// sysfs: the agent binds the guest's /sys.
+			spec := testSpec("sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u:%g /bin/busybox; grep -c ' /sys sysfs ro,' /proc/self/mounts")
+			spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+			if !netns {
+				withoutNamespace(spec, specs.NetworkNamespace)
+			}
+			spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 65536}}
+			spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 2000, Size: 65536}}
+			m := newManager(t)
+			stdout, stderr, st := run(t, m, "userns", spec)
+			want := "         0       1000      65536\n         0       2000      65536\n0\n65534:65534\n1\n"
+			if stdout != want || stderr != "" || st.Code != 0 {
+				t.Errorf("stdout %q, stderr %q, status %d; want %q", stdout, stderr, st.Code, want)
+			}
+			if err := m.Remove(ctxT(t, 10*time.Second), "userns", false); err != nil {
+				t.Fatal(err)
+			}
+			if entries, _ := os.ReadDir(m.cfg.MountDir); len(entries) != 0 {
+				t.Errorf("left in the mount directory after removal: %v", entries)
+			}
+		})
 	}
+}
+
+func withoutNamespace(s *specs.Spec, ns specs.LinuxNamespaceType) {
+	var kept []specs.LinuxNamespace
+	for _, n := range s.Linux.Namespaces {
+		if n.Type != ns {
+			kept = append(kept, n)
+		}
+	}
+	s.Linux.Namespaces = kept
 }
 
 // seccompAllowList is an allow list with 32-bit names (as Docker's
@@ -159,29 +185,34 @@ func TestRlimitASUnderSeccomp(t *testing.T) {
 	if !strings.Contains(string(limits), "Max address space         1073741824           1073741824           bytes") {
 		t.Errorf("init's limits:\n%s", limits)
 	}
-	// An exec'd process gets the container's rlimits, or its own.
+	// An exec'd process gets the container's rlimits, or its own. (The
+	// agent sets its RLIMIT_AS once the process has exec'd its program:
+	// read it once the program runs.)
 	ctx := ctxT(t, 20*time.Second)
-	for name, rls := range map[string][]specs.POSIXRlimit{
-		"inherited": nil,
-		"own":       {{Type: "RLIMIT_AS", Hard: 1 << 31, Soft: 1 << 30}},
+	for name, tc := range map[string]struct {
+		rls  []specs.POSIXRlimit
+		want string
+	}{
+		"inherited": {nil, "1073741824           1073741824"},
+		"own":       {[]specs.POSIXRlimit{{Type: "RLIMIT_AS", Hard: 1 << 31, Soft: 1 << 30}}, "1073741824           2147483648"},
 	} {
-		pr := process("sh", "-c", "ulimit -v; ulimit -H -v")
-		pr.Rlimits = rls
-		p, err := c.Exec(ctx, name, pr, StdioConfig{Stdout: true, Stderr: true})
+		pr := process("sleep", "100")
+		pr.Rlimits = tc.rls
+		p, err := c.Exec(ctx, name, pr, StdioConfig{})
 		if err != nil {
 			t.Fatalf("exec %s: %v", name, err)
 		}
-		out, errOut := attachOutput(t, p, Stdout), attachOutput(t, p, Stderr)
-		st, err := p.Wait(ctx)
-		if err != nil {
+		var limits []byte
+		poll(t, 10*time.Second, "the exec'd sleep", func() bool {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid()))
+			limits, _ = os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.Pid()))
+			return string(cmdline) == "sleep\x00100\x00"
+		})
+		if want := "Max address space         " + tc.want + "           bytes"; !strings.Contains(string(limits), want) {
+			t.Errorf("exec %s: limits\n%s\nwant %q", name, limits, want)
+		}
+		if err := p.Signal(unix.SIGKILL); err != nil {
 			t.Fatal(err)
-		}
-		want := "1048576\n1048576\n"
-		if name == "own" {
-			want = "1048576\n2097152\n"
-		}
-		if got, gotErr := recv(t, out), recv(t, errOut); got != want || gotErr != "" || st.Code != 0 {
-			t.Errorf("exec %s: stdout %q, stderr %q, status %d; want %q", name, got, gotErr, st.Code, want)
 		}
 	}
 }
@@ -220,6 +251,32 @@ func TestUnderlying(t *testing.T) {
 	} {
 		if base, rel := underlying(config, path); base != want[0] || rel != want[1] {
 			t.Errorf("underlying(%s) = %q, %q; want %q", path, base, rel, want)
+		}
+	}
+}
+
+func TestMountFSType(t *testing.T) {
+	const mountinfo = `1 0 0:2 / / rw - rootfs rootfs rw
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+30 1 0:25 / /run rw,nosuid,nodev - tmpfs tmpfs rw,mode=755
+31 30 0:26 / /run/cocoon/shared rw - 9p shared rw,trans=virtio
+32 31 0:27 / /run/cocoon/shared/c/mounts/0 rw - tmpfs tmpfs rw
+33 30 0:28 / /run/a\040b rw shared:1 - 9p other rw
+`
+	for path, want := range map[string]string{
+		"/":                               "rootfs",
+		"/run":                            "tmpfs",
+		"/run/cocoon":                     "tmpfs",
+		"/run/cocoon/shared":              "9p",
+		"/run/cocoon/shared/c/rootfs":     "9p",
+		"/run/cocoon/shared/c/mounts/0/x": "tmpfs",
+		"/run/cocoon/shared/c/mounts/01":  "9p",
+		"/run/cocoon/sharedx":             "tmpfs",
+		"/run/a b/c":                      "9p",
+		"/proc/self":                      "proc",
+	} {
+		if got := mountFSType(mountinfo, path); got != want {
+			t.Errorf("mountFSType(%s) = %q, want %q", path, got, want)
 		}
 	}
 }

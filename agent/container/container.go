@@ -19,8 +19,8 @@ type Container struct {
 	cgm cgroups.Manager // the container's cgroup: OOM counts, signalling all
 	log *logrus.Entry
 	// addressSpace is the container's RLIMIT_AS (nil: none), which the
-	// agent sets itself on the processes that get the container's
-	// rlimits (see deferAddressSpace).
+	// agent sets itself on the init process and on the exec'd processes
+	// that get the container's rlimits (see deferAddressSpace).
 	addressSpace *unix.Rlimit
 	// local are the guest-local mounts made for the container; nil when
 	// none.
@@ -59,8 +59,8 @@ func (c *Container) Process(execID string) (*Process, error) {
 }
 
 // startProcess starts lp in the container with its stdio, inside the
-// reaper's Start, sets its RLIMIT_AS as (when not nil), and watches for its
-// exit.
+// reaper's Start, and watches for its exit. An exec'd process gets its
+// RLIMIT_AS as (when not nil) once it runs its program.
 func (c *Container) startProcess(execID string, lp *libcontainer.Process, as *unix.Rlimit, terminal bool, stdio StdioConfig) (*Process, error) {
 	log := c.log
 	if execID != "" {
@@ -89,9 +89,10 @@ func (c *Container) startProcess(execID string, lp *libcontainer.Process, as *un
 		}
 		return lp.Pid()
 	})
-	if err == nil {
+	if err == nil && as != nil && execID != "" {
+		// The init process gets it in Start (see deferAddressSpace).
 		pid, _ := lp.Pid()
-		if lerr := setAddressSpace(pid, as); lerr != nil {
+		if lerr := setAddressSpaceAfterExec(pid, as); lerr != nil {
 			_ = lp.Signal(unix.SIGKILL)
 			err = lerr
 		}

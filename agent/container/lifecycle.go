@@ -23,6 +23,12 @@ func (c *Container) Start(ctx context.Context) error {
 	if _, err := runCtx(ctx, c.lc.Exec, func(error) {}); err != nil {
 		return fmt.Errorf("starting container %s: %w", c.id, stateError(err))
 	}
+	if c.addressSpace != nil {
+		if err := setAddressSpaceAfterExec(c.init.pid, c.addressSpace); err != nil {
+			_ = c.lc.Signal(unix.SIGKILL)
+			return fmt.Errorf("starting container %s: %w", c.id, err)
+		}
+	}
 	c.log.Debug("container started")
 	return nil
 }

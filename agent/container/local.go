@@ -308,7 +308,7 @@ func (m *Manager) localDevices(config *configs.Config) (map[*devices.Device]bool
 // cannot statfs it.
 type readonlyNode struct {
 	dev   *devices.Device // a copy of the node, at the read-only path
-	flags uintptr        // the file system's nosuid, nodev, noexec
+	flags uintptr         // the file system's nosuid, nodev, noexec
 }
 
 // localReadonlyNodes returns the read-only paths of config that are device

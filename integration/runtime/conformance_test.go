@@ -27,13 +27,21 @@ func TestConformance(t *testing.T) {
 		// file system in a directory every user can search.
 		spec func(t *testing.T, rootfs string) *specs.Spec
 		want string
+		// host, when set, reports what the container left in rootfs on
+		// the host, which must be hostWant.
+		host     func(t *testing.T, rootfs string) string
+		hostWant string
 	}{
-		{"DeviceNode", deviceSpec(true), "8:29a block special file 640 1:2\n1:7 character special file 666 0:0\n3\n"},
-		{"DeviceNodeWithoutDevTmpfs", deviceSpec(false), "8:29a block special file 640 1:2\n1:7 character special file 666 0:0\n3\n"},
-		{"ReadonlyDevicePath", readonlyDeviceSpec, "8:29a block special file\nro\n"},
-		{"UserNamespace", usernsSpec, "         0       1000      65536\n         0       2000      65536\n0 0\n0:0\n65534:65534\n"},
-		{"RlimitASWithSeccomp", rlimitASSpec, "1048576\n1048576\n"},
-		{"BindMountDataOptions", bindDataSpec, "1\nin-volume\n"},
+		{"DeviceNode", deviceSpec(true), "8:29a block special file 640 1:2\n1:7 character special file 666 0:0\n3\n", nil, ""},
+		{"DeviceNodeWithoutDevTmpfs", deviceSpec(false), "8:29a block special file 640 1:2\n1:7 character special file 666 0:0\n3\n", nil, ""},
+		{"ReadonlyDevicePath", readonlyDeviceSpec, "8:29a block special file\nro\n", nil, ""},
+		{
+			"UserNamespace", usernsSpec,
+			"         0       1000      65536\n         0       2000      65536\n0 0\n0:0\n65534:65534\n0:0\n0:0\nwritten\n",
+			owners("tmp/new", "tmp/dir", "owned"), "1000:2000 1000:2000 1000:2000",
+		},
+		{"RlimitASWithSeccomp", rlimitASSpec, "1048576\n1048576\n", nil, ""},
+		{"BindMountDataOptions", bindDataSpec, "1\nin-volume\n", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var results []result
@@ -46,6 +54,11 @@ func TestConformance(t *testing.T) {
 				results = append(results, got)
 				if got.code != 0 || got.stdout != tc.want {
 					t.Errorf("%s: %v; want exit 0, stdout %q", r.name, got, tc.want)
+				}
+				if tc.host != nil {
+					if h := tc.host(t, rootfs); h != tc.hostWant {
+						t.Errorf("%s: on the host %q, want %q", r.name, h, tc.hostWant)
+					}
 				}
 			}
 			if results[0] != results[1] {
@@ -125,7 +138,8 @@ func readonlyDeviceSpec(t *testing.T, rootfs string) *specs.Spec {
 
 // usernsSpec maps the container's root to host user 1000 and group 2000;
 // /owned belongs to 1000:2000 on the host, so to root in the container,
-// and busybox to the host's root, which the namespace does not map.
+// and busybox to the host's root, which the namespace does not map. What
+// the container's root creates belongs to 1000:2000 on the host.
 func usernsSpec(t *testing.T, rootfs string) *specs.Spec {
 	owned := filepath.Join(rootfs, "owned")
 	if err := os.WriteFile(owned, nil, 0o644); err != nil {
@@ -134,18 +148,40 @@ func usernsSpec(t *testing.T, rootfs string) *specs.Spec {
 	if err := os.Chown(owned, 1000, 2000); err != nil {
 		t.Fatal(err)
 	}
-	s := spec(t, rootfs, "cat /proc/self/uid_map /proc/self/gid_map; echo $(id -u) $(id -g); stat -c '%u:%g' /owned /bin/busybox")
+	s := spec(t, rootfs, "cat /proc/self/uid_map /proc/self/gid_map; echo $(id -u) $(id -g); stat -c '%u:%g' /owned /bin/busybox; "+
+		"touch /tmp/new && mkdir /tmp/dir && stat -c '%u:%g' /tmp/new /tmp/dir && echo written > /owned && cat /owned")
+	s.Root.Readonly = false
 	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
 	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 65536}}
 	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 2000, Size: 65536}}
 	return s
 }
 
+// owners returns a host function that reports the owners of names in the
+// root file system.
+func owners(names ...string) func(t *testing.T, rootfs string) string {
+	return func(t *testing.T, rootfs string) string {
+		var out []string
+		for _, n := range names {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(rootfs, n), &st); err != nil {
+				out = append(out, err.Error())
+				continue
+			}
+			out = append(out, fmt.Sprintf("%d:%d", st.Uid, st.Gid))
+		}
+		return strings.Join(out, " ")
+	}
+}
+
 // rlimitASSpec limits the address space to 1 GiB under a seccomp profile
 // (an allow list with 32-bit names, as Docker's has): the runtime builds
-// the filter after it has set the rlimits.
+// the filter after it has set the rlimits. The script reads the limit after
+// a second: cocoon sets RLIMIT_AS once the program has started (see
+// agent/container/rlimit.go), so a program that reads it in its first
+// instructions may still see the guest's.
 func rlimitASSpec(t *testing.T, rootfs string) *specs.Spec {
-	s := spec(t, rootfs, "ulimit -v; ulimit -H -v")
+	s := spec(t, rootfs, "sleep 1; ulimit -v; ulimit -H -v")
 	s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_AS", Hard: 1 << 30, Soft: 1 << 30})
 	s.Linux.Seccomp = &specs.LinuxSeccomp{
 		DefaultAction: specs.ActErrno,
