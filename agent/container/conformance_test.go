@@ -217,6 +217,27 @@ func TestRlimitASUnderSeccomp(t *testing.T) {
 	}
 }
 
+// TestRlimitASFromTheStart checks that the init process's program has its
+// RLIMIT_AS from its first instruction, as under runc, many times over: the
+// agent sets it at the exec, under ptrace (set once the program runs, a
+// program this quick saw no limit about one time in four).
+func TestRlimitASFromTheStart(t *testing.T) {
+	m := newManager(t)
+	for i := range 20 {
+		spec := testSpec("sh", "-c", "ulimit -v")
+		spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_AS", Hard: 1 << 30, Soft: 1 << 30}}
+		spec.Linux.Seccomp = &specs.LinuxSeccomp{
+			DefaultAction: specs.ActErrno,
+			Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+			Syscalls:      []specs.LinuxSyscall{{Names: strings.Fields(seccompAllowList), Action: specs.ActAllow}},
+		}
+		stdout, stderr, st := run(t, m, fmt.Sprintf("rlimit-as-%d", i), spec)
+		if stdout != "1048576\n" || stderr != "" || st.Code != 0 {
+			t.Errorf("run %d: stdout %q, stderr %q, status %d", i, stdout, stderr, st.Code)
+		}
+	}
+}
+
 func TestBindMountDataOptionsIgnored(t *testing.T) {
 	vol := t.TempDir()
 	if err := os.WriteFile(filepath.Join(vol, "in-volume"), nil, 0o644); err != nil {

@@ -176,12 +176,9 @@ func owners(names ...string) func(t *testing.T, rootfs string) string {
 
 // rlimitASSpec limits the address space to 1 GiB under a seccomp profile
 // (an allow list with 32-bit names, as Docker's has): the runtime builds
-// the filter after it has set the rlimits. The script reads the limit after
-// a second: cocoon sets RLIMIT_AS once the program has started (see
-// agent/container/rlimit.go), so a program that reads it in its first
-// instructions may still see the guest's.
+// the filter after it has set the rlimits.
 func rlimitASSpec(t *testing.T, rootfs string) *specs.Spec {
-	s := spec(t, rootfs, "sleep 1; ulimit -v; ulimit -H -v")
+	s := spec(t, rootfs, "ulimit -v; ulimit -H -v")
 	s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_AS", Hard: 1 << 30, Soft: 1 << 30})
 	s.Linux.Seccomp = &specs.LinuxSeccomp{
 		DefaultAction: specs.ActErrno,
