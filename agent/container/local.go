@@ -103,7 +103,7 @@ type localMounts struct {
 	log     *logrus.Entry
 }
 
-// release unmounts what was mounted and removes dir.
+// release unmounts what was mounted and removes the directories.
 func (l *localMounts) release() error {
 	if l == nil {
 		return nil
@@ -116,8 +116,12 @@ func (l *localMounts) release() error {
 	}
 	l.mounted = nil
 	if len(errs) == 0 {
-		if err := os.RemoveAll(l.dir); err != nil {
-			errs = append(errs, err)
+		// Remove, never RemoveAll: were a mount still there, RemoveAll
+		// would delete the container's files through it.
+		for _, p := range []string{filepath.Join(l.dir, "dev"), filepath.Join(l.dir, "rootfs"), l.dir} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -137,7 +141,26 @@ func (l *localMounts) mkdir(name string) (string, error) {
 // config to use them (see DefaultMountDir). It returns nil when none is
 // needed.
 func (m *Manager) prepareLocal(id string, config *configs.Config, log *logrus.Entry) (_ *localMounts, err error) {
+	nodes := m.localDevices(config)
+	readonly, err := m.localReadonlyNodes(config)
+	if err != nil {
+		return nil, fmt.Errorf("preparing guest mounts: %w", err)
+	}
+	userns := config.Namespaces.Contains(configs.NEWUSER)
+	if len(nodes) == 0 && len(readonly) == 0 && !userns {
+		return nil, nil
+	}
 	l := &localMounts{dir: filepath.Join(m.cfg.MountDir, id), log: log}
+	if err := os.MkdirAll(m.cfg.MountDir, 0o711); err != nil {
+		return nil, fmt.Errorf("preparing guest mounts: %w", err)
+	}
+	if err := os.Chmod(m.cfg.MountDir, 0o711); err != nil {
+		return nil, fmt.Errorf("preparing guest mounts: %w", err)
+	}
+	// ErrExist: what a container of this ID left (see release).
+	if err := os.Mkdir(l.dir, 0o711); err != nil {
+		return nil, fmt.Errorf("preparing guest mounts: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			if rerr := l.release(); rerr != nil {
@@ -146,27 +169,6 @@ func (m *Manager) prepareLocal(id string, config *configs.Config, log *logrus.En
 			err = fmt.Errorf("preparing guest mounts: %w", err)
 		}
 	}()
-	nodes, err := m.localDevices(config)
-	if err != nil {
-		return nil, err
-	}
-	readonly, err := m.localReadonlyNodes(config)
-	if err != nil {
-		return nil, err
-	}
-	userns := config.Namespaces.Contains(configs.NEWUSER)
-	if len(nodes) == 0 && len(readonly) == 0 && !userns {
-		return nil, nil
-	}
-	if err := os.MkdirAll(m.cfg.MountDir, 0o711); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(m.cfg.MountDir, 0o711); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(l.dir, 0o711); err != nil {
-		return nil, err // ErrExist: a container of this ID is being removed
-	}
 	if err := os.Chmod(l.dir, 0o711); err != nil {
 		return nil, err
 	}
@@ -290,7 +292,7 @@ func underlying(config *configs.Config, path string) (base, rel string) {
 
 // localDevices returns the devices of config that lie on a file system
 // that cannot hold them.
-func (m *Manager) localDevices(config *configs.Config) (map[*devices.Device]bool, error) {
+func (m *Manager) localDevices(config *configs.Config) map[*devices.Device]bool {
 	out := make(map[*devices.Device]bool)
 	for _, d := range config.Devices {
 		// libcontainer makes /dev/ptmx a link to pts/ptmx.
@@ -301,7 +303,7 @@ func (m *Manager) localDevices(config *configs.Config) (map[*devices.Device]bool
 			out[d] = true
 		}
 	}
-	return out, nil
+	return out
 }
 
 // readonlyNode is a read-only path that is a node on a file system that
