@@ -69,6 +69,13 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 	if config.Rlimits, err = convertRlimits(spec.Process.Rlimits); err != nil {
 		return nil, err
 	}
+	// The container's RLIMIT_AS, which exec'd processes get, is the init
+	// process's: Create takes it from newProcess.
+	if config.Rlimits, _, err = deferAddressSpace(config.Rlimits); err != nil {
+		return nil, err
+	}
+	dropBindData(config, m.cfg.Log.WithField("container", id))
+	bindSysfs(config, m.cfg.Log.WithField("container", id))
 	if err := validate.Validate(config); err != nil {
 		return nil, fmt.Errorf("checking spec: %w: %w", ErrInvalidArgument, err)
 	}
@@ -76,8 +83,10 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 }
 
 // newProcess builds libcontainer's Process from an OCI process, as runc's
-// newProcess does.
-func newProcess(p *specs.Process) (*libcontainer.Process, error) {
+// newProcess does, and returns its RLIMIT_AS apart (nil when it sets none):
+// the caller applies it once the process is started (see
+// deferAddressSpace).
+func newProcess(p *specs.Process) (*libcontainer.Process, *unix.Rlimit, error) {
 	lp := &libcontainer.Process{
 		Args:            p.Args,
 		Env:             p.Env,
@@ -107,10 +116,52 @@ func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 	}
 	var err error
 	if lp.Rlimits, err = convertRlimits(p.Rlimits); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var as *unix.Rlimit
+	if lp.Rlimits, as, err = deferAddressSpace(lp.Rlimits); err != nil {
+		return nil, nil, err
 	}
 	if lp.CPUAffinity, err = configs.ConvertCPUAffinity(p.ExecCPUAffinity); err != nil {
-		return nil, invalidf("process.execCPUAffinity: %v", err)
+		return nil, nil, invalidf("process.execCPUAffinity: %v", err)
 	}
-	return lp, nil
+	return lp, as, nil
+}
+
+// dropBindData clears the file system options of bind mounts, which
+// libcontainer's validation refuses ("bind mounts cannot have any
+// filesystem-specific options applied"): runc 1.1 passed them to mount(2),
+// which ignores data on MS_BIND, so a spec such as {"options": ["bind",
+// "mode=755", "size=1k"]} mounts there and must here too.
+func dropBindData(config *configs.Config, log *logrus.Entry) {
+	for _, m := range config.Mounts {
+		if m.IsBind() && m.Data != "" {
+			log.WithFields(logrus.Fields{"destination": m.Destination, "options": m.Data}).
+				Debug("ignoring file system options of a bind mount, as runc 1.1 does")
+			m.Data = ""
+		}
+	}
+}
+
+// bindSysfs replaces the sysfs mounts of a container that has a user
+// namespace but no network namespace with read-only bind mounts of the
+// guest's /sys, as runc's rootless specs do: the kernel mounts sysfs only
+// for the owner of the network namespace. Such a container is the usual
+// case here, not a corner: the host drops the spec's network namespace, the
+// container sharing the guest's network (see checkSpec). The guest's /sys is
+// what a sysfs mounted in the guest's network namespace would show.
+func bindSysfs(config *configs.Config, log *logrus.Entry) {
+	if !config.Namespaces.Contains(configs.NEWUSER) || config.Namespaces.Contains(configs.NEWNET) {
+		return
+	}
+	for _, m := range config.Mounts {
+		if m.Device != "sysfs" {
+			continue
+		}
+		log.WithField("destination", m.Destination).
+			Debug("user namespace without a network namespace: bind-mounting the guest's /sys instead of mounting sysfs")
+		m.Source, m.Device = "/sys", "bind"
+		m.Flags = (m.Flags | unix.MS_BIND | unix.MS_REC) &^ unix.MS_REMOUNT
+		m.Data = ""
+	}
 }

@@ -18,6 +18,13 @@ type Container struct {
 	lc  *libcontainer.Container
 	cgm cgroups.Manager // the container's cgroup: OOM counts, signalling all
 	log *logrus.Entry
+	// addressSpace is the container's RLIMIT_AS (nil: none), which the
+	// agent sets itself on the init process and on the exec'd processes
+	// that get the container's rlimits (see deferAddressSpace).
+	addressSpace *unix.Rlimit
+	// local are the guest-local mounts made for the container; nil when
+	// none.
+	local *localMounts
 
 	mu      sync.Mutex
 	init    *Process
@@ -52,8 +59,9 @@ func (c *Container) Process(execID string) (*Process, error) {
 }
 
 // startProcess starts lp in the container with its stdio, inside the
-// reaper's Start, and watches for its exit.
-func (c *Container) startProcess(execID string, lp *libcontainer.Process, terminal bool, stdio StdioConfig) (*Process, error) {
+// reaper's Start, and watches for its exit. An exec'd process gets its
+// RLIMIT_AS as (when not nil) once it runs its program.
+func (c *Container) startProcess(execID string, lp *libcontainer.Process, as *unix.Rlimit, terminal bool, stdio StdioConfig) (*Process, error) {
 	log := c.log
 	if execID != "" {
 		log = log.WithField("exec", execID)
@@ -81,6 +89,14 @@ func (c *Container) startProcess(execID string, lp *libcontainer.Process, termin
 		}
 		return lp.Pid()
 	})
+	if err == nil && as != nil && execID != "" {
+		// The init process gets it in Start (see deferAddressSpace).
+		pid, _ := lp.Pid()
+		if lerr := setAddressSpaceAfterExec(pid, as); lerr != nil {
+			_ = lp.Signal(unix.SIGKILL)
+			err = lerr
+		}
+	}
 	if ierr := pio.afterStart(err == nil); ierr != nil && err == nil {
 		// The process runs but its terminal is lost: kill it (its exit
 		// status goes to the buffered channel nobody reads).

@@ -17,9 +17,12 @@ func (c *Container) Exec(ctx context.Context, execID string, spec *specs.Process
 	if err := checkProcess(spec); err != nil {
 		return nil, fmt.Errorf("exec %s in container %s: %w", execID, c.id, err)
 	}
-	lp, err := newProcess(spec)
+	lp, as, err := newProcess(spec)
 	if err != nil {
 		return nil, fmt.Errorf("exec %s in container %s: %w", execID, c.id, err)
+	}
+	if len(spec.Rlimits) == 0 {
+		as = c.addressSpace // libcontainer gives it the container's rlimits
 	}
 	c.mu.Lock()
 	if c.removed {
@@ -44,7 +47,7 @@ func (c *Container) Exec(ctx context.Context, execID string, spec *specs.Process
 	if err == nil {
 		abandoned, err = runCtx(ctx, func() error {
 			var err error
-			p, err = c.startProcess(execID, lp, spec.Terminal, stdio)
+			p, err = c.startProcess(execID, lp, as, spec.Terminal, stdio)
 			return err
 		}, func(err error) {
 			if err == nil {

@@ -20,8 +20,31 @@ func (c *Container) Start(ctx context.Context) error {
 	if status != libcontainer.Created {
 		return preconditionf("starting container %s: it is %s, not created", c.id, status)
 	}
+	// The init process waits on the exec FIFO: trace it to its exec, to
+	// set its RLIMIT_AS there (see deferAddressSpace).
+	var trace *execTrace
+	if c.addressSpace != nil {
+		if trace, err = traceExec(c.init.pid, c.addressSpace); err != nil {
+			c.log.WithError(err).Warn("cannot trace the init process to its exec: setting RLIMIT_AS once it runs")
+		}
+	}
 	if _, err := runCtx(ctx, c.lc.Exec, func(error) {}); err != nil {
+		if trace != nil {
+			trace.stop()
+		}
 		return fmt.Errorf("starting container %s: %w", c.id, stateError(err))
+	}
+	if c.addressSpace != nil {
+		if trace != nil {
+			err = trace.wait()
+		}
+		if trace == nil || errors.Is(err, errNotAtExec) {
+			err = setAddressSpaceAfterExec(c.init.pid, c.addressSpace)
+		}
+		if err != nil {
+			_ = c.lc.Signal(unix.SIGKILL)
+			return fmt.Errorf("starting container %s: %w", c.id, err)
+		}
 	}
 	c.log.Debug("container started")
 	return nil
@@ -170,6 +193,10 @@ func (c *Container) destroy(ctx context.Context, force bool) error {
 	}
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroying container: %w", err)
+	}
+	if err := c.local.release(); err != nil {
+		// The container is gone; a mount left behind costs little.
+		c.log.WithError(err).Warn("releasing the container's guest mounts")
 	}
 	for _, p := range procs {
 		p.close()

@@ -102,6 +102,7 @@ func newManager(t *testing.T) *Manager {
 	m, err := NewManager(Config{
 		Root:         t.TempDir(),
 		CgroupParent: env.cgroupParent,
+		MountDir:     searchableDir(t),
 		Reaper:       env.reaper,
 		Log:          testLog(t),
 	})
@@ -116,6 +117,22 @@ func newManager(t *testing.T) *Manager {
 		}
 	})
 	return m
+}
+
+// searchableDir returns a new directory that every user can search (a
+// test's TempDir is not): the agent's MountDir, or a root file system's
+// parent, which the root of a user namespace must reach.
+func searchableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cocoon-container-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // testSpec is runc's default spec for the busybox rootfs, running args.

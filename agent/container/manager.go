@@ -39,6 +39,12 @@ type Config struct {
 	// pivot_root, as runc --no-pivot does. Only for roots pivot_root
 	// refuses (an initramfs the agent did not move away from).
 	NoPivotRoot bool
+	// MountDir holds the guest-local mounts the agent makes for a
+	// container, MountDir/<id> (see DefaultMountDir): device nodes the
+	// shared directory cannot hold, and the root file system of a
+	// container with a user namespace. Its parents must be searchable by
+	// every user. DefaultMountDir when empty.
+	MountDir string
 	// Reaper starts every process and delivers its exit status.
 	Reaper *reaper.Reaper
 	// Log receives the manager's messages.
@@ -48,6 +54,9 @@ type Config struct {
 // Manager holds the containers of the guest.
 type Manager struct {
 	cfg Config
+	// noNodes reports whether the file system of a guest directory
+	// cannot hold device nodes (the 9p share); tests replace it.
+	noNodes func(dir string) bool
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil value: being created
@@ -67,10 +76,13 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = DefaultCgroupParent
 	}
+	if cfg.MountDir == "" {
+		cfg.MountDir = DefaultMountDir
+	}
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating container manager: %w", err)
 	}
-	return &Manager{cfg: cfg, containers: make(map[string]*Container)}, nil
+	return &Manager{cfg: cfg, noNodes: on9p, containers: make(map[string]*Container)}, nil
 }
 
 // Create creates container id from spec (whose paths are guest paths): its
@@ -137,11 +149,22 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 	if err != nil {
 		return nil, err
 	}
-	lp, err := newProcess(spec.Process)
+	lp, as, err := newProcess(spec.Process)
 	if err != nil {
 		return nil, err
 	}
 	lp.Init = true
+	local, err := m.prepareLocal(id, config, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if rerr := local.release(); rerr != nil {
+				log.WithError(rerr).Warn("undoing the guest mounts of a container that failed to start")
+			}
+		}
+	}()
 	lc, err := libcontainer.Create(m.cfg.Root, id, config)
 	if err != nil {
 		return nil, stateError(err)
@@ -161,8 +184,8 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 	if err != nil {
 		return nil, fmt.Errorf("opening container cgroup: %w", err)
 	}
-	c := &Container{id: id, m: m, lc: lc, cgm: cgm, log: log, execs: make(map[string]*Process)}
-	c.init, err = c.startProcess("", lp, spec.Process.Terminal, stdio)
+	c := &Container{id: id, m: m, lc: lc, cgm: cgm, log: log, execs: make(map[string]*Process), addressSpace: as, local: local}
+	c.init, err = c.startProcess("", lp, as, spec.Process.Terminal, stdio)
 	if err != nil {
 		return nil, err
 	}

@@ -113,6 +113,12 @@ func (r *Reaper) reap() {
 		r.mu.Lock()
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == nil && pid > 0 && (ws.Stopped() || ws.Continued()) {
+			// A stop of a process the agent traces (wait reports them
+			// without WUNTRACED): it has not exited.
+			r.mu.Unlock()
+			continue
+		}
 		if err == nil && pid > 0 {
 			r.deliverLocked(ExitStatus{Pid: pid, Status: ws, At: time.Now()})
 		}

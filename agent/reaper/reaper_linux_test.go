@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -241,5 +243,51 @@ func TestReaperRegisteredChildrenAndOrphans(t *testing.T) {
 	var ws unix.WaitStatus
 	if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); err != unix.ECHILD {
 		t.Errorf("children left unreaped: wait4 = %d, %v", pid, err)
+	}
+}
+
+// TestReaperIgnoresTraceStops checks that the ptrace stop of a child the
+// process traces (which wait reports without WUNTRACED) is not taken for
+// its exit: the agent traces a container's init process to its exec.
+func TestReaperIgnoresTraceStops(t *testing.T) {
+	r := startReaper(t)
+	var pid int
+	ch, err := r.Start(func() (int, error) {
+		cmd := exec.Command("sleep", "100")
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		pid = cmd.Process.Pid
+		return pid, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.LockOSThread() // ptrace requests come from the tracer thread
+	defer runtime.UnlockOSThread()
+	if err := unix.PtraceSeize(pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_INTERRUPT, uintptr(pid), 0, 0, 0, 0); e != 0 {
+		t.Fatal(e)
+	}
+	poll(t, 10*time.Second, "the trace stop", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return strings.Contains(string(b), ") t ")
+	})
+	time.Sleep(100 * time.Millisecond) // the reaper runs on the SIGCHLD
+	select {
+	case e := <-ch:
+		t.Fatalf("a trace stop was delivered as an exit: %+v", e)
+	default:
+	}
+	if err := unix.PtraceDetach(pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitExit(t, ch); e.Pid != pid || e.ExitCode() != 128+int(unix.SIGKILL) {
+		t.Errorf("exit = pid %d code %d, want pid %d killed", e.Pid, e.ExitCode(), pid)
 	}
 }

@@ -1,0 +1,216 @@
+//go:build integration
+
+package runtime_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
+)
+
+// TestConformance runs the same bundles with runc and cocoon-runtime for the
+// parts of the runtime spec that the guest first got wrong (issue 14: device
+// nodes, read-only device paths, user namespaces, RLIMIT_AS under seccomp,
+// bind mounts with file system options): both must print want and exit 0.
+func TestConformance(t *testing.T) {
+	rts := runtimes(t)
+	for _, tc := range []struct {
+		name string
+		// spec returns the bundle's spec; rootfs is a private busybox root
+		// file system in a directory every user can search.
+		spec func(t *testing.T, rootfs string) *specs.Spec
+		want string
+		// host, when set, reports what the container left in rootfs on
+		// the host, which must be hostWant.
+		host     func(t *testing.T, rootfs string) string
+		hostWant string
+	}{
+		{"DeviceNode", deviceSpec(true), "8:29a block special file 640 1:2\n1:7 character special file 666 0:0\n3\n", nil, ""},
+		{"DeviceNodeWithoutDevTmpfs", deviceSpec(false), "8:29a block special file 640 1:2\n1:7 character special file 666 0:0\n3\n", nil, ""},
+		{"ReadonlyDevicePath", readonlyDeviceSpec, "8:29a block special file\nro\n", nil, ""},
+		{
+			"UserNamespace", usernsSpec,
+			"         0       1000      65536\n         0       2000      65536\n0 0\n0:0\n65534:65534\n0:0\n0:0\nwritten\n",
+			owners("tmp/new", "tmp/dir", "owned"), "1000:2000 1000:2000 1000:2000",
+		},
+		{"RlimitASWithSeccomp", rlimitASSpec, "1048576\n1048576\n", nil, ""},
+		{"BindMountDataOptions", bindDataSpec, "1\nin-volume\n", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var results []result
+			for _, r := range rts {
+				rootfs := privateRootfs(t)
+				bundle := writeBundle(t, tc.spec(t, rootfs))
+				id := fmt.Sprintf("conf-%s-%s", strings.ToLower(tc.name), r.name)
+				got := run(t, cmdOpts{}, r.bin, r.args("run", "--bundle", bundle, id)...)
+				t.Logf("%s: %v", r.name, got)
+				results = append(results, got)
+				if got.code != 0 || got.stdout != tc.want {
+					t.Errorf("%s: %v; want exit 0, stdout %q", r.name, got, tc.want)
+				}
+				if tc.host != nil {
+					if h := tc.host(t, rootfs); h != tc.hostWant {
+						t.Errorf("%s: on the host %q, want %q", r.name, h, tc.hostWant)
+					}
+				}
+			}
+			if results[0] != results[1] {
+				t.Errorf("runc %v\ncocoon %v", results[0], results[1])
+			}
+		})
+	}
+}
+
+// privateRootfs builds a busybox root file system of the test's own (runc
+// writes device nodes and mount points into it), under a directory that
+// every user can search: a container whose root is mapped to another user
+// must reach it, under runc as in the guest.
+func privateRootfs(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cocoon-conformance-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := testutil.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	return rootfs
+}
+
+// spec is baseSpec on rootfs, running the shell script script.
+func spec(t *testing.T, rootfs, script string) *specs.Spec {
+	s := baseSpec(t, "sh", "-c", script)
+	s.Root.Path = rootfs
+	return s
+}
+
+// deviceSpec asks for a block device 8:666 and a character device 1:7
+// (/dev/full's numbers under another name) in linux.devices, with modes and
+// owners; withDevTmpfs keeps runc's default tmpfs on /dev, or drops it so
+// that the nodes go into the root file system's /dev (on the 9p share in
+// the guest, which cannot hold device nodes).
+func deviceSpec(withDevTmpfs bool) func(t *testing.T, rootfs string) *specs.Spec {
+	return func(t *testing.T, rootfs string) *specs.Spec {
+		s := spec(t, rootfs, "stat -c '%t:%T %F %a %u:%g' /dev/test3 /dev/test-full; head -c 3 /dev/test-full | wc -c")
+		if !withDevTmpfs {
+			var kept []specs.Mount
+			for _, m := range s.Mounts {
+				if m.Destination != "/dev" {
+					kept = append(kept, m)
+				}
+			}
+			s.Mounts = kept
+		}
+		mode, full := os.FileMode(0o640), os.FileMode(0o666)
+		one, two, zero := uint32(1), uint32(2), uint32(0)
+		s.Linux.Devices = append(s.Linux.Devices,
+			specs.LinuxDevice{Path: "/dev/test3", Type: "b", Major: 8, Minor: 666, FileMode: &mode, UID: &one, GID: &two},
+			specs.LinuxDevice{Path: "/dev/test-full", Type: "c", Major: 1, Minor: 7, FileMode: &full, UID: &zero, GID: &zero},
+		)
+		return s
+	}
+}
+
+// readonlyDeviceSpec makes /readonly-device, a block device node of the
+// root file system (8:666, which no driver serves: opening it fails with
+// ENXIO), a read-only path.
+func readonlyDeviceSpec(t *testing.T, rootfs string) *specs.Spec {
+	dev := filepath.Join(rootfs, "readonly-device")
+	if err := unix.Mknod(dev, unix.S_IFBLK|0o600, int(unix.Mkdev(8, 666))); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, rootfs, "stat -c '%t:%T %F' /readonly-device; grep ' /readonly-device ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1")
+	s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/readonly-device")
+	return s
+}
+
+// usernsSpec maps the container's root to host user 1000 and group 2000;
+// /owned belongs to 1000:2000 on the host, so to root in the container,
+// and busybox to the host's root, which the namespace does not map. What
+// the container's root creates belongs to 1000:2000 on the host.
+func usernsSpec(t *testing.T, rootfs string) *specs.Spec {
+	owned := filepath.Join(rootfs, "owned")
+	if err := os.WriteFile(owned, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(owned, 1000, 2000); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, rootfs, "cat /proc/self/uid_map /proc/self/gid_map; echo $(id -u) $(id -g); stat -c '%u:%g' /owned /bin/busybox; "+
+		"touch /tmp/new && mkdir /tmp/dir && stat -c '%u:%g' /tmp/new /tmp/dir && echo written > /owned && cat /owned")
+	s.Root.Readonly = false
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 65536}}
+	s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 2000, Size: 65536}}
+	return s
+}
+
+// owners returns a host function that reports the owners of names in the
+// root file system.
+func owners(names ...string) func(t *testing.T, rootfs string) string {
+	return func(t *testing.T, rootfs string) string {
+		var out []string
+		for _, n := range names {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(rootfs, n), &st); err != nil {
+				out = append(out, err.Error())
+				continue
+			}
+			out = append(out, fmt.Sprintf("%d:%d", st.Uid, st.Gid))
+		}
+		return strings.Join(out, " ")
+	}
+}
+
+// rlimitASSpec limits the address space to 1 GiB under a seccomp profile
+// (an allow list with 32-bit names, as Docker's has): the runtime builds
+// the filter after it has set the rlimits.
+func rlimitASSpec(t *testing.T, rootfs string) *specs.Spec {
+	s := spec(t, rootfs, "ulimit -v; ulimit -H -v")
+	s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_AS", Hard: 1 << 30, Soft: 1 << 30})
+	s.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction: specs.ActErrno,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+		Syscalls:      []specs.LinuxSyscall{{Names: strings.Fields(seccompAllowed), Action: specs.ActAllow}},
+	}
+	return s
+}
+
+// seccompAllowed is what busybox sh and the runtimes' init need after the
+// filter is loaded, and more, with the 32-bit names that libseccomp
+// resolves for the x86 architecture.
+const seccompAllowed = `access arch_prctl brk capget capset chdir close close_range clone clone3
+dup dup2 dup3 execve execveat exit exit_group faccessat faccessat2 fchdir fcntl fcntl64 fstat
+fstat64 fstatat64 fstatfs fstatfs64 futex getcwd getdents getdents64 getegid getegid32 geteuid
+geteuid32 getgid getgid32 getgroups getgroups32 getpgid getpgrp getpid getppid getrandom
+getresgid getresgid32 getresuid getresuid32 getrlimit getsid gettid gettimeofday getuid getuid32
+ioctl kill lseek lstat lstat64 madvise mmap mmap2 mprotect mremap munmap nanosleep newfstatat
+open openat openat2 pipe pipe2 poll ppoll prctl pread64 prlimit64 read readlink readlinkat
+readv restart_syscall rseq rt_sigaction rt_sigprocmask rt_sigreturn sched_getaffinity
+sched_yield select set_robust_list set_tid_address setgid setgid32 setgroups setgroups32
+setresgid setresgid32 setresuid setresuid32 setrlimit setuid setuid32 sigaltstack stat stat64
+statfs statfs64 statx tgkill tkill ugetrlimit umask uname vfork wait4 waitid write writev`
+
+// bindDataSpec bind-mounts a volume with file system options, which runc
+// 1.1 passes to mount(2) and the kernel ignores for a bind mount.
+func bindDataSpec(t *testing.T, rootfs string) *specs.Spec {
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "in-volume"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, rootfs, "grep -c ' /mnt/vol ' /proc/self/mounts; ls /mnt/vol")
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/vol", Type: "bind", Source: vol, Options: []string{"bind", "mode=755", "size=1k"}})
+	return s
+}
