@@ -1,0 +1,77 @@
+//go:build integration
+
+package runtime_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
+)
+
+// guardOf returns the PID of the guard of container id's init relay, or 0.
+func guardOf(id string) int {
+	for _, p := range testutil.ProcessesOf("--guard-fd") {
+		pid, cmd, _ := strings.Cut(p, ": ")
+		if strings.Contains(cmd, "--container "+id+" ") && !strings.Contains(cmd, "--exec ") {
+			n, _ := strconv.Atoi(pid)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestGuardKilledFirst kills a container's guard, then its relay (the
+// container PID), both with SIGKILL: the relay replaces its guard, so the
+// second kill still ends the process in the guest, as a SIGKILL of runc's
+// container PID would. The process appends to a volume once every 100 ms;
+// the file stops growing.
+func TestGuardKilledFirst(t *testing.T) {
+	const id = "guarded"
+	vol := t.TempDir()
+	s := baseSpec(t, "sh", "-c", "while :; do echo x >> /vol/ticks; sleep 0.1; done")
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/vol", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+	mustRT(t, "run", "--detach", "--bundle", writeBundle(t, s), id)
+	defer forceDelete(t, id)
+	relay := stateOf(t, id).Pid
+	first := guardOf(id)
+	if first == 0 {
+		t.Fatalf("no guard for %s: %v", id, testutil.ProcessesOf("--guard-fd"))
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for g := guardOf(id); g == 0 || g == first; g = guardOf(id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the guard killed first was not replaced: %v", testutil.ProcessesOf("--guard-fd"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := syscall.Kill(relay, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ticks := filepath.Join(vol, "ticks")
+	size := func() int64 {
+		fi, err := os.Stat(ticks)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	// The replacement guard kills the process through the agent.
+	time.Sleep(3 * time.Second)
+	before := size()
+	time.Sleep(2 * time.Second)
+	if after := size(); after != before || before == 0 {
+		t.Errorf("the process still runs after its relay was killed (%d bytes, then %d)", before, after)
+	}
+	waitStatus(t, id, "stopped")
+}
