@@ -378,15 +378,13 @@ func (h *Handle) Delete(ctx context.Context, force bool) error {
 		if err := sb.Health(ctx); err != nil {
 			// Nothing in it can be asked: its VM is killed, and the
 			// rest of the delete is bounded in wall-clock time.
-			m.Log.WithError(err).Warnf("deleting container %s: killing its sandbox", rec.ID)
 			var kcancel context.CancelFunc
 			ctx, kcancel = context.WithTimeout(ctx, h.r.Config.Runtime.DeleteTimeout.Duration)
 			defer kcancel()
-			if err := sb.Kill(ctx); err != nil {
+			if err := h.killSandbox(ctx, err); err != nil {
 				return err
 			}
-			sb, h.c.sb = nil, nil
-			RemoveEmptyRoot(m.Root)
+			sb = nil
 			// The relays lose the agent with the VM, and exit.
 			relayGrace = min(relayGrace, killedRelayGrace)
 		}
@@ -446,7 +444,13 @@ func (h *Handle) Signal(ctx context.Context, sig unix.Signal, all bool) error {
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
 	if err := h.ready(ctx); err != nil {
-		return err
+		if sig != unix.SIGKILL || !errors.Is(err, sandbox.ErrUnresponsive) {
+			return err
+		}
+		// What docker kill, docker rm -f and CRI-O's stop send: the only
+		// way to end a process of a sandbox that cannot be asked is to
+		// end the sandbox (its relays then exit).
+		return h.killSandbox(ctx, err)
 	}
 	if err := h.c.Signal(ctx, "", sig, all); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -454,6 +458,20 @@ func (h *Handle) Signal(ctx context.Context, sig unix.Signal, all bool) error {
 		}
 		return err
 	}
+	return nil
+}
+
+// killSandbox kills the container's unresponsive sandbox, within the
+// configured delete bound.
+func (h *Handle) killSandbox(ctx context.Context, why error) error {
+	h.m.Log.WithError(why).Warnf("container %s: killing its sandbox", h.rec.ID)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.r.Config.Runtime.DeleteTimeout.Duration)
+	defer cancel()
+	if err := h.c.sb.Kill(ctx); err != nil {
+		return err
+	}
+	h.c.sb = nil
+	RemoveEmptyRoot(h.m.Root)
 	return nil
 }
 

@@ -24,6 +24,9 @@ func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.
 	if err != nil {
 		return nil, err
 	}
+	if err := s.healthy(ctx); err != nil {
+		return nil, err
+	}
 	procs, err := t.ctr.Processes(ctx)
 	if err != nil {
 		return nil, err
@@ -51,6 +54,9 @@ func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb
 	if err != nil {
 		return nil, err
 	}
+	if err := s.healthy(ctx); err != nil {
+		return nil, err
+	}
 	if pause {
 		if err := t.ctr.Pause(ctx); err != nil {
 			return nil, err
@@ -73,6 +79,9 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAP
 	defer func() { retErr = toGRPC(retErr) }()
 	t, _, err := s.processOf(r.ID, "")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.healthy(ctx); err != nil {
 		return nil, err
 	}
 	data, err := t.ctr.Stats(ctx)

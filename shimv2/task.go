@@ -78,6 +78,40 @@ func (s *Service) scaled(d time.Duration) time.Duration {
 	return d * s.manager.Accelerator.TimeoutScale()
 }
 
+// healthy fails at once, saying why, when the pod's sandbox is
+// unresponsive or its VM is gone: nothing in it can be asked.
+func (s *Service) healthy(ctx context.Context) error {
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	if err := sb.Health(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// killSandbox kills the pod's VM, which cannot be asked to stop: every
+// process of the pod ends with it (their waiters see the agent go and
+// report exit status 255), and delete then only cleans the host side.
+func (s *Service) killSandbox(ctx context.Context, why error) error {
+	s.mu.Lock()
+	sb, m := s.sb, s.manager
+	s.sb = nil
+	s.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	log.G(ctx).WithError(why).Warn("killing the pod's sandbox")
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Config.Runtime.DeleteTimeout.Duration)
+	defer cancel()
+	err := sb.Kill(ctx)
+	container.RemoveEmptyRoot(m.Root)
+	return err
+}
+
 // follow waits for p's end and publishes it.
 func (s *Service) follow(c *container.Container, p *process) {
 	exit, err := p.wait(s.ctx, c, s.scaled(drainTimeout))
@@ -110,6 +144,9 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 	}
 	if st, _, _ := p.state(); st != task.Status_CREATED {
 		return nil, fmt.Errorf("starting %s: process is %s: %w", p.id(), strings.ToLower(st.String()), errdefs.ErrFailedPrecondition)
+	}
+	if err := s.healthy(ctx); err != nil {
+		return nil, err
 	}
 	if r.ExecID == "" {
 		if err := t.ctr.Start(ctx); err != nil {
@@ -192,6 +229,18 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.
 	st, _, _ := p.state()
 	if st == task.Status_STOPPED && !r.All {
 		return nil, fmt.Errorf("process %s already finished: %w", p.id(), errdefs.ErrNotFound)
+	}
+	if err := s.healthy(ctx); err != nil {
+		if r.Signal != uint32(syscall.SIGKILL) {
+			return nil, err
+		}
+		// What ctr task rm -f, crictl rmp -f and the kubelet send: the
+		// only way to end a process of a sandbox that cannot be asked
+		// is to end the sandbox.
+		if kerr := s.killSandbox(ctx, err); kerr != nil {
+			return nil, kerr
+		}
+		return &emptypb.Empty{}, nil
 	}
 	if err := t.ctr.Signal(ctx, r.ExecID, syscall.Signal(r.Signal), r.All); err != nil {
 		if st == task.Status_STOPPED {

@@ -308,3 +308,54 @@ func TestShimDied(t *testing.T) {
 		t.Errorf("task status %q after its shim died, want STOPPED or gone", st)
 	}
 }
+
+// qemuOf returns the PID of the QEMU of container id's VM.
+func qemuOf(t *testing.T, id string) int {
+	t.Helper()
+	for _, p := range containerdtest.QEMUs(filepath.Join(daemon.SandboxRoot("default"), id)) {
+		var pid int
+		if _, err := fmt.Sscanf(p, "%d:", &pid); err == nil {
+			return pid
+		}
+	}
+	t.Fatalf("no QEMU for %s", id)
+	return 0
+}
+
+// TestHungAndDeadVM stops QEMU (SIGSTOP), or kills it, under a running
+// task: exec fails at once, and `ctr task rm -f` (kill, wait, delete)
+// returns within 10 s, leaving nothing (the suite's leftovers check).
+func TestHungAndDeadVM(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"hung", syscall.SIGSTOP}, {"dead", syscall.SIGKILL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "vm-" + tc.name
+			mustCtr(t, "run", "-d", "--runtime", containerdtest.Runtime, image, id, "sleep", "1000")
+			t.Cleanup(func() { ctrIn(t, "", "container", "delete", id) })
+			pid := qemuOf(t, id)
+			if err := syscall.Kill(pid, tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Kill(pid, syscall.SIGKILL) // never left stopped
+			if tc.name == "hung" {
+				start := time.Now()
+				r := ctrIn(t, "", "task", "exec", "--exec-id", "probe", id, "true")
+				if r.code == 0 || time.Since(start) > 15*time.Second || !strings.Contains(r.out, "unresponsive") {
+					t.Errorf("exec in a hung VM: %+v after %.1fs, want an error naming it unresponsive within 15s", r, time.Since(start).Seconds())
+				}
+			}
+			start := time.Now()
+			r := ctrIn(t, "", "task", "rm", "-f", id)
+			took := time.Since(start)
+			t.Logf("ctr task rm -f of a %s VM: %.2fs: %s", tc.name, took.Seconds(), strings.TrimSpace(r.out))
+			if r.code != 0 || took > 10*time.Second {
+				t.Errorf("ctr task rm -f of a %s VM: %+v after %.1fs, want success within 10s", tc.name, r, took.Seconds())
+			}
+			if st := taskStatus(t, id); st != "" {
+				t.Errorf("task still listed as %q", st)
+			}
+		})
+	}
+}

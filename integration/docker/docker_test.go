@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -729,5 +730,39 @@ func TestStatsHostCgroup(t *testing.T) {
 	mustDocker(t, "rm", "-f", id)
 	if _, err := os.Stat(memDir); !os.IsNotExist(err) {
 		t.Errorf("the container's cgroup %s is left after rm (%v)", memDir, err)
+	}
+}
+
+// TestHungAndDeadVM stops QEMU (SIGSTOP), or kills it, under a running
+// container: docker rm -f returns within 10 s, leaving nothing (the
+// suite's leftovers check).
+func TestHungAndDeadVM(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"hung", syscall.SIGSTOP}, {"dead", syscall.SIGKILL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := detached(t, nil, "sleep", "1000")
+			pid := 0
+			for _, p := range testutil.ProcessesOf("/" + id + "/qmp.sock") {
+				if strings.Contains(p, "qemu-system") {
+					fmt.Sscanf(p, "%d:", &pid)
+				}
+			}
+			if pid == 0 {
+				t.Fatalf("no QEMU for %s: %v", id, testutil.ProcessesOf("qemu-system"))
+			}
+			if err := syscall.Kill(pid, tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Kill(pid, syscall.SIGKILL) // never left stopped
+			start := time.Now()
+			r := docker(t, "rm", "-f", id)
+			took := time.Since(start)
+			t.Logf("docker rm -f of a %s VM: %.2fs", tc.name, took.Seconds())
+			if r.code != 0 || took > 10*time.Second {
+				t.Errorf("docker rm -f of a %s VM: %v after %.1fs, want success within 10s", tc.name, r, took.Seconds())
+			}
+		})
 	}
 }
