@@ -209,9 +209,12 @@ func (c *Container) Resume(ctx context.Context) error {
 	return nil
 }
 
-// Update changes the container's cgroup limits in the guest.
+// Update changes the container's cgroup limits in the guest (of the block
+// I/O limits, nothing: see oci.GuestBlockIO).
 func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
-	data, err := json.Marshal(r)
+	guest := *r
+	guest.BlockIO = oci.GuestBlockIO(r.BlockIO)
+	data, err := json.Marshal(&guest)
 	if err != nil {
 		return fmt.Errorf("updating container %s: encoding resources: %w", c.ID, err)
 	}

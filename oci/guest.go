@@ -147,9 +147,19 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 		l.MountLabel = ""
 		l.IntelRdt = nil
 		l.NetDevices = nil
+		if l.Resources != nil {
+			l.Resources.BlockIO = GuestBlockIO(l.Resources.BlockIO)
+		}
 	}
 	return g, nil
 }
+
+// GuestBlockIO is what the guest gets of the block I/O limits: nothing.
+// The VM has no block device (its file systems are the share and tmpfs),
+// and its kernel no block I/O controller to weigh or throttle them with;
+// the limits are accepted and have no effect, as with runc on a host
+// whose containers do no block I/O.
+func GuestBlockIO(*specs.LinuxBlockIO) *specs.LinuxBlockIO { return nil }
 
 // splitHooks separates the hooks that run on the host from those that run
 // in the container; either is nil when empty.

@@ -122,6 +122,9 @@ func updateResources(c *cli.Context) (*specs.LinuxResources, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid value for blkio-weight: %w", err)
 		}
+		if v < 10 || v > 1000 {
+			return nil, fmt.Errorf("invalid value for blkio-weight: %d is not between 10 and 1000", v)
+		}
 		w := uint16(v)
 		if r.BlockIO == nil {
 			r.BlockIO = &specs.LinuxBlockIO{}
