@@ -108,3 +108,28 @@ func TestDeadSandbox(t *testing.T) {
 		t.Errorf("delete --force of a dead sandbox: %v after %.1fs, want success within 10s", r, took.Seconds())
 	}
 }
+
+// TestKilledThenVMGone: a container stopped by kill KILL whose VM then
+// dies is deleted (without --force) leaving nothing: no sandbox
+// directory, no mounts (the suite's leftovers check).
+func TestKilledThenVMGone(t *testing.T) {
+	const id = "killed-gone"
+	bundle := writeBundle(t, baseSpec(t, "sleep", "600"))
+	mustRT(t, "run", "--detach", "--bundle", bundle, id)
+	pid := qemuPID(t, id)
+	mustRT(t, "kill", id, "KILL")
+	waitStatus(t, id, "stopped")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for proc.Alive(pid) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := stateOf(t, id); st.Status != "stopped" {
+		t.Errorf("state once the VM is gone: %+v", st)
+	}
+	mustRT(t, "delete", id)
+	if _, err := os.Stat(filepath.Join(sandboxRoot(), id)); !os.IsNotExist(err) {
+		t.Errorf("sandbox directory left: %v", err)
+	}
+}
