@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,5 +253,37 @@ func TestPod(t *testing.T) {
 	}
 	if p := containerdtest.Processes("containerd-shim-cocoon-v2 -namespace " + namespace + " -address " + daemon.Socket); len(p) != 0 {
 		t.Errorf("shim left after rmp: %v", p)
+	}
+}
+
+// TestHungPod stops the QEMU of a pod with a running container (SIGSTOP):
+// crictl rmp -f returns within 10 s, leaving nothing (the suite's
+// leftovers check).
+func TestHungPod(t *testing.T) {
+	dir := t.TempDir()
+	podJSON := podConfig(t, dir, "hung-pod")
+	pod := runPod(t, "cocoon", podJSON)
+	startContainer(t, pod, containerConfig(t, dir, "c", "sleep", "1003"), podJSON)
+	q := qemus(t)
+	if len(q) != 1 {
+		t.Fatalf("QEMU processes %v, want one", q)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(q[0], "%d:", &pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL) // never left stopped
+	start := time.Now()
+	r := crictl(t, "rmp", "-f", pod)
+	took := time.Since(start)
+	t.Logf("crictl rmp -f of a hung pod: %.2fs", took.Seconds())
+	if r.code != 0 || took > 10*time.Second {
+		t.Errorf("crictl rmp -f of a hung pod: %v after %.1fs, want success within 10s", r, took.Seconds())
+	}
+	if q := qemus(t); len(q) != 0 {
+		t.Errorf("QEMU left: %v", q)
 	}
 }
