@@ -185,35 +185,33 @@ func (p *process) kill() error {
 
 // procAlive says whether pid exists and is not a zombie.
 func procAlive(pid int) bool {
+	st := procState(pid)
+	return st != 0 && st != 'Z' && st != 'X'
+}
+
+// procStopped tells whether process pid is stopped (state T, by a signal,
+// or t, by a tracer).
+func procStopped(pid int) bool {
+	st := procState(pid)
+	return st == 'T' || st == 't'
+}
+
+// procState returns pid's state letter, the field of /proc/<pid>/stat
+// after the command name (in parentheses, and may itself hold ") "); 0
+// when unknown.
+func procState(pid int) byte {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return false
+		return 0
 	}
-	// The state follows the command name, which is in parentheses and may
-	// itself hold ") ".
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 || i+2 >= len(b) {
-		return false
+		return 0
 	}
-	state := b[i+2]
-	return state != 'Z' && state != 'X'
+	return b[i+2]
 }
 
 // procCmdline returns the arguments of pid (empty for a zombie).
-// procStopped tells whether process pid is stopped (state T, by a signal,
-// or t, by a tracer): /proc/<pid>/stat's third field.
-func procStopped(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	return b[i+2] == 'T' || b[i+2] == 't'
-}
-
 func procCmdline(pid int) ([]string, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {

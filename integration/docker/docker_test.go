@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -544,124 +543,21 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 }
 
-// terminal runs the docker client on a new pty, as a user's shell would,
-// and gives the master.
-type terminal struct {
-	master *os.File
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	out    bytes.Buffer
-	done   chan struct{}
-}
-
-func startTerminal(t *testing.T, args ...string) *terminal {
+// startTerminal runs the client with args on a new pty.
+func startTerminal(t *testing.T, args ...string) *testutil.Terminal {
 	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slave.Close()
-	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80}); err != nil {
-		t.Fatal(err)
-	}
-	term := &terminal{master: master, done: make(chan struct{})}
-	term.cmd = exec.Command(dockerCLI, append([]string{"-H", "unix://" + socket}, args...)...)
-	term.cmd.Stdin, term.cmd.Stdout, term.cmd.Stderr = slave, slave, slave
-	term.cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := term.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			term.mu.Lock()
-			term.out.Write(buf[:n])
-			term.mu.Unlock()
-			if err != nil {
-				close(term.done)
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = term.cmd.Process.Kill()
-		_ = term.cmd.Wait()
-		master.Close()
-	})
-	return term
-}
-
-func (term *terminal) output() string {
-	term.mu.Lock()
-	defer term.mu.Unlock()
-	return term.out.String()
-}
-
-// expect waits until the terminal has shown s.
-func (term *terminal) expect(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(term.output(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("terminal never showed %q; it shows %q", s, term.output())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// session types into a shell on the terminal: echo through the pty, a
-// resize seen by `stty size`, and the shell's exit status.
-func (term *terminal) session(t *testing.T) {
-	t.Helper()
-	term.expect(t, "# ")
-	// The quotes make the echo of what was typed differ from its output.
-	term.master.WriteString("echo ty''ped; stty size\r")
-	term.expect(t, "echo ty''ped; stty size")
-	term.expect(t, "typed\r\n24 80\r\n")
-	if err := unix.IoctlSetWinsize(int(term.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 111}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool {
-		term.master.WriteString("stty size\r")
-		time.Sleep(500 * time.Millisecond)
-		return strings.Contains(term.output(), "33 111\r\n")
-	}, "the resize to reach the container")
-	term.master.WriteString("tty; exit 6\r")
-	select {
-	case <-term.done:
-	case <-time.After(time.Minute):
-		t.Fatalf("the client did not exit; terminal: %q", term.output())
-	}
-	_ = term.cmd.Wait()
-	if code := term.cmd.ProcessState.ExitCode(); code != 6 {
-		t.Errorf("exit code %d, want 6; terminal: %q", code, term.output())
-	}
-	if !strings.Contains(term.output(), "/dev/pts/") {
-		t.Errorf("tty: no pty in the container; terminal: %q", term.output())
-	}
+	return testutil.StartTerminal(t, exec.Command(dockerCLI, append([]string{"-H", "unix://" + socket}, args...)...))
 }
 
 func TestTerminal(t *testing.T) {
 	t.Run("RunIt", func(t *testing.T) {
 		term := startTerminal(t, append(append([]string{"run", "-it", "--rm"}, cocoon...), image, "sh")...)
-		term.session(t)
+		term.Session(t, true)
 	})
 	t.Run("ExecIt", func(t *testing.T) {
 		id := detached(t, nil, "sleep", "100")
 		term := startTerminal(t, "exec", "-it", id, "sh")
-		term.session(t)
+		term.Session(t, true)
 	})
 }
 
