@@ -244,26 +244,10 @@ func (r result) String() string {
 // docker runs the client against the suite's daemon, with stdin if given.
 func dockerIn(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, dockerCLI, append([]string{"-H", "unix://" + socket}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("docker %v: timed out after %v", args, commandTimeout)
-		}
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	r := testutil.RunClient(t, commandTimeout, stdin, func(ctx context.Context) *exec.Cmd {
+		return exec.CommandContext(ctx, dockerCLI, append([]string{"-H", "unix://" + socket}, args...)...)
+	})
+	return result{stdout: r.Stdout, stderr: r.Stderr, code: r.Code}
 }
 
 func docker(t *testing.T, args ...string) result {

@@ -14,7 +14,6 @@
 package podman_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -274,26 +273,8 @@ func podmanOut(args ...string) (string, error) {
 // podmanIn runs podman with the suite's flags, and stdin if given.
 func podmanIn(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := command(ctx, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	err := cmd.Run()
-	code := 0
-	if err != nil {
-		code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("podman %v: timed out after %v", args, commandTimeout)
-		}
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+	r := testutil.RunClient(t, commandTimeout, stdin, func(ctx context.Context) *exec.Cmd { return command(ctx, args...) })
+	return result{stdout: r.Stdout, stderr: r.Stderr, code: r.Code}
 }
 
 func podman(t *testing.T, args ...string) result {
