@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,7 +213,10 @@ func testCreate(t *testing.T, path, parent string) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	// Reaped once, by whoever kills it first (a second Wait races).
+	var reapChild sync.Once
+	reap := func(c *exec.Cmd, once *sync.Once) { once.Do(func() { _ = c.Process.Kill(); _ = c.Wait() }) }
+	defer reap(child, &reapChild)
 	if err := c.Leave(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +242,8 @@ func testCreate(t *testing.T, path, parent string) {
 	if err := other.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	var reapOther sync.Once
+	defer reap(other, &reapOther)
 	if err := l.Add(other.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +260,8 @@ func testCreate(t *testing.T, path, parent string) {
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		_ = child.Process.Kill()
-		_ = child.Wait()
-		_ = other.Process.Kill()
-		_ = other.Wait()
+		reap(child, &reapChild)
+		reap(other, &reapOther)
 	}()
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
