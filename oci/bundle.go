@@ -4,15 +4,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // ConfigFile is the name of the spec inside a bundle.
 const ConfigFile = "config.json"
+
+// MaxConfigSize is the largest config.json that LoadBundle accepts. The
+// spec travels to the guest agent in one ttrpc message, which may not
+// exceed 4 MiB (ttrpc's limit on both ends); 64 KiB are left for the
+// request's other fields and for the paths that ForGuest lengthens.
+const MaxConfigSize = 4<<20 - 64<<10
 
 // ErrInvalidBundle is wrapped by every error about a bundle's content: a
 // malformed or incomplete config.json, or a missing root file system.
@@ -53,31 +61,81 @@ func LoadBundle(dir string) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading bundle %s: %w", dir, err)
 	}
-	data, err := os.ReadFile(filepath.Join(abs, ConfigFile))
+	data, err := readConfig(filepath.Join(abs, ConfigFile))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("loading bundle %s: %w", abs, invalid("%s does not exist", ConfigFile))
-		}
 		return nil, fmt.Errorf("loading bundle %s: %w", abs, err)
 	}
 	spec, err := ParseSpec(data)
 	if err != nil {
 		return nil, fmt.Errorf("loading bundle %s: %w", abs, err)
 	}
-	rootfs := spec.Root.Path
+	rootfs, err := checkRootfs(abs, spec.Root.Path)
+	if err != nil {
+		return nil, fmt.Errorf("loading bundle %s: %w", abs, err)
+	}
+	return &Bundle{Dir: abs, Spec: spec, Rootfs: rootfs}, nil
+}
+
+// readConfig reads a config.json of at most MaxConfigSize bytes, without
+// reading more than that of a larger one.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, invalid("%s does not exist", ConfigFile)
+		}
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ConfigFile, err)
+	}
+	if len(data) > MaxConfigSize {
+		size := "more"
+		if fi, err := f.Stat(); err == nil {
+			size = strconv.FormatInt(fi.Size(), 10)
+		}
+		return nil, invalid("%s is too large: %s bytes, the guest agent accepts at most %d", ConfigFile, size, MaxConfigSize)
+	}
+	return data, nil
+}
+
+// checkRootfs returns the host path of root.path (relative to the bundle
+// directory dir when relative) and refuses what runc refuses: a path that
+// does not exist, is not a directory, or is not its own real path (a
+// symbolic link, or a path through one), and the host's root itself. A
+// relative root.path is taken relative to the bundle's real path, as runc,
+// which resolves it after changing into the bundle, has it.
+func checkRootfs(dir, path string) (string, error) {
+	rootfs := filepath.Clean(path)
 	if !filepath.IsAbs(rootfs) {
-		rootfs = filepath.Join(abs, rootfs)
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			return "", fmt.Errorf("resolving the bundle directory: %w", err)
+		}
+		rootfs = filepath.Join(real, rootfs)
 	}
 	fi, err := os.Stat(rootfs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("loading bundle %s: %w", abs, invalid("rootfs %s does not exist", rootfs))
+		return "", invalid("rootfs %s does not exist", rootfs)
 	case err != nil:
-		return nil, fmt.Errorf("loading bundle %s: rootfs: %w", abs, err)
+		return "", fmt.Errorf("rootfs: %w", err)
 	case !fi.IsDir():
-		return nil, fmt.Errorf("loading bundle %s: %w", abs, invalid("rootfs %s is not a directory", rootfs))
+		return "", invalid("rootfs %s is not a directory", rootfs)
 	}
-	return &Bundle{Dir: abs, Spec: spec, Rootfs: filepath.Clean(rootfs)}, nil
+	real, err := filepath.EvalSymlinks(rootfs)
+	if err != nil {
+		return "", fmt.Errorf("rootfs: %w", err)
+	}
+	if real != rootfs {
+		return "", invalid("invalid rootfs %s: a symbolic link or a path through one (it resolves to %s)", rootfs, real)
+	}
+	if real == "/" {
+		return "", invalid("invalid rootfs %s: the host's root directory", rootfs)
+	}
+	return rootfs, nil
 }
 
 // ParseSpec decodes and validates the text of a config.json. Unknown fields

@@ -194,3 +194,62 @@ func TestParseProcess(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestLoadBundleRefusesRootfs: what runc refuses as "invalid rootfs" (a
+// symbolic link, a path through one), the host's root, and a config.json
+// larger than the agent accepts are refused with one line.
+func TestLoadBundleRefusesRootfs(t *testing.T) {
+	withRoot := func(path string) string {
+		return strings.Replace(validConfig, `"path": "rootfs"`, `"path": "`+path+`"`, 1)
+	}
+	real := t.TempDir()
+	linkDir := t.TempDir()
+	if err := os.Symlink(real, filepath.Join(linkDir, "dir")); err != nil {
+		t.Fatal(err)
+	}
+	slashLink := writeBundle(t, validConfig, "")
+	if err := os.Symlink("/", filepath.Join(slashLink, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	dotdot := writeBundle(t, validConfig, "")
+	if err := os.Symlink("../../../../../../../..", filepath.Join(dotdot, "rootfs")); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ dir, want string }{
+		"relative symlink to /":    {slashLink, "invalid rootfs"},
+		"relative symlink up":      {dotdot, "invalid rootfs"},
+		"absolute symlink":         {writeBundle(t, withRoot(filepath.Join(linkDir, "dir")), ""), "invalid rootfs"},
+		"through a symlink":        {writeBundle(t, withRoot(filepath.Join(linkDir, "dir", ".")), ""), "invalid rootfs"},
+		"root":                     {writeBundle(t, withRoot("/"), ""), "the host's root directory"},
+		"root spelled otherwise":   {writeBundle(t, withRoot("/tmp/../"), ""), "the host's root directory"},
+		"root relative to bundle":  {writeBundle(t, withRoot(strings.Repeat("../", 30)), ""), "the host's root directory"},
+		"config larger than agent": {writeBundle(t, withRoot("rootfs")+strings.Repeat(" ", MaxConfigSize), "rootfs"), "too large"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := LoadBundle(tc.dir)
+			if err == nil {
+				t.Fatalf("loaded %+v", b)
+			}
+			if !errors.Is(err, ErrInvalidBundle) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("got %v; want one line with %q wrapping ErrInvalidBundle", err, tc.want)
+			}
+		})
+	}
+
+	// A bundle reached through a symbolic link with a relative root is
+	// fine: runc resolves root.path from inside the bundle.
+	dir := writeBundle(t, validConfig, "rootfs")
+	link := filepath.Join(t.TempDir(), "bundle")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := LoadBundle(link); err != nil || b.Rootfs != filepath.Join(dir, "rootfs") {
+		t.Errorf("bundle through a symlink: %v, %v", b, err)
+	}
+	// Exactly MaxConfigSize is accepted.
+	exact := withRoot("rootfs")
+	exact += strings.Repeat(" ", MaxConfigSize-len(exact))
+	if _, err := LoadBundle(writeBundle(t, exact, "rootfs")); err != nil {
+		t.Errorf("config of MaxConfigSize bytes: %v", err)
+	}
+}

@@ -27,6 +27,11 @@ type Bind struct {
 	// ReadOnly makes the host mount read-only too (defence in depth: the
 	// guest kernel is not trusted to honour "ro").
 	ReadOnly bool
+	// SealReadOnly asks for the host mount to be made read-only once the
+	// container is created: set for a read-only root file system, in
+	// which the guest's runtime may still need to create mount points
+	// (runc makes the root read-only only at the end of its setup).
+	SealReadOnly bool
 	// File is set when Source is not a directory: Target is then a file.
 	File bool
 }
@@ -53,6 +58,10 @@ type GuestSpec struct {
 	// cgroup; the guest's container gets GuestCgroupsPath(id) instead.
 	HostCgroupsPath string
 }
+
+// maxGuestSpecSize bounds the translated spec, which travels in one ttrpc
+// message of at most 4 MiB along with the request's other fields.
+const maxGuestSpecSize = 4<<20 - 4<<10
 
 // GuestCgroupsPath is the cgroup of container id inside the guest.
 func GuestCgroupsPath(id string) string { return "/cocoon/" + id }
@@ -93,7 +102,10 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 	g.Hooks, spec.Hooks = splitHooks(spec.Hooks)
 
 	hostRoot, guestRoot := share.Rootfs(id)
-	g.Binds = append(g.Binds, Bind{Source: b.Rootfs, Target: hostRoot, Guest: guestRoot})
+	// A read-only root becomes read-only on the host too, once the guest
+	// has made the container's mount points in it: the guest kernel and the
+	// VMM serving the share are not trusted to honour "ro".
+	g.Binds = append(g.Binds, Bind{Source: b.Rootfs, Target: hostRoot, Guest: guestRoot, SealReadOnly: b.Spec.Root.Readonly})
 	spec.Root.Path = guestRoot
 
 	for i := range spec.Mounts {
@@ -150,6 +162,11 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 		if l.Resources != nil {
 			l.Resources.BlockIO = GuestBlockIO(l.Resources.BlockIO)
 		}
+	}
+	if data, err := json.Marshal(spec); err != nil {
+		return nil, fmt.Errorf("translating spec: %w", err)
+	} else if len(data) > maxGuestSpecSize {
+		return nil, fmt.Errorf("translating spec: %w", invalid("the translated spec is too large: %d bytes, the guest agent accepts at most %d", len(data), maxGuestSpecSize))
 	}
 	return g, nil
 }

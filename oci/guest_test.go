@@ -85,10 +85,10 @@ func TestForGuest(t *testing.T) {
 			wantSpec:  func(*specs.Spec) {},
 			wantBinds: []Bind{rootBind},
 		},
-		"read-only rootfs stays read-only in the guest, not on the host": {
+		"read-only rootfs stays read-only in the guest, and is sealed read-only on the host after create": {
 			edit:      func(s *specs.Spec) { s.Root.Readonly = true },
 			wantSpec:  func(s *specs.Spec) { s.Root.Readonly = true },
-			wantBinds: []Bind{rootBind},
+			wantBinds: []Bind{func() Bind { b := rootBind; b.SealReadOnly = true; return b }()},
 		},
 		"docker mounts": {
 			edit: func(s *specs.Spec) {
