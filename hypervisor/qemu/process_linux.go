@@ -32,12 +32,13 @@ type process struct {
 
 // startDetached starts cmd in a session of its own, so that it outlives the
 // caller and gets none of its terminal's signals, and reaps it when it exits.
-func startDetached(cmd *exec.Cmd) (*process, error) {
+// cmd runs confined to c (see startConfined).
+func startDetached(cmd *exec.Cmd, c confinement) (*process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := closeInheritedOnExec(); err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if _, err := startConfined(cmd, c); err != nil {
 		return nil, err
 	}
 	p := &process{pid: cmd.Process.Pid, child: cmd, exited: make(chan struct{})}

@@ -2,6 +2,8 @@ package qemu
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +25,7 @@ func TestStartDetached(t *testing.T) {
 
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command("/bin/sh", "-c", `ls -l /proc/$$/fd > "$1"; echo sid=$(cut -d" " -f6 /proc/$$/stat) pid=$$ >> "$1"`, "sh", out)
-	p, err := startDetached(cmd)
+	p, err := startDetached(cmd, confinement{readOnly: []string{"/"}, readWrite: []string{dir, os.DevNull}})
 	if err != nil {
 		t.Fatalf("startDetached: %v", err)
 	}
@@ -108,5 +110,80 @@ func TestFindProcessAndWait(t *testing.T) {
 	}
 	if !procAlive(os.Getpid()) {
 		t.Error("procAlive(self) = false")
+	}
+}
+
+// TestStartConfined: the child has VMMCapabilities only (bounding set
+// included), no_new_privs, and may write only where the confinement says.
+func TestStartConfined(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: capabilities to drop")
+	}
+	dir, outside := t.TempDir(), t.TempDir()
+	out := filepath.Join(dir, "out")
+	script := `grep -E "^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):" /proc/self/status > "$1"
+echo x > "$2/written" && echo wrote-outside >> "$1"
+cat /etc/shadow > /dev/null 2>&1 && echo read-shadow >> "$1"
+echo x > "$3/inside" && echo wrote-inside >> "$1"`
+	cmd := exec.Command("/bin/sh", "-c", script, "sh", out, outside, dir)
+	cmd.Stderr = io.Discard
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	cmd.Stdin = devnull
+	abi, err := startConfined(cmd, confinement{readOnly: []string{"/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/proc"}, readWrite: []string{dir, os.DevNull}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		got[k] = strings.TrimSpace(v)
+	}
+	var keep uint64
+	for _, c := range VMMCapabilities {
+		keep |= 1 << uint(c)
+	}
+	want := fmt.Sprintf("%016x", keep)
+	for _, k := range []string{"CapPrm", "CapEff", "CapBnd"} {
+		if got[k] != want {
+			t.Errorf("%s = %s, want %s", k, got[k], want)
+		}
+	}
+	for _, k := range []string{"CapInh", "CapAmb"} {
+		if got[k] != "0000000000000000" {
+			t.Errorf("%s = %s, want none", k, got[k])
+		}
+	}
+	if got["NoNewPrivs"] != "1" {
+		t.Errorf("NoNewPrivs = %q", got["NoNewPrivs"])
+	}
+	if _, ok := got["wrote-inside"]; !ok {
+		t.Errorf("could not write inside its confinement: %q", b)
+	}
+	if abi == 0 {
+		t.Log("no landlock on this kernel: the confinement of paths is not checked")
+		return
+	}
+	for _, k := range []string{"wrote-outside", "read-shadow"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s: the confinement did not hold", k)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(outside, "written")); err == nil {
+		t.Error("the child wrote outside its confinement")
+	}
+	// This process's own threads keep their capabilities.
+	if err := os.WriteFile(filepath.Join(outside, "parent"), nil, 0o600); err != nil {
+		t.Errorf("the parent lost access: %v", err)
 	}
 }

@@ -178,7 +178,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 		cmd.ExtraFiles = append(cmd.ExtraFiles, nic.Tap)
 	}
 	log.WithField("args", strings.Join(args, " ")).Debug("starting qemu")
-	p, err := startDetached(cmd)
+	p, err := startDetached(cmd, vmConfinement(cfg, binary, f))
 	if err != nil {
 		return nil, fmt.Errorf("starting vm %q: %w", cfg.ID, err)
 	}
@@ -203,8 +203,63 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 		}
 		return nil, fmt.Errorf("starting vm %q: %w%s", cfg.ID, err, logTail(logPath))
 	}
+	// QEMU creates its sockets with the umask's mode (0755 under 022):
+	// only the owner may connect.
+	if err := restrictSockets(vm.files); err != nil {
+		_ = p.kill()
+		kctx, cancel := context.WithTimeout(context.Background(), killWait)
+		_ = p.wait(kctx)
+		cancel()
+		vm.removeFiles()
+		return nil, fmt.Errorf("starting vm %q: %w", cfg.ID, err)
+	}
 	vm.log.Debug("qemu started")
 	return vm, nil
+}
+
+// vmConfinement is what QEMU may reach of the host for cfg: the common
+// read-only paths, the binary, kernel, initrd and firmware; read-write, the
+// VM's directory (sockets, pid file, logs), the shared directories and
+// the console log.
+func vmConfinement(cfg hypervisor.VMConfig, binary string, f Features) confinement {
+	c := confinement{
+		readOnly:  append(append([]string(nil), hostReadOnly...), binary, cfg.Kernel),
+		readWrite: append([]string{cfg.Dir}, hostReadWrite...),
+	}
+	for _, p := range []string{cfg.Initrd, f.QBoot} {
+		if p != "" {
+			c.readOnly = append(c.readOnly, p)
+		}
+	}
+	if cfg.ConsoleLog != "" {
+		c.readWrite = append(c.readWrite, cfg.ConsoleLog)
+	}
+	for _, sd := range cfg.SharedDirs {
+		if sd.Socket != "" {
+			c.readWrite = append(c.readWrite, sd.Socket)
+			continue
+		}
+		if sd.ReadOnly {
+			c.readOnly = append(c.readOnly, sd.HostPath)
+		} else {
+			c.readWrite = append(c.readWrite, sd.HostPath)
+		}
+	}
+	return c
+}
+
+// restrictSockets makes the unix sockets among files mode 0600.
+func restrictSockets(files []string) error {
+	for _, f := range files {
+		fi, err := os.Lstat(f)
+		if err != nil || fi.Mode()&os.ModeSocket == 0 {
+			continue
+		}
+		if err := os.Chmod(f, 0o600); err != nil {
+			return fmt.Errorf("restricting socket %s: %w", f, err)
+		}
+	}
+	return nil
 }
 
 // features gathers the facts CommandLine needs beyond cfg, probing the host
