@@ -77,6 +77,10 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 		}
 		return 0, fmt.Errorf("creating container %s: %w", id, err)
 	}
+	if err := sealReadOnly(g.Binds); err != nil {
+		agentCreated = true
+		return 0, fmt.Errorf("creating container %s: %w", id, err)
+	}
 	return int(resp.GetPid()), nil
 }
 

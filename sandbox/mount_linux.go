@@ -31,6 +31,48 @@ func privateShare(dir string) error {
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
 		return fmt.Errorf("making share %s private: %w", dir, err)
 	}
+	// The VMM serving the share must not open a device node or gain a
+	// set-id bit through it (the guest interprets both itself).
+	if err := remount(dir, unix.MS_NODEV|unix.MS_NOSUID); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return fmt.Errorf("share %s: %w", dir, err)
+	}
+	return nil
+}
+
+// remount adds flags to the bind mount at target, keeping those it has
+// (dropping a locked one fails).
+func remount(target string, flags uintptr) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(target, &st); err != nil {
+		return fmt.Errorf("remounting %s: %w", target, err)
+	}
+	keep := uintptr(st.Flags) & (unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|keep|flags, ""); err != nil {
+		return fmt.Errorf("remounting %s: %w", target, err)
+	}
+	return nil
+}
+
+// sealReadOnly makes read-only the binds marked SealReadOnly (a
+// read-only root file system), once the guest has created the container
+// and no longer needs to make mount points in it. From then on neither
+// the guest nor the VMM serving the share can write it.
+func sealReadOnly(binds []oci.Bind) error {
+	for _, b := range binds {
+		if !b.SealReadOnly {
+			continue
+		}
+		// Every mount of the tree, where the kernel can (5.12).
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		err := unix.MountSetattr(unix.AT_FDCWD, b.Target, unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW, &attr)
+		if errors.Is(err, unix.ENOSYS) {
+			err = remount(b.Target, unix.MS_RDONLY)
+		}
+		if err != nil {
+			return fmt.Errorf("sealing %s read-only: %w", b.Target, err)
+		}
+	}
 	return nil
 }
 
@@ -50,24 +92,59 @@ func bindMount(b oci.Bind) error {
 	} else if err := os.Mkdir(b.Target, 0o700); err != nil {
 		return fmt.Errorf("creating mount point: %w", err)
 	}
-	if err := unix.Mount(b.Source, b.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind-mounting %s on %s: %w", b.Source, b.Target, err)
+	flags := uint64(unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID)
+	if b.ReadOnly {
+		flags |= unix.MOUNT_ATTR_RDONLY
+	}
+	// A detached copy of the source tree gets its flags before it is
+	// attached: read-only, nodev and nosuid hold from the first moment,
+	// on every mount of the tree, and in the copies that propagation
+	// makes (virtiofsd's namespace), which a later remount would miss.
+	err := attachTree(b.Source, b.Target, flags)
+	if errors.Is(err, unix.ENOSYS) {
+		err = bindRemount(b.Source, b.Target, uintptr(flags&unix.MOUNT_ATTR_RDONLY)|unix.MS_NODEV|unix.MS_NOSUID)
+	}
+	if err != nil {
+		return err
 	}
 	if err := unix.Mount("", b.Target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("making %s private: %w", b.Target, err)
 	}
-	if b.ReadOnly {
-		var st unix.Statfs_t
-		if err := unix.Statfs(b.Target, &st); err != nil {
-			return fmt.Errorf("remounting %s read-only: %w", b.Target, err)
+	return nil
+}
+
+// attachTree bind-mounts the tree at source on target with open_tree,
+// mount_setattr (attrs, recursively) and move_mount. ENOSYS: the kernel
+// predates them (5.12).
+func attachTree(source, target string, attrs uint64) error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return err
 		}
-		// Keep the flags the source had: dropping a locked one fails.
-		keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
-		if err := unix.Mount("", b.Target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep, ""); err != nil {
-			return fmt.Errorf("remounting %s read-only: %w", b.Target, err)
+		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: attrs}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		if errors.Is(err, unix.ENOSYS) {
+			return err
 		}
+		return fmt.Errorf("bind-mounting %s on %s: setting attributes: %w", source, target, err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)
 	}
 	return nil
+}
+
+// bindRemount is attachTree for kernels before 5.12: a recursive bind,
+// then a remount of its top with flags.
+func bindRemount(source, target string, flags uintptr) error {
+	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)
+	}
+	return remount(target, flags)
 }
 
 // realPath resolves dir for comparison with mount points, which the kernel

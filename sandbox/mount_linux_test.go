@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/oci"
 )
@@ -64,4 +67,52 @@ func TestUnmountAllOddNames(t *testing.T) {
 	if err := removeUnmounted(dir); err != nil {
 		t.Errorf("removing a missing directory: %v", err)
 	}
+}
+
+// TestBindMountFlags: every bind into the share is nodev and nosuid, a
+// read-only one is read-only from the start, and sealReadOnly makes a
+// marked one read-only later, for root too.
+func TestBindMountFlags(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts")
+	}
+	src, share := t.TempDir(), t.TempDir()
+	binds := []oci.Bind{
+		{Source: src, Target: filepath.Join(share, "c", "rootfs"), SealReadOnly: true},
+		{Source: src, Target: filepath.Join(share, "c", "mounts", "0"), ReadOnly: true},
+		{Source: src, Target: filepath.Join(share, "c", "mounts", "1")},
+	}
+	t.Cleanup(func() {
+		if err := removeUnmounted(filepath.Join(share, "c")); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, b := range binds {
+		if err := bindMount(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(target string, wantRO bool) {
+		t.Helper()
+		var st unix.Statfs_t
+		if err := unix.Statfs(target, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Flags&unix.ST_NODEV == 0 || st.Flags&unix.ST_NOSUID == 0 {
+			t.Errorf("%s: flags %#x lack nodev or nosuid", target, st.Flags)
+		}
+		err := os.WriteFile(filepath.Join(target, "w"), nil, 0o600)
+		if ro := errors.Is(err, unix.EROFS); ro != wantRO {
+			t.Errorf("%s: writing: %v, want read-only %v", target, err, wantRO)
+		}
+		os.Remove(filepath.Join(target, "w"))
+	}
+	check(binds[0].Target, false)
+	check(binds[1].Target, true)
+	check(binds[2].Target, false)
+	if err := sealReadOnly(binds); err != nil {
+		t.Fatal(err)
+	}
+	check(binds[0].Target, true)
+	check(binds[2].Target, false)
 }

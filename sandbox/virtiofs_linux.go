@@ -96,6 +96,11 @@ func (s *Sandbox) startVirtiofsd(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		if fi, err := os.Stat(socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			// The daemon creates it with the umask's mode: only the
+			// owner (QEMU, as root) may connect.
+			if err := os.Chmod(socket, 0o600); err != nil {
+				return fmt.Errorf("virtiofsd: restricting socket: %w", err)
+			}
 			return nil
 		}
 		select {
