@@ -73,9 +73,12 @@ func ignoredChange(p string) bool {
 func (s hostSnapshot) diff(now hostSnapshot) []string {
 	var out []string
 	for p, v := range s {
+		if ignoredChange(p) {
+			continue
+		}
 		if w, ok := now[p]; !ok {
 			out = append(out, "removed "+p)
-		} else if w != v && !ignoredChange(p) {
+		} else if w != v {
 			out = append(out, fmt.Sprintf("changed %s: %s -> %s", p, v, w))
 		}
 	}
