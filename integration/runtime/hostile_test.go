@@ -120,10 +120,10 @@ func TestHostileBundles(t *testing.T) {
 	rootSlash.Root.Path = "/"
 	rootDotDot := baseSpec(t, "true")
 	rootDotDot.Root.Path = strings.Repeat("../", 20)
-	huge := writeBundle(t, baseSpec(t, "true"))
-	if err := os.Truncate(filepath.Join(huge, "config.json"), 100<<20); err != nil {
-		t.Fatal(err)
-	}
+	// Valid JSON: an annotation of 100 MB.
+	hugeSpec := baseSpec(t, "true")
+	hugeSpec.Annotations = map[string]string{"pad": strings.Repeat("x", 100<<20)}
+	huge := writeBundle(t, hugeSpec)
 
 	for _, tc := range []struct {
 		name, bundle, want string
@@ -133,13 +133,16 @@ func TestHostileBundles(t *testing.T) {
 		{"RootfsAbsoluteLink", writeBundle(t, func() *specs.Spec { s := baseSpec(t, "true"); s.Root.Path = absLink; return s }()), "invalid rootfs"},
 		{"RootSlash", writeBundle(t, rootSlash), "the host's root directory"},
 		{"RootDotDot", writeBundle(t, rootDotDot), "the host's root directory"},
-		{"ConfigOf100MB", huge, "config.json is too large: 104857600 bytes"},
+		{"ConfigOf100MB", huge, "config.json is too large: 1048"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, mounts := snapshotHost(t), mountCount(t)
 			start := time.Now()
 			r := rt(t, "create", "--bundle", tc.bundle, "hostile")
 			took := time.Since(start)
+			if r.code == 0 {
+				forceDelete(t, "hostile")
+			}
 			msg := strings.TrimSpace(r.stderr)
 			if r.code != 1 || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
 				t.Errorf("got %v; want exit 1 and one line with %q", r, tc.want)
