@@ -462,3 +462,71 @@ func hostileBundle(t *testing.T, marker string, mounts []specs.Mount, script str
 	}
 	return bundleDir
 }
+
+// TestHostileVMMVirtioFS: with virtio-fs, QEMU is as confined as with 9p
+// and all three sockets are 0600; a read-only volume is read-only in
+// virtiofsd's own mount namespace too (its flags are set before the bind
+// propagates there).
+func TestHostileVMMVirtioFS(t *testing.T) {
+	cfg := virtioFSConfig(t)
+	volume := t.TempDir()
+	s := baseSpec(t, "sh", "-c", "while :; do sleep 1; done")
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/ro", Type: "bind", Source: volume, Options: []string{"rbind", "ro"}})
+	bundle := writeBundle(t, s)
+	id := "hostile-virtiofs"
+	if r := run(t, cmdOpts{}, e.runtime, "--config", cfg, "--root", e.root, "create", "--bundle", bundle, id); r.code != 0 {
+		t.Fatalf("create: %v", r)
+	}
+	defer forceDelete(t, id)
+
+	dir, pid := vmOf(t)
+	st := procStatus(t, pid)
+	eff, err := strconv.ParseUint(st["CapEff"], 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eff&(1<<unix.CAP_SYS_ADMIN) != 0 || st["NoNewPrivs"] != "1" {
+		t.Errorf("qemu CapEff %s NoNewPrivs %s", st["CapEff"], st["NoNewPrivs"])
+	}
+	for _, name := range []string{"agent.sock", "qmp.sock", "virtiofsd.sock"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if fi.Mode()&fs.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want a socket of mode 0600", name, fi.Mode())
+		}
+	}
+
+	var sb sandboxState
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &sb); err != nil || sb.VirtiofsdPID == 0 {
+		t.Fatalf("sandbox state %s: %v", data, err)
+	}
+	// The daemon's view: its root is the share, the volume is mount 1 of
+	// the container (mount 0 is the root file system).
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", sb.VirtiofsdPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "/" + id + "/mounts/" + strconv.Itoa(len(s.Mounts)-1) + " "
+	found := false
+	for _, l := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || !strings.HasSuffix(f[4]+" ", want) {
+			continue
+		}
+		found = true
+		opts := "," + f[5] + ","
+		if !strings.Contains(opts, ",ro,") || !strings.Contains(opts, ",nodev,") || !strings.Contains(opts, ",nosuid,") {
+			t.Errorf("the read-only volume in virtiofsd's namespace: %s", l)
+		}
+	}
+	if !found {
+		t.Errorf("no mount ending in %q in virtiofsd's namespace:\n%s", want, mi)
+	}
+}
