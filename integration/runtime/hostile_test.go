@@ -3,10 +3,12 @@
 package runtime_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,6 +289,26 @@ func TestHostileVMMPrivileges(t *testing.T) {
 		}
 	}
 
+	// QEMU itself, asked over QMP to open host files: /etc/shadow (to read)
+	// is out of its reach, a file in its own directory is not.
+	inside := filepath.Join(dir, "qmp-probe")
+	if err := os.WriteFile(inside, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(inside)
+	for _, tc := range []struct {
+		file string
+		ok   bool
+	}{{"/etc/shadow", false}, {inside, true}} {
+		resp := qmp(t, filepath.Join(dir, "qmp.sock"),
+			fmt.Sprintf(`{"execute": "blockdev-add", "arguments": {"driver": "file", "node-name": "probe", "filename": %q, "read-only": true}}`, tc.file),
+			`{"execute": "blockdev-del", "arguments": {"node-name": "probe"}}`)
+		t.Logf("qemu opening %s: %s", tc.file, strings.TrimSpace(resp[0]))
+		if ok := !strings.Contains(resp[0], `"error"`); ok != tc.ok {
+			t.Errorf("qemu opening %s: %s, want success %v", tc.file, resp[0], tc.ok)
+		}
+	}
+
 	share := filepath.Join(dir, "shared", id)
 	rootfs := filepath.Join(share, "rootfs")
 	vol := filepath.Join(share, "mounts", strconv.Itoa(volIndex))
@@ -314,6 +336,39 @@ func TestHostileVMMPrivileges(t *testing.T) {
 		t.Errorf("share rootfs flags %#x, want ro, nodev, nosuid", sfs.Flags)
 	}
 	mustRT(t, "delete", "--force", id)
+}
+
+// qmp sends commands on a new QMP connection at socket and returns each
+// one's answer (events skipped).
+func qmp(t *testing.T, socket string, commands ...string) []string {
+	t.Helper()
+	conn, err := net.DialTimeout("unix", socket, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	read := func() string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("qmp: %v", err)
+			}
+			if !strings.Contains(line, `"event"`) {
+				return line
+			}
+		}
+	}
+	read() // greeting
+	var answers []string
+	for _, c := range append([]string{`{"execute": "qmp_capabilities"}`}, commands...) {
+		if _, err := conn.Write([]byte(c + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		answers = append(answers, read())
+	}
+	return answers[1:]
 }
 
 // TestHostileImage: an image whose symbolic links aim at the host (a
