@@ -28,6 +28,9 @@ type process struct {
 	// pidfd refers to a process found by Attach; nil where pidfd_open is
 	// unavailable (Linux before 5.3), and then /proc is polled.
 	pidfd *os.File
+	// landlockABI is the Landlock ABI version that confines a child this
+	// process started, 0 for none.
+	landlockABI int
 }
 
 // startDetached starts cmd in a session of its own, so that it outlives the
@@ -38,10 +41,11 @@ func startDetached(cmd *exec.Cmd, c confinement) (*process, error) {
 	if err := closeInheritedOnExec(); err != nil {
 		return nil, err
 	}
-	if _, err := startConfined(cmd, c); err != nil {
+	abi, err := startConfined(cmd, c)
+	if err != nil {
 		return nil, err
 	}
-	p := &process{pid: cmd.Process.Pid, child: cmd, exited: make(chan struct{})}
+	p := &process{pid: cmd.Process.Pid, child: cmd, exited: make(chan struct{}), landlockABI: abi}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
