@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -234,6 +235,14 @@ func TestForGuestErrors(t *testing.T) {
 			},
 			want:     "translating spec: joining the pid namespace at /proc/42/ns/pid: not supported in a vm",
 			sentinel: ErrUnsupported,
+		},
+		"translated spec over the agent's message limit": {
+			id: "c1",
+			edit: func(s *specs.Spec) {
+				s.Annotations = map[string]string{"pad": strings.Repeat("x", maxGuestSpecSize)}
+			},
+			want:     "translating spec: the translated spec is too large: " + strconv.Itoa(maxGuestSpecSize+150) + " bytes, the guest agent accepts at most " + strconv.Itoa(maxGuestSpecSize),
+			sentinel: ErrInvalidBundle,
 		},
 		"id with a slash": {id: "../x", edit: func(*specs.Spec) {}, want: `translating spec: container id "../x" cannot name a directory`},
 		"dot-dot id":      {id: "..", edit: func(*specs.Spec) {}, want: `translating spec: container id ".." cannot name a directory`},
