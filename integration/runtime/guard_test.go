@@ -41,6 +41,16 @@ func TestGuardKilledFirst(t *testing.T) {
 	mustRT(t, "run", "--detach", "--bundle", writeBundle(t, s), id)
 	defer forceDelete(t, id)
 	relay := stateOf(t, id).Pid
+	// The process must have started writing, or a kill before its first
+	// tick would pass for a kill that stopped it.
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if fi, err := os.Stat(filepath.Join(vol, "ticks")); err == nil && fi.Size() > 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the process never wrote to the volume")
+		}
+	}
 	first := guardOf(id)
 	if first == 0 {
 		t.Fatalf("no guard for %s: %v", id, testutil.ProcessesOf("--guard-fd"))
