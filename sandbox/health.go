@@ -60,6 +60,21 @@ func (s *Sandbox) Health(ctx context.Context) error {
 	return nil
 }
 
+// KillVM kills the sandbox's VM at once, without asking it, and returns
+// once it is gone: every process in it ends, and the agent connections of
+// host processes break. Destroy then removes the rest.
+func (s *Sandbox) KillVM(ctx context.Context) error {
+	if s.vm == nil {
+		return nil
+	}
+	kctx, cancel := context.WithTimeout(ctx, 0)
+	defer cancel()
+	if err := s.vm.Stop(kctx); err != nil {
+		return fmt.Errorf("killing the VM of sandbox %s: %w", s.state.ID, err)
+	}
+	return nil
+}
+
 // Kill destroys a sandbox that cannot be asked to stop (unresponsive or
 // dead): its VM is killed at once, then everything else goes as with
 // Destroy (virtiofsd, proxy, taps and filters, mounts, directory).

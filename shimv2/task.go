@@ -93,23 +93,19 @@ func (s *Service) healthy(ctx context.Context) error {
 	return nil
 }
 
-// killSandbox kills the pod's VM, which cannot be asked to stop: every
-// process of the pod ends with it (their waiters see the agent go and
-// report exit status 255), and delete then only cleans the host side.
-func (s *Service) killSandbox(ctx context.Context, why error) error {
+// killVM kills the pod's VM, which cannot be asked to stop: every process
+// of the pod ends with it (their waiters see the agent go and report exit
+// status 255). It returns at once, as a signal does: the last delete (or
+// Shutdown) removes the rest, as for a VM that died.
+func (s *Service) killVM(ctx context.Context, why error) error {
 	s.mu.Lock()
-	sb, m := s.sb, s.manager
-	s.sb = nil
+	sb := s.sb
 	s.mu.Unlock()
 	if sb == nil {
 		return nil
 	}
-	log.G(ctx).WithError(why).Warn("killing the pod's sandbox")
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Config.Runtime.DeleteTimeout.Duration)
-	defer cancel()
-	err := sb.Kill(ctx)
-	container.RemoveEmptyRoot(m.Root)
-	return err
+	log.G(ctx).WithError(why).Warn("killing the pod's VM")
+	return sb.KillVM(ctx)
 }
 
 // follow waits for p's end and publishes it.
@@ -237,7 +233,7 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.
 		// What ctr task rm -f, crictl rmp -f and the kubelet send: the
 		// only way to end a process of a sandbox that cannot be asked
 		// is to end the sandbox.
-		if kerr := s.killSandbox(ctx, err); kerr != nil {
+		if kerr := s.killVM(ctx, err); kerr != nil {
 			return nil, kerr
 		}
 		return &emptypb.Empty{}, nil

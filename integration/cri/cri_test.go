@@ -281,7 +281,7 @@ func TestHungPod(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("crictl rmp -f of a hung pod: %.2fs", took.Seconds())
 	if r.code != 0 || took > 10*time.Second {
-		t.Errorf("crictl rmp -f of a hung pod: %v after %.1fs, want success within 10s", r, took.Seconds())
+		t.Errorf("crictl rmp -f of a hung pod: %v after %.1fs, want success within 10s; containerd log:\n%s", r, took.Seconds(), daemon.LogTail())
 	}
 	if q := qemus(t); len(q) != 0 {
 		t.Errorf("QEMU left: %v", q)
