@@ -28,7 +28,8 @@ func TestCreateRejectsBadInput(t *testing.T) {
 	malformed := t.TempDir()
 	os.WriteFile(filepath.Join(malformed, "config.json"), []byte(`{"process":`), 0o644)
 	tty := t.TempDir()
-	os.WriteFile(filepath.Join(tty, "config.json"), []byte(`{"process":{"terminal":true,"args":["sh"],"cwd":"/"},"root":{"path":"/"}}`), 0o644)
+	os.WriteFile(filepath.Join(tty, "config.json"), []byte(`{"process":{"terminal":true,"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}}`), 0o644)
+	os.Mkdir(filepath.Join(tty, "rootfs"), 0o755)
 	for _, tc := range []struct {
 		name string
 		args []string
