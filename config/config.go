@@ -49,6 +49,10 @@ type Hypervisor struct {
 	// VCPUs and MemoryMiB size a sandbox that asks for nothing more.
 	VCPUs     int `toml:"vcpus" json:"vcpus"`
 	MemoryMiB int `toml:"memory_mib" json:"memory_mib"`
+	// MaxVCPUs and MaxMemoryMiB bound the size a sandbox gets from its
+	// container's (or pod's) CPU and memory limits.
+	MaxVCPUs     int `toml:"max_vcpus" json:"max_vcpus"`
+	MaxMemoryMiB int `toml:"max_memory_mib" json:"max_memory_mib"`
 	// Kernel and Initrd are the guest kernel (vmlinux or bzImage) and image.
 	Kernel string `toml:"kernel" json:"kernel"`
 	Initrd string `toml:"initrd" json:"initrd"`
@@ -266,6 +270,12 @@ func (c *Config) Validate() error {
 	}
 	if h.VCPUs < 1 || h.VCPUs > 64 {
 		return fmt.Errorf("hypervisor.vcpus: %d is not between 1 and 64", h.VCPUs)
+	}
+	if h.MaxVCPUs < h.VCPUs || h.MaxVCPUs > 64 {
+		return fmt.Errorf("hypervisor.max_vcpus: %d is not between hypervisor.vcpus (%d) and 64", h.MaxVCPUs, h.VCPUs)
+	}
+	if h.MaxMemoryMiB < h.MemoryMiB {
+		return fmt.Errorf("hypervisor.max_memory_mib: %d is below hypervisor.memory_mib (%d)", h.MaxMemoryMiB, h.MemoryMiB)
 	}
 	if h.MemoryMiB < 64 {
 		return fmt.Errorf("hypervisor.memory_mib: %d is below 64", h.MemoryMiB)

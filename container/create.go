@@ -85,8 +85,12 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creat
 	}
 	cr := &Creation{m: m}
 	if owns {
-		var err error
+		size, err := SizeOf(b.Spec, m.Config.Hypervisor)
+		if err != nil {
+			return nil, err
+		}
 		sb, err = m.Create(ctx, pod.SandboxID, sandbox.WithNetwork(podNetwork(b.Spec, cfg.RunsHooks)),
+			sandbox.WithSize(size),
 			sandbox.WithCgroup(sandbox.CgroupOf(b.Spec, cfg.SystemdCgroup)))
 		if err != nil {
 			RemoveEmptyRoot(m.Root)

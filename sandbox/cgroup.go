@@ -50,7 +50,7 @@ func (s *Sandbox) createCgroup(cg Cgroup) error {
 		Path:           cg.Path,
 		Systemd:        cg.Systemd,
 		Resources:      cg.Resources,
-		GuestMemoryMiB: s.m.Config.Hypervisor.MemoryMiB,
+		GuestMemoryMiB: s.GuestSize().MemoryMiB,
 	})
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func (s *Sandbox) UpdateCgroup(r *specs.LinuxResources) error {
 	if err != nil || c == nil {
 		return err
 	}
-	return c.Update(r, s.m.Config.Hypervisor.MemoryMiB)
+	return c.Update(r, s.GuestSize().MemoryMiB)
 }
 
 // destroyCgroup removes the host cgroup once the processes in it (shims

@@ -71,6 +71,20 @@ type CreateOption func(*createOptions)
 type createOptions struct {
 	network Network
 	cgroup  Cgroup
+	size    Size
+}
+
+// Size is a sandbox's guest: vCPUs and memory. Zero fields take the
+// configuration's hypervisor.vcpus and memory_mib.
+type Size struct {
+	VCPUs     int `json:"vcpus,omitempty"`
+	MemoryMiB int `json:"memoryMiB,omitempty"`
+}
+
+// WithSize gives the sandbox's guest size z instead of the configured
+// default.
+func WithSize(z Size) CreateOption {
+	return func(o *createOptions) { o.size = z }
 }
 
 // WithNetwork gives the sandbox the network n (see Network); without it the

@@ -66,6 +66,8 @@ type State struct {
 	// VirtiofsdPID is the virtio-fs daemon serving the share.
 	VirtiofsdPID int       `json:"virtiofsdPid,omitempty"`
 	Created      time.Time `json:"created"`
+	// Size is the guest's size (zero fields: the configuration's).
+	Size Size `json:"size,omitempty"`
 	// Attached is set once the attach phase (Attach) has run.
 	Attached bool `json:"attached,omitempty"`
 	// Hostname is the guest's hostname, set by Attach.
@@ -118,6 +120,18 @@ func (s *Sandbox) Dir() string { return s.dir }
 // SharedDir returns the host directory the guest sees as its shared mount.
 func (s *Sandbox) SharedDir() string { return filepath.Join(s.dir, sharedDir) }
 
+// GuestSize returns the guest's vCPUs and memory, defaults resolved.
+func (s *Sandbox) GuestSize() Size {
+	z := s.state.Size
+	if z.VCPUs == 0 {
+		z.VCPUs = s.m.Config.Hypervisor.VCPUs
+	}
+	if z.MemoryMiB == 0 {
+		z.MemoryMiB = s.m.Config.Hypervisor.MemoryMiB
+	}
+	return z
+}
+
 // Share returns the layout of the shared directory on both sides.
 func (s *Sandbox) Share() oci.Share {
 	return oci.Share{HostDir: s.SharedDir(), GuestDir: oci.GuestSharePath}
@@ -164,6 +178,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 		Accelerator: m.Accelerator,
 		Transport:   m.transport(),
 		SharedFS:    m.Config.Hypervisor.SharedFS,
+		Size:        o.size,
 		Created:     time.Now().UTC(),
 	}}
 	defer func() {
