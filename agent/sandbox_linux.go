@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -34,6 +36,9 @@ type GuestOps struct {
 	SetClock    func(t time.Time) error
 	// SetReadahead sets the read-ahead of the file system mounted at path.
 	SetReadahead func(path string, kb int) error
+	// Reseed mixes entropy into the kernel's random pool and reseeds its
+	// CRNG from it at once.
+	Reseed func(entropy []byte) error
 }
 
 func (o *GuestOps) setDefaults() {
@@ -45,6 +50,9 @@ func (o *GuestOps) setDefaults() {
 	}
 	if o.SetReadahead == nil {
 		o.SetReadahead = setReadahead
+	}
+	if o.Reseed == nil {
+		o.Reseed = reseed
 	}
 	if o.SetClock == nil {
 		o.SetClock = func(t time.Time) error {
@@ -174,6 +182,30 @@ func writeSysctl(procSys, name, value string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("setting sysctl %s=%q: %w", name, value, err)
+	}
+	return nil
+}
+
+// reseed credits entropy to the kernel's input pool (RNDADDENTROPY on
+// /dev/urandom) and forces the CRNG to reseed from it now
+// (RNDRESEEDCRNG): without the second call the kernel would keep
+// producing the template's stream until its next scheduled reseed.
+func reseed(entropy []byte) error {
+	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("reseeding the guest's crng: %w", err)
+	}
+	defer f.Close()
+	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+	req := make([]byte, 8+len(entropy))
+	binary.NativeEndian.PutUint32(req[0:4], uint32(8*len(entropy)))
+	binary.NativeEndian.PutUint32(req[4:8], uint32(len(entropy)))
+	copy(req[8:], entropy)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDADDENTROPY, uintptr(unsafe.Pointer(&req[0]))); errno != 0 {
+		return fmt.Errorf("reseeding the guest's crng: RNDADDENTROPY: %w", errno)
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDRESEEDCRNG, 0); errno != 0 {
+		return fmt.Errorf("reseeding the guest's crng: RNDRESEEDCRNG: %w", errno)
 	}
 	return nil
 }

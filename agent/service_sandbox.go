@@ -68,6 +68,27 @@ func (s *Service) createSandbox(req *api.CreateSandboxRequest) error {
 	return nil
 }
 
+// minRestoreEntropy is the least entropy Restored accepts: 256 bits, a
+// full reseed of the CRNG.
+const minRestoreEntropy = 32
+
+// Restored is the first call to a guest restored from a template: it sets
+// the clock and reseeds the CRNG with the host's entropy, so that clones
+// of one template do not share a random stream.
+func (s *Service) Restored(ctx context.Context, req *api.RestoredRequest) (*api.Empty, error) {
+	if req.UnixNanos <= 0 || len(req.Entropy) < minRestoreEntropy {
+		return nil, rpcError(fmt.Errorf("%w: restored with time %d and %d bytes of entropy (want at least %d)", errInvalid, req.UnixNanos, len(req.Entropy), minRestoreEntropy))
+	}
+	if err := s.cfg.Guest.Reseed(req.Entropy); err != nil {
+		return nil, rpcError(err)
+	}
+	if err := s.cfg.Guest.SetClock(time.Unix(0, req.UnixNanos)); err != nil {
+		return nil, rpcError(fmt.Errorf("setting the guest's clock: %w", err))
+	}
+	s.cfg.Log.Info("restored from a template: clock set, crng reseeded")
+	return &api.Empty{}, nil
+}
+
 // SetGuestTime sets the guest's clock.
 func (s *Service) SetGuestTime(ctx context.Context, req *api.SetGuestTimeRequest) (*api.Empty, error) {
 	if req.UnixNanos <= 0 {

@@ -17,6 +17,12 @@ func (c *Client) CreateSandbox(ctx context.Context, req *api.CreateSandboxReques
 	return call(ctx, c, "create sandbox", c.svc.CreateSandbox, req)
 }
 
+// Restored tells a guest restored from a template that a new host runs
+// it: clock and CRNG reseed.
+func (c *Client) Restored(ctx context.Context, req *api.RestoredRequest) (*api.Empty, error) {
+	return call(ctx, c, "restored", c.svc.Restored, req)
+}
+
 // SetGuestTime sets the guest's clock.
 func (c *Client) SetGuestTime(ctx context.Context, req *api.SetGuestTimeRequest) (*api.Empty, error) {
 	return call(ctx, c, "set guest time", c.svc.SetGuestTime, req)

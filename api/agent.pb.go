@@ -457,6 +457,61 @@ func (x *SetGuestTimeRequest) GetUnixNanos() int64 {
 	return 0
 }
 
+type RestoredRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// UnixNanos is the host's wall clock.
+	UnixNanos int64 `protobuf:"varint,1,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	// Entropy is mixed into the guest's random pool (at least 32 bytes),
+	// and the kernel's CRNG is reseeded from it at once.
+	Entropy       []byte `protobuf:"bytes,2,opt,name=entropy,proto3" json:"entropy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoredRequest) Reset() {
+	*x = RestoredRequest{}
+	mi := &file_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoredRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoredRequest) ProtoMessage() {}
+
+func (x *RestoredRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoredRequest.ProtoReflect.Descriptor instead.
+func (*RestoredRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RestoredRequest) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+func (x *RestoredRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
 // Stdio says which streams of a process the host will attach; the others
 // are connected to /dev/null. A terminal process has one Terminal stream.
 type StdioConfig struct {
@@ -470,7 +525,7 @@ type StdioConfig struct {
 
 func (x *StdioConfig) Reset() {
 	*x = StdioConfig{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +537,7 @@ func (x *StdioConfig) String() string {
 func (*StdioConfig) ProtoMessage() {}
 
 func (x *StdioConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +550,7 @@ func (x *StdioConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdioConfig.ProtoReflect.Descriptor instead.
 func (*StdioConfig) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StdioConfig) GetStdin() bool {
@@ -532,7 +587,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +599,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +612,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateContainerRequest) GetContainerId() string {
@@ -591,7 +646,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +658,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +671,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateContainerResponse) GetPid() int32 {
@@ -635,7 +690,7 @@ type ContainerRequest struct {
 
 func (x *ContainerRequest) Reset() {
 	*x = ContainerRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +702,7 @@ func (x *ContainerRequest) String() string {
 func (*ContainerRequest) ProtoMessage() {}
 
 func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +715,7 @@ func (x *ContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerRequest.ProtoReflect.Descriptor instead.
 func (*ContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ContainerRequest) GetContainerId() string {
@@ -681,7 +736,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +748,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +761,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ProcessRequest) GetContainerId() string {
@@ -736,7 +791,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +803,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +816,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -801,7 +856,7 @@ type ExecProcessResponse struct {
 
 func (x *ExecProcessResponse) Reset() {
 	*x = ExecProcessResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +868,7 @@ func (x *ExecProcessResponse) String() string {
 func (*ExecProcessResponse) ProtoMessage() {}
 
 func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +881,7 @@ func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessResponse.ProtoReflect.Descriptor instead.
 func (*ExecProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecProcessResponse) GetPid() int32 {
@@ -849,7 +904,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +916,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +929,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SignalProcessRequest) GetContainerId() string {
@@ -918,7 +973,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +985,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +998,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WaitProcessResponse) GetExitStatus() int32 {
@@ -979,7 +1034,7 @@ type ResizeTtyRequest struct {
 
 func (x *ResizeTtyRequest) Reset() {
 	*x = ResizeTtyRequest{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1046,7 @@ func (x *ResizeTtyRequest) String() string {
 func (*ResizeTtyRequest) ProtoMessage() {}
 
 func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1059,7 @@ func (x *ResizeTtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeTtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizeTtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResizeTtyRequest) GetContainerId() string {
@@ -1055,7 +1110,7 @@ type ProcessInfo struct {
 
 func (x *ProcessInfo) Reset() {
 	*x = ProcessInfo{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1122,7 @@ func (x *ProcessInfo) String() string {
 func (*ProcessInfo) ProtoMessage() {}
 
 func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1135,7 @@ func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
 func (*ProcessInfo) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProcessInfo) GetPid() int32 {
@@ -1148,7 +1203,7 @@ type ListProcessesResponse struct {
 
 func (x *ListProcessesResponse) Reset() {
 	*x = ListProcessesResponse{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1215,7 @@ func (x *ListProcessesResponse) String() string {
 func (*ListProcessesResponse) ProtoMessage() {}
 
 func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1228,7 @@ func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListProcessesResponse) GetProcesses() []*ProcessInfo {
@@ -1194,7 +1249,7 @@ type StatsContainerResponse struct {
 
 func (x *StatsContainerResponse) Reset() {
 	*x = StatsContainerResponse{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1261,7 @@ func (x *StatsContainerResponse) String() string {
 func (*StatsContainerResponse) ProtoMessage() {}
 
 func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1274,7 @@ func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsContainerResponse.ProtoReflect.Descriptor instead.
 func (*StatsContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatsContainerResponse) GetStatsJson() []byte {
@@ -1240,7 +1295,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1307,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1320,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -1292,7 +1347,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1359,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1372,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveContainerRequest) GetContainerId() string {
@@ -1355,7 +1410,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1422,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1435,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Interface) GetName() string {
@@ -1427,7 +1482,7 @@ type UpdateInterfacesRequest struct {
 
 func (x *UpdateInterfacesRequest) Reset() {
 	*x = UpdateInterfacesRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1494,7 @@ func (x *UpdateInterfacesRequest) String() string {
 func (*UpdateInterfacesRequest) ProtoMessage() {}
 
 func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1507,7 @@ func (x *UpdateInterfacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateInterfacesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateInterfacesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpdateInterfacesRequest) GetInterfaces() []*Interface {
@@ -1483,7 +1538,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1550,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1563,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Route) GetDestination() string {
@@ -1566,7 +1621,7 @@ type Neighbor struct {
 
 func (x *Neighbor) Reset() {
 	*x = Neighbor{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1633,7 @@ func (x *Neighbor) String() string {
 func (*Neighbor) ProtoMessage() {}
 
 func (x *Neighbor) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1646,7 @@ func (x *Neighbor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Neighbor.ProtoReflect.Descriptor instead.
 func (*Neighbor) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Neighbor) GetIp() string {
@@ -1625,7 +1680,7 @@ type UpdateRoutesRequest struct {
 
 func (x *UpdateRoutesRequest) Reset() {
 	*x = UpdateRoutesRequest{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1692,7 @@ func (x *UpdateRoutesRequest) String() string {
 func (*UpdateRoutesRequest) ProtoMessage() {}
 
 func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1705,7 @@ func (x *UpdateRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRoutesRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateRoutesRequest) GetRoutes() []*Route {
@@ -1697,7 +1752,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"4\n" +
 	"\x13SetGuestTimeRequest\x12\x1d\n" +
 	"\n" +
-	"unix_nanos\x18\x01 \x01(\x03R\tunixNanos\"S\n" +
+	"unix_nanos\x18\x01 \x01(\x03R\tunixNanos\"J\n" +
+	"\x0fRestoredRequest\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x01 \x01(\x03R\tunixNanos\x12\x18\n" +
+	"\aentropy\x18\x02 \x01(\fR\aentropy\"S\n" +
 	"\vStdioConfig\x12\x14\n" +
 	"\x05stdin\x18\x01 \x01(\bR\x05stdin\x12\x16\n" +
 	"\x06stdout\x18\x02 \x01(\bR\x06stdout\x12\x16\n" +
@@ -1779,13 +1838,14 @@ const file_agent_proto_rawDesc = "" +
 	"\x06device\x18\x03 \x01(\tR\x06device\"~\n" +
 	"\x13UpdateRoutesRequest\x12.\n" +
 	"\x06routes\x18\x01 \x03(\v2\x16.cocoon.agent.v1.RouteR\x06routes\x127\n" +
-	"\tneighbors\x18\x02 \x03(\v2\x19.cocoon.agent.v1.NeighborR\tneighbors2\x81\r\n" +
+	"\tneighbors\x18\x02 \x03(\v2\x19.cocoon.agent.v1.NeighborR\tneighbors2\xc7\r\n" +
 	"\x05Agent\x12F\n" +
 	"\x05Check\x12\x1d.cocoon.agent.v1.CheckRequest\x1a\x1e.cocoon.agent.v1.CheckResponse\x12L\n" +
 	"\aVersion\x12\x1f.cocoon.agent.v1.VersionRequest\x1a .cocoon.agent.v1.VersionResponse\x12a\n" +
 	"\x0eDestroySandbox\x12&.cocoon.agent.v1.DestroySandboxRequest\x1a'.cocoon.agent.v1.DestroySandboxResponse\x12N\n" +
 	"\rCreateSandbox\x12%.cocoon.agent.v1.CreateSandboxRequest\x1a\x16.cocoon.agent.v1.Empty\x12L\n" +
-	"\fSetGuestTime\x12$.cocoon.agent.v1.SetGuestTimeRequest\x1a\x16.cocoon.agent.v1.Empty\x12d\n" +
+	"\fSetGuestTime\x12$.cocoon.agent.v1.SetGuestTimeRequest\x1a\x16.cocoon.agent.v1.Empty\x12D\n" +
+	"\bRestored\x12 .cocoon.agent.v1.RestoredRequest\x1a\x16.cocoon.agent.v1.Empty\x12d\n" +
 	"\x0fCreateContainer\x12'.cocoon.agent.v1.CreateContainerRequest\x1a(.cocoon.agent.v1.CreateContainerResponse\x12K\n" +
 	"\x0eStartContainer\x12!.cocoon.agent.v1.ContainerRequest\x1a\x16.cocoon.agent.v1.Empty\x12X\n" +
 	"\vExecProcess\x12#.cocoon.agent.v1.ExecProcessRequest\x1a$.cocoon.agent.v1.ExecProcessResponse\x12N\n" +
@@ -1815,7 +1875,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_agent_proto_goTypes = []any{
 	(*Empty)(nil),                   // 0: cocoon.agent.v1.Empty
 	(*CheckRequest)(nil),            // 1: cocoon.agent.v1.CheckRequest
@@ -1826,78 +1886,81 @@ var file_agent_proto_goTypes = []any{
 	(*DestroySandboxResponse)(nil),  // 6: cocoon.agent.v1.DestroySandboxResponse
 	(*CreateSandboxRequest)(nil),    // 7: cocoon.agent.v1.CreateSandboxRequest
 	(*SetGuestTimeRequest)(nil),     // 8: cocoon.agent.v1.SetGuestTimeRequest
-	(*StdioConfig)(nil),             // 9: cocoon.agent.v1.StdioConfig
-	(*CreateContainerRequest)(nil),  // 10: cocoon.agent.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 11: cocoon.agent.v1.CreateContainerResponse
-	(*ContainerRequest)(nil),        // 12: cocoon.agent.v1.ContainerRequest
-	(*ProcessRequest)(nil),          // 13: cocoon.agent.v1.ProcessRequest
-	(*ExecProcessRequest)(nil),      // 14: cocoon.agent.v1.ExecProcessRequest
-	(*ExecProcessResponse)(nil),     // 15: cocoon.agent.v1.ExecProcessResponse
-	(*SignalProcessRequest)(nil),    // 16: cocoon.agent.v1.SignalProcessRequest
-	(*WaitProcessResponse)(nil),     // 17: cocoon.agent.v1.WaitProcessResponse
-	(*ResizeTtyRequest)(nil),        // 18: cocoon.agent.v1.ResizeTtyRequest
-	(*ProcessInfo)(nil),             // 19: cocoon.agent.v1.ProcessInfo
-	(*ListProcessesResponse)(nil),   // 20: cocoon.agent.v1.ListProcessesResponse
-	(*StatsContainerResponse)(nil),  // 21: cocoon.agent.v1.StatsContainerResponse
-	(*UpdateContainerRequest)(nil),  // 22: cocoon.agent.v1.UpdateContainerRequest
-	(*RemoveContainerRequest)(nil),  // 23: cocoon.agent.v1.RemoveContainerRequest
-	(*Interface)(nil),               // 24: cocoon.agent.v1.Interface
-	(*UpdateInterfacesRequest)(nil), // 25: cocoon.agent.v1.UpdateInterfacesRequest
-	(*Route)(nil),                   // 26: cocoon.agent.v1.Route
-	(*Neighbor)(nil),                // 27: cocoon.agent.v1.Neighbor
-	(*UpdateRoutesRequest)(nil),     // 28: cocoon.agent.v1.UpdateRoutesRequest
-	nil,                             // 29: cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
+	(*RestoredRequest)(nil),         // 9: cocoon.agent.v1.RestoredRequest
+	(*StdioConfig)(nil),             // 10: cocoon.agent.v1.StdioConfig
+	(*CreateContainerRequest)(nil),  // 11: cocoon.agent.v1.CreateContainerRequest
+	(*CreateContainerResponse)(nil), // 12: cocoon.agent.v1.CreateContainerResponse
+	(*ContainerRequest)(nil),        // 13: cocoon.agent.v1.ContainerRequest
+	(*ProcessRequest)(nil),          // 14: cocoon.agent.v1.ProcessRequest
+	(*ExecProcessRequest)(nil),      // 15: cocoon.agent.v1.ExecProcessRequest
+	(*ExecProcessResponse)(nil),     // 16: cocoon.agent.v1.ExecProcessResponse
+	(*SignalProcessRequest)(nil),    // 17: cocoon.agent.v1.SignalProcessRequest
+	(*WaitProcessResponse)(nil),     // 18: cocoon.agent.v1.WaitProcessResponse
+	(*ResizeTtyRequest)(nil),        // 19: cocoon.agent.v1.ResizeTtyRequest
+	(*ProcessInfo)(nil),             // 20: cocoon.agent.v1.ProcessInfo
+	(*ListProcessesResponse)(nil),   // 21: cocoon.agent.v1.ListProcessesResponse
+	(*StatsContainerResponse)(nil),  // 22: cocoon.agent.v1.StatsContainerResponse
+	(*UpdateContainerRequest)(nil),  // 23: cocoon.agent.v1.UpdateContainerRequest
+	(*RemoveContainerRequest)(nil),  // 24: cocoon.agent.v1.RemoveContainerRequest
+	(*Interface)(nil),               // 25: cocoon.agent.v1.Interface
+	(*UpdateInterfacesRequest)(nil), // 26: cocoon.agent.v1.UpdateInterfacesRequest
+	(*Route)(nil),                   // 27: cocoon.agent.v1.Route
+	(*Neighbor)(nil),                // 28: cocoon.agent.v1.Neighbor
+	(*UpdateRoutesRequest)(nil),     // 29: cocoon.agent.v1.UpdateRoutesRequest
+	nil,                             // 30: cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
 }
 var file_agent_proto_depIdxs = []int32{
-	29, // 0: cocoon.agent.v1.CreateSandboxRequest.sysctls:type_name -> cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
-	9,  // 1: cocoon.agent.v1.CreateContainerRequest.stdio:type_name -> cocoon.agent.v1.StdioConfig
-	9,  // 2: cocoon.agent.v1.ExecProcessRequest.stdio:type_name -> cocoon.agent.v1.StdioConfig
-	19, // 3: cocoon.agent.v1.ListProcessesResponse.processes:type_name -> cocoon.agent.v1.ProcessInfo
-	24, // 4: cocoon.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> cocoon.agent.v1.Interface
-	26, // 5: cocoon.agent.v1.UpdateRoutesRequest.routes:type_name -> cocoon.agent.v1.Route
-	27, // 6: cocoon.agent.v1.UpdateRoutesRequest.neighbors:type_name -> cocoon.agent.v1.Neighbor
+	30, // 0: cocoon.agent.v1.CreateSandboxRequest.sysctls:type_name -> cocoon.agent.v1.CreateSandboxRequest.SysctlsEntry
+	10, // 1: cocoon.agent.v1.CreateContainerRequest.stdio:type_name -> cocoon.agent.v1.StdioConfig
+	10, // 2: cocoon.agent.v1.ExecProcessRequest.stdio:type_name -> cocoon.agent.v1.StdioConfig
+	20, // 3: cocoon.agent.v1.ListProcessesResponse.processes:type_name -> cocoon.agent.v1.ProcessInfo
+	25, // 4: cocoon.agent.v1.UpdateInterfacesRequest.interfaces:type_name -> cocoon.agent.v1.Interface
+	27, // 5: cocoon.agent.v1.UpdateRoutesRequest.routes:type_name -> cocoon.agent.v1.Route
+	28, // 6: cocoon.agent.v1.UpdateRoutesRequest.neighbors:type_name -> cocoon.agent.v1.Neighbor
 	1,  // 7: cocoon.agent.v1.Agent.Check:input_type -> cocoon.agent.v1.CheckRequest
 	3,  // 8: cocoon.agent.v1.Agent.Version:input_type -> cocoon.agent.v1.VersionRequest
 	5,  // 9: cocoon.agent.v1.Agent.DestroySandbox:input_type -> cocoon.agent.v1.DestroySandboxRequest
 	7,  // 10: cocoon.agent.v1.Agent.CreateSandbox:input_type -> cocoon.agent.v1.CreateSandboxRequest
 	8,  // 11: cocoon.agent.v1.Agent.SetGuestTime:input_type -> cocoon.agent.v1.SetGuestTimeRequest
-	10, // 12: cocoon.agent.v1.Agent.CreateContainer:input_type -> cocoon.agent.v1.CreateContainerRequest
-	12, // 13: cocoon.agent.v1.Agent.StartContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	14, // 14: cocoon.agent.v1.Agent.ExecProcess:input_type -> cocoon.agent.v1.ExecProcessRequest
-	16, // 15: cocoon.agent.v1.Agent.SignalProcess:input_type -> cocoon.agent.v1.SignalProcessRequest
-	13, // 16: cocoon.agent.v1.Agent.WaitProcess:input_type -> cocoon.agent.v1.ProcessRequest
-	13, // 17: cocoon.agent.v1.Agent.CloseStdin:input_type -> cocoon.agent.v1.ProcessRequest
-	18, // 18: cocoon.agent.v1.Agent.ResizeTty:input_type -> cocoon.agent.v1.ResizeTtyRequest
-	12, // 19: cocoon.agent.v1.Agent.ListProcesses:input_type -> cocoon.agent.v1.ContainerRequest
-	12, // 20: cocoon.agent.v1.Agent.StatsContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	12, // 21: cocoon.agent.v1.Agent.PauseContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	12, // 22: cocoon.agent.v1.Agent.ResumeContainer:input_type -> cocoon.agent.v1.ContainerRequest
-	22, // 23: cocoon.agent.v1.Agent.UpdateContainer:input_type -> cocoon.agent.v1.UpdateContainerRequest
-	23, // 24: cocoon.agent.v1.Agent.RemoveContainer:input_type -> cocoon.agent.v1.RemoveContainerRequest
-	25, // 25: cocoon.agent.v1.Agent.UpdateInterfaces:input_type -> cocoon.agent.v1.UpdateInterfacesRequest
-	28, // 26: cocoon.agent.v1.Agent.UpdateRoutes:input_type -> cocoon.agent.v1.UpdateRoutesRequest
-	2,  // 27: cocoon.agent.v1.Agent.Check:output_type -> cocoon.agent.v1.CheckResponse
-	4,  // 28: cocoon.agent.v1.Agent.Version:output_type -> cocoon.agent.v1.VersionResponse
-	6,  // 29: cocoon.agent.v1.Agent.DestroySandbox:output_type -> cocoon.agent.v1.DestroySandboxResponse
-	0,  // 30: cocoon.agent.v1.Agent.CreateSandbox:output_type -> cocoon.agent.v1.Empty
-	0,  // 31: cocoon.agent.v1.Agent.SetGuestTime:output_type -> cocoon.agent.v1.Empty
-	11, // 32: cocoon.agent.v1.Agent.CreateContainer:output_type -> cocoon.agent.v1.CreateContainerResponse
-	0,  // 33: cocoon.agent.v1.Agent.StartContainer:output_type -> cocoon.agent.v1.Empty
-	15, // 34: cocoon.agent.v1.Agent.ExecProcess:output_type -> cocoon.agent.v1.ExecProcessResponse
-	0,  // 35: cocoon.agent.v1.Agent.SignalProcess:output_type -> cocoon.agent.v1.Empty
-	17, // 36: cocoon.agent.v1.Agent.WaitProcess:output_type -> cocoon.agent.v1.WaitProcessResponse
-	0,  // 37: cocoon.agent.v1.Agent.CloseStdin:output_type -> cocoon.agent.v1.Empty
-	0,  // 38: cocoon.agent.v1.Agent.ResizeTty:output_type -> cocoon.agent.v1.Empty
-	20, // 39: cocoon.agent.v1.Agent.ListProcesses:output_type -> cocoon.agent.v1.ListProcessesResponse
-	21, // 40: cocoon.agent.v1.Agent.StatsContainer:output_type -> cocoon.agent.v1.StatsContainerResponse
-	0,  // 41: cocoon.agent.v1.Agent.PauseContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 42: cocoon.agent.v1.Agent.ResumeContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 43: cocoon.agent.v1.Agent.UpdateContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 44: cocoon.agent.v1.Agent.RemoveContainer:output_type -> cocoon.agent.v1.Empty
-	0,  // 45: cocoon.agent.v1.Agent.UpdateInterfaces:output_type -> cocoon.agent.v1.Empty
-	0,  // 46: cocoon.agent.v1.Agent.UpdateRoutes:output_type -> cocoon.agent.v1.Empty
-	27, // [27:47] is the sub-list for method output_type
-	7,  // [7:27] is the sub-list for method input_type
+	9,  // 12: cocoon.agent.v1.Agent.Restored:input_type -> cocoon.agent.v1.RestoredRequest
+	11, // 13: cocoon.agent.v1.Agent.CreateContainer:input_type -> cocoon.agent.v1.CreateContainerRequest
+	13, // 14: cocoon.agent.v1.Agent.StartContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	15, // 15: cocoon.agent.v1.Agent.ExecProcess:input_type -> cocoon.agent.v1.ExecProcessRequest
+	17, // 16: cocoon.agent.v1.Agent.SignalProcess:input_type -> cocoon.agent.v1.SignalProcessRequest
+	14, // 17: cocoon.agent.v1.Agent.WaitProcess:input_type -> cocoon.agent.v1.ProcessRequest
+	14, // 18: cocoon.agent.v1.Agent.CloseStdin:input_type -> cocoon.agent.v1.ProcessRequest
+	19, // 19: cocoon.agent.v1.Agent.ResizeTty:input_type -> cocoon.agent.v1.ResizeTtyRequest
+	13, // 20: cocoon.agent.v1.Agent.ListProcesses:input_type -> cocoon.agent.v1.ContainerRequest
+	13, // 21: cocoon.agent.v1.Agent.StatsContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	13, // 22: cocoon.agent.v1.Agent.PauseContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	13, // 23: cocoon.agent.v1.Agent.ResumeContainer:input_type -> cocoon.agent.v1.ContainerRequest
+	23, // 24: cocoon.agent.v1.Agent.UpdateContainer:input_type -> cocoon.agent.v1.UpdateContainerRequest
+	24, // 25: cocoon.agent.v1.Agent.RemoveContainer:input_type -> cocoon.agent.v1.RemoveContainerRequest
+	26, // 26: cocoon.agent.v1.Agent.UpdateInterfaces:input_type -> cocoon.agent.v1.UpdateInterfacesRequest
+	29, // 27: cocoon.agent.v1.Agent.UpdateRoutes:input_type -> cocoon.agent.v1.UpdateRoutesRequest
+	2,  // 28: cocoon.agent.v1.Agent.Check:output_type -> cocoon.agent.v1.CheckResponse
+	4,  // 29: cocoon.agent.v1.Agent.Version:output_type -> cocoon.agent.v1.VersionResponse
+	6,  // 30: cocoon.agent.v1.Agent.DestroySandbox:output_type -> cocoon.agent.v1.DestroySandboxResponse
+	0,  // 31: cocoon.agent.v1.Agent.CreateSandbox:output_type -> cocoon.agent.v1.Empty
+	0,  // 32: cocoon.agent.v1.Agent.SetGuestTime:output_type -> cocoon.agent.v1.Empty
+	0,  // 33: cocoon.agent.v1.Agent.Restored:output_type -> cocoon.agent.v1.Empty
+	12, // 34: cocoon.agent.v1.Agent.CreateContainer:output_type -> cocoon.agent.v1.CreateContainerResponse
+	0,  // 35: cocoon.agent.v1.Agent.StartContainer:output_type -> cocoon.agent.v1.Empty
+	16, // 36: cocoon.agent.v1.Agent.ExecProcess:output_type -> cocoon.agent.v1.ExecProcessResponse
+	0,  // 37: cocoon.agent.v1.Agent.SignalProcess:output_type -> cocoon.agent.v1.Empty
+	18, // 38: cocoon.agent.v1.Agent.WaitProcess:output_type -> cocoon.agent.v1.WaitProcessResponse
+	0,  // 39: cocoon.agent.v1.Agent.CloseStdin:output_type -> cocoon.agent.v1.Empty
+	0,  // 40: cocoon.agent.v1.Agent.ResizeTty:output_type -> cocoon.agent.v1.Empty
+	21, // 41: cocoon.agent.v1.Agent.ListProcesses:output_type -> cocoon.agent.v1.ListProcessesResponse
+	22, // 42: cocoon.agent.v1.Agent.StatsContainer:output_type -> cocoon.agent.v1.StatsContainerResponse
+	0,  // 43: cocoon.agent.v1.Agent.PauseContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 44: cocoon.agent.v1.Agent.ResumeContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 45: cocoon.agent.v1.Agent.UpdateContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 46: cocoon.agent.v1.Agent.RemoveContainer:output_type -> cocoon.agent.v1.Empty
+	0,  // 47: cocoon.agent.v1.Agent.UpdateInterfaces:output_type -> cocoon.agent.v1.Empty
+	0,  // 48: cocoon.agent.v1.Agent.UpdateRoutes:output_type -> cocoon.agent.v1.Empty
+	28, // [28:49] is the sub-list for method output_type
+	7,  // [7:28] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1914,7 +1977,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

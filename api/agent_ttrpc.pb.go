@@ -13,6 +13,7 @@ type AgentService interface {
 	DestroySandbox(context.Context, *DestroySandboxRequest) (*DestroySandboxResponse, error)
 	CreateSandbox(context.Context, *CreateSandboxRequest) (*Empty, error)
 	SetGuestTime(context.Context, *SetGuestTimeRequest) (*Empty, error)
+	Restored(context.Context, *RestoredRequest) (*Empty, error)
 	CreateContainer(context.Context, *CreateContainerRequest) (*CreateContainerResponse, error)
 	StartContainer(context.Context, *ContainerRequest) (*Empty, error)
 	ExecProcess(context.Context, *ExecProcessRequest) (*ExecProcessResponse, error)
@@ -67,6 +68,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.SetGuestTime(ctx, &req)
+			},
+			"Restored": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req RestoredRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Restored(ctx, &req)
 			},
 			"CreateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req CreateContainerRequest
@@ -222,6 +230,14 @@ func (c *agentClient) CreateSandbox(ctx context.Context, req *CreateSandboxReque
 func (c *agentClient) SetGuestTime(ctx context.Context, req *SetGuestTimeRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "cocoon.agent.v1.Agent", "SetGuestTime", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) Restored(ctx context.Context, req *RestoredRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "cocoon.agent.v1.Agent", "Restored", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

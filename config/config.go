@@ -64,6 +64,11 @@ type Hypervisor struct {
 	Virtiofsd string `toml:"virtiofsd" json:"virtiofsd"`
 	// Debug keeps guest kernel messages on the console log.
 	Debug bool `toml:"debug_console" json:"debug_console"`
+	// Templates restores sandboxes from VM templates (warm start) instead
+	// of booting them.
+	Templates bool `toml:"templates" json:"templates"`
+	// TemplateDir holds the templates, one directory per key.
+	TemplateDir string `toml:"template_dir" json:"template_dir"`
 }
 
 // Agent configures the channel to the guest agent.
@@ -276,6 +281,9 @@ func (c *Config) Validate() error {
 	}
 	if h.MaxMemoryMiB < h.MemoryMiB {
 		return fmt.Errorf("hypervisor.max_memory_mib: %d is below hypervisor.memory_mib (%d)", h.MaxMemoryMiB, h.MemoryMiB)
+	}
+	if h.Templates && !filepath.IsAbs(h.TemplateDir) {
+		return fmt.Errorf("hypervisor.template_dir: %q is not an absolute path", h.TemplateDir)
 	}
 	if h.MemoryMiB < 64 {
 		return fmt.Errorf("hypervisor.memory_mib: %d is below 64", h.MemoryMiB)

@@ -118,7 +118,7 @@ func TestEveryOptionDocumented(t *testing.T) {
 	want := []string{
 		"hypervisor.path", "hypervisor.machine", "hypervisor.accelerator", "hypervisor.vcpus",
 		"hypervisor.memory_mib", "hypervisor.max_vcpus", "hypervisor.max_memory_mib", "hypervisor.kernel", "hypervisor.initrd", "hypervisor.kernel_params",
-		"hypervisor.shared_fs", "hypervisor.virtiofsd", "hypervisor.debug_console", "agent.transport",
+		"hypervisor.shared_fs", "hypervisor.virtiofsd", "hypervisor.debug_console", "hypervisor.templates", "hypervisor.template_dir", "agent.transport",
 		"agent.boot_timeout", "agent.call_timeout", "agent.health_timeout", "agent.log_level", "runtime.proxy_path", "runtime.log_level",
 		"runtime.command_timeout", "runtime.delete_timeout",
 	}

@@ -78,6 +78,32 @@ type VMConfig struct {
 	NICs []NIC
 	// Debug keeps the guest's kernel messages on the console.
 	Debug bool
+	// Template, when set, makes the VM a template or a clone of one.
+	Template *Template
+}
+
+// Template is a VM saved once booted, from which new VMs are restored
+// instead of booted (warm start). Its guest RAM is a file; its device
+// state is another. A VM started with Restore false boots with its RAM in
+// MemoryFile, shared (the file receives every write), and can be saved
+// with Saver.Save; one started with Restore true maps MemoryFile privately
+// (copy-on-write: the template's pages stay shared between clones and are
+// never written) and loads StateFile instead of booting. A clone's
+// configuration must describe the same devices as its template's;
+// backends (sockets, shared directory, taps) may differ.
+type Template struct {
+	MemoryFile string
+	StateFile  string
+	Restore    bool
+}
+
+// Saver is a VM that can be saved as a template: implemented by the VMs of
+// hypervisors that support templates, for VMs started with a
+// VMConfig.Template whose Restore is false.
+type Saver interface {
+	// Save stops the guest, writes its device state to the template's
+	// StateFile (its RAM is already in MemoryFile), and stops the VMM.
+	Save(ctx context.Context) error
 }
 
 // NIC is a guest network interface backed by a host tap device that the

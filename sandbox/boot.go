@@ -9,10 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
 // vhostVsockDevice exists where the host can give guests a vsock device.
@@ -39,28 +43,15 @@ func ResolveTransport(configured string) string {
 const AgentAPIVersion = api.APIVersion
 
 // boot is the container-independent phase: VM, proxy, agent ready.
-// nics are the guest's network interfaces.
+// nics are the guest's network interfaces. With templates on, the VM is
+// restored from its template when it can be, and booted when not.
 func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 	m := s.m
 	h := m.Config.Hypervisor
-	params := append([]string{}, h.KernelParams...)
-	params = append(params, api.KernelParamLogLevel+"="+m.Config.Agent.LogLevel)
-	cfg := hypervisor.VMConfig{
-		ID:           s.state.ID,
-		Dir:          s.dir,
-		Binary:       h.Path,
-		Machine:      h.Machine,
-		Accelerator:  m.Accelerator,
-		VCPUs:        s.GuestSize().VCPUs,
-		MemoryMiB:    s.GuestSize().MemoryMiB,
-		Kernel:       h.Kernel,
-		Initrd:       h.Initrd,
-		ConsoleLog:   s.ConsoleLog(),
-		SharedDirs:   []hypervisor.SharedDir{{Tag: ShareTag, HostPath: s.SharedDir()}},
-		Debug:        h.Debug,
-		KernelParams: params,
-		NICs:         nics,
-	}
+	cfg := m.vmConfig(s.state.ID, s.dir, s.SharedDir(), nics)
+	cfg.ConsoleLog = s.ConsoleLog()
+	size := s.GuestSize()
+	cfg.VCPUs, cfg.MemoryMiB = size.VCPUs, size.MemoryMiB
 	if s.state.Transport == api.TransportVsock {
 		cid, err := randomCID()
 		if err != nil {
@@ -84,7 +75,46 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 		}
 		cfg.SharedDirs[0].Socket = s.virtiofsdSocketPath()
 	}
+	if t := s.template(ctx, cfg); t != nil {
+		err := s.restore(ctx, cfg, t)
+		if err == nil {
+			return nil
+		}
+		m.Log.WithError(err).WithFields(logrus.Fields{"sandbox": s.state.ID, "template": t.Dir}).Warn("restoring the sandbox from its template failed, booting it cold; the template is removed")
+		s.undoStart(ctx)
+		if err := t.Remove(); err != nil {
+			m.Log.WithError(err).Debug("removing a failed template")
+		}
+	}
+	return s.start(ctx, cfg)
+}
 
+// vmConfig is the VM of a sandbox (or template) in dir, sharing
+// sharedDir, before its agent channel is chosen.
+func (m *Manager) vmConfig(id, dir, sharedDir string, nics []hypervisor.NIC) hypervisor.VMConfig {
+	h := m.Config.Hypervisor
+	params := append([]string{}, h.KernelParams...)
+	params = append(params, api.KernelParamLogLevel+"="+m.Config.Agent.LogLevel)
+	return hypervisor.VMConfig{
+		ID:           id,
+		Dir:          dir,
+		Binary:       h.Path,
+		Machine:      h.Machine,
+		Accelerator:  m.Accelerator,
+		VCPUs:        h.VCPUs,
+		MemoryMiB:    h.MemoryMiB,
+		Kernel:       h.Kernel,
+		Initrd:       h.Initrd,
+		SharedDirs:   []hypervisor.SharedDir{{Tag: ShareTag, HostPath: sharedDir}},
+		Debug:        h.Debug,
+		KernelParams: params,
+		NICs:         nics,
+	}
+}
+
+// start starts the VM of cfg and its proxy, and waits for the agent.
+func (s *Sandbox) start(ctx context.Context, cfg hypervisor.VMConfig) error {
+	m := s.m
 	vm, err := m.Hypervisor.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -95,7 +125,7 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 		return err
 	}
 	if s.state.Transport == api.TransportSerial && m.AgentDialer == nil {
-		pid, err := s.startProxy()
+		pid, err := m.startProxy(s.dir)
 		if err != nil {
 			return err
 		}
@@ -116,17 +146,45 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 	return nil
 }
 
-// startProxy starts cocoon-proxy detached: it outlives this process and
-// exits by itself when QEMU closes the agent socket.
-func (s *Sandbox) startProxy() (int, error) {
-	path, err := s.m.proxyPath()
+// undoStart stops what a failed start left running (VM, proxy), so that
+// the sandbox can boot again in its directory.
+func (s *Sandbox) undoStart(ctx context.Context) {
+	if err := s.Close(); err != nil {
+		s.m.Log.WithError(err).Debug("closing the agent connection")
+	}
+	if s.vm != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if err := s.vm.Stop(sctx); err != nil {
+			s.m.Log.WithError(err).Warn("stopping the vm of a failed restore")
+		}
+		cancel()
+		s.vm = nil
+		s.state.VM = hypervisor.State{}
+	}
+	if pid := s.state.ProxyPID; pid > 0 {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if err := proc.Terminate(pctx, pid); err != nil {
+			s.m.Log.WithError(err).Warn("stopping the proxy of a failed restore")
+		}
+		cancel()
+		s.state.ProxyPID = 0
+	}
+	if err := s.save(); err != nil {
+		s.m.Log.WithError(err).Warn("saving the state of a failed restore")
+	}
+}
+
+// startProxy starts cocoon-proxy for the VM in dir, detached: it outlives
+// this process and exits by itself when QEMU closes the agent socket.
+func (m *Manager) startProxy(dir string) (int, error) {
+	path, err := m.proxyPath()
 	if err != nil {
 		return 0, err
 	}
 	cmd := exec.Command(path,
-		"--agent-socket", filepath.Join(s.dir, agentSocket),
-		"--listen", filepath.Join(s.dir, proxySocket),
-		"--log", filepath.Join(s.dir, proxyLog),
+		"--agent-socket", filepath.Join(dir, agentSocket),
+		"--listen", filepath.Join(dir, proxySocket),
+		"--log", filepath.Join(dir, proxyLog),
 	)
 	// Own session, no inherited descriptors beyond /dev/null stdio.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -106,6 +106,10 @@ type NetworkState struct {
 	// BootMAC is the MAC address the NIC of an owned namespace booted
 	// with; ConnectNetwork gives it the interface's.
 	BootMAC string `json:"bootMac,omitempty"`
+	// BootMACs are the MAC addresses that the NICs of a sandbox restored
+	// from a template started with (the template's), in interface order;
+	// attach gives them the interfaces' own.
+	BootMACs []string `json:"bootMacs,omitempty"`
 }
 
 // netnsFile is the sandbox directory's file on which an owned network
@@ -231,10 +235,17 @@ func (s *Sandbox) configureNetwork(ctx context.Context) error {
 		return nil
 	}
 	ifcs, routes := guestNetwork(ns.Config)
-	if ns.Owned && len(ifcs.Interfaces) == 1 {
+	switch {
+	case ns.Owned && len(ifcs.Interfaces) == 1:
 		// The NIC booted with its own MAC; it takes the interface's.
 		ifcs.Interfaces[0].HardwareAddr = ifcs.Interfaces[0].Mac
 		ifcs.Interfaces[0].Mac = ns.BootMAC
+	case len(ns.BootMACs) == len(ifcs.Interfaces):
+		// Restored from a template: the NICs have the template's MACs.
+		for i, ifc := range ifcs.Interfaces {
+			ifc.HardwareAddr = ifc.Mac
+			ifc.Mac = ns.BootMACs[i]
+		}
 	}
 	c, err := s.Client(ctx)
 	if err != nil {

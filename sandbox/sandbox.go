@@ -70,6 +70,9 @@ type State struct {
 	Size Size `json:"size,omitempty"`
 	// Attached is set once the attach phase (Attach) has run.
 	Attached bool `json:"attached,omitempty"`
+	// Template is the directory of the template the VM was restored
+	// from; empty for a VM that booted.
+	Template string `json:"template,omitempty"`
 	// Hostname is the guest's hostname, set by Attach.
 	Hostname string `json:"hostname,omitempty"`
 	// Network is the namespace whose interfaces the guest took over; nil

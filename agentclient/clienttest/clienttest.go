@@ -30,6 +30,7 @@ type Agent struct {
 	// response (WaitProcess: exit status 0).
 	CreateSandboxFunc   func(context.Context, *api.CreateSandboxRequest) (*api.Empty, error)
 	SetGuestTimeFunc    func(context.Context, *api.SetGuestTimeRequest) (*api.Empty, error)
+	RestoredFunc        func(context.Context, *api.RestoredRequest) (*api.Empty, error)
 	CreateContainerFunc func(context.Context, *api.CreateContainerRequest) (*api.CreateContainerResponse, error)
 	StartContainerFunc  func(context.Context, *api.ContainerRequest) (*api.Empty, error)
 	ExecProcessFunc     func(context.Context, *api.ExecProcessRequest) (*api.ExecProcessResponse, error)
@@ -97,6 +98,14 @@ func (a *Agent) UpdateInterfaces(ctx context.Context, req *api.UpdateInterfacesR
 func (a *Agent) UpdateRoutes(ctx context.Context, req *api.UpdateRoutesRequest) (*api.Empty, error) {
 	if a.UpdateRoutesFunc != nil {
 		return a.UpdateRoutesFunc(ctx, req)
+	}
+	return &api.Empty{}, nil
+}
+
+// Restored calls RestoredFunc, or answers success.
+func (a *Agent) Restored(ctx context.Context, req *api.RestoredRequest) (*api.Empty, error) {
+	if a.RestoredFunc != nil {
+		return a.RestoredFunc(ctx, req)
 	}
 	return &api.Empty{}, nil
 }

@@ -66,6 +66,7 @@ func newApp(logToFile *bool) *cli.App {
 			envCommand,
 			eventsCommand,
 			execCommand,
+			factoryCommand,
 			featuresCommand,
 			killCommand,
 			listCommand,

@@ -109,7 +109,7 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	// the RAM must be a shared memfd (works under TCG as under KVM).
 	shared := sharesMemory(cfg)
 	machineOpts := ""
-	if shared {
+	if shared || cfg.Template != nil {
 		machineOpts = ",memory-backend=" + memoryBackendID
 	}
 	switch cfg.Machine {
@@ -143,7 +143,18 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		"-smp", strconv.Itoa(cfg.VCPUs),
 		"-m", strconv.Itoa(cfg.MemoryMiB),
 	)
-	if shared {
+	switch t := cfg.Template; {
+	case t != nil:
+		// A template's RAM is its memory file, shared so that the file
+		// receives the guest's writes; a clone maps it privately
+		// (copy-on-write), so the template never changes and its pages
+		// are shared between the clones.
+		share := "on"
+		if t.Restore {
+			share = "off"
+		}
+		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s", memoryBackendID, cfg.MemoryMiB, escape(t.MemoryFile), share))
+	case shared:
 		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=%s,size=%dM,share=on", memoryBackendID, cfg.MemoryMiB))
 	}
 	args = append(args, "-kernel", cfg.Kernel)
@@ -213,6 +224,13 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	// Entropy for the guest's CRNG from the host (rng-builtin backend).
 	args = append(args, "-device", device("virtio-rng")+",id=rng0")
 
+	if cfg.Template != nil && cfg.Template.Restore {
+		// The device state is loaded once QMP has set the migration
+		// capabilities (see restore): QEMU 7.2 cannot set them on its
+		// command line.
+		args = append(args, "-incoming", "defer")
+	}
+
 	args = append(args,
 		"-qmp", "unix:"+escape(filepath.Join(cfg.Dir, QMPSocketName))+",server=on,wait=off",
 		"-pidfile", filepath.Join(cfg.Dir, PIDFileName),
@@ -241,6 +259,10 @@ func sharesMemory(cfg hypervisor.VMConfig) bool {
 // NICFirstFD is the descriptor number of the first NIC's tap in QEMU:
 // Start passes the taps as exec.Cmd.ExtraFiles, which begin at 3.
 const NICFirstFD = 3
+
+// templateFD is the descriptor number, in QEMU, of a template's state file
+// (written by Save, read by a restore): it follows the taps.
+func templateFD(cfg hypervisor.VMConfig) int { return NICFirstFD + len(cfg.NICs) }
 
 // nicDevice is the -device value of the i-th NIC.
 func nicDevice(driver string, i int, nic hypervisor.NIC) string {

@@ -182,6 +182,21 @@ func Validate(cfg hypervisor.VMConfig) error {
 		}
 	}
 
+	if t := cfg.Template; t != nil {
+		if err := checkPath("template memory file", t.MemoryFile); err != nil {
+			errs = append(errs, err)
+		}
+		if err := checkPath("template state file", t.StateFile); err != nil {
+			errs = append(errs, err)
+		}
+		if sharesMemory(cfg) {
+			bad("a template cannot have a virtio-fs share (vhost-user-fs does not migrate)")
+		}
+		if cfg.VsockCID != 0 {
+			bad("a template cannot have a vsock device")
+		}
+	}
+
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid vm config %q: %w", cfg.ID, err)
 	}
@@ -252,6 +267,10 @@ func checkFiles(cfg hypervisor.VMConfig) error {
 	}
 	for _, sd := range cfg.SharedDirs {
 		want(fmt.Sprintf("shared dir %q", sd.Tag), sd.HostPath, true)
+	}
+	if t := cfg.Template; t != nil && t.Restore {
+		want("template memory file", t.MemoryFile, false)
+		want("template state file", t.StateFile, false)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid vm config %q: %w", cfg.ID, err)

@@ -43,6 +43,11 @@ func socketDialer(path string) dialFunc {
 // never returns (QEMU stopped answering) leaves its goroutine until QEMU
 // answers or dies, which Stop's SIGKILL ensures.
 func execute(ctx context.Context, dial dialFunc, command string, out any) error {
+	return executeArgs(ctx, dial, command, nil, out)
+}
+
+// executeArgs is execute for a command with arguments (nil for none).
+func executeArgs(ctx context.Context, dial dialFunc, command string, args, out any) error {
 	mon, err := dial(ctx)
 	if err != nil {
 		return fmt.Errorf("qmp %s: connecting: %w", command, err)
@@ -66,7 +71,7 @@ func execute(ctx context.Context, dial dialFunc, command string, out any) error 
 		return fmt.Errorf("qmp %s: handshake: %w", command, ctx.Err())
 	}
 
-	raw, err := json.Marshal(qmp.Command{Execute: command})
+	raw, err := json.Marshal(qmp.Command{Execute: command, Args: args})
 	if err != nil {
 		_ = mon.Disconnect()
 		return fmt.Errorf("qmp %s: %w", command, err)

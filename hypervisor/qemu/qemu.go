@@ -212,6 +212,21 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 	for _, nic := range cfg.NICs {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, nic.Tap)
 	}
+	if t := cfg.Template; t != nil {
+		// The state file travels as a descriptor (templateFD): QEMU's
+		// seccomp filter forbids the exec: migration that would open it.
+		var sf *os.File
+		if t.Restore {
+			sf, err = os.Open(t.StateFile)
+		} else {
+			sf, err = os.OpenFile(t.StateFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("starting vm %q: %w", cfg.ID, err)
+		}
+		defer sf.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, sf)
+	}
 	log.WithField("args", strings.Join(args, " ")).Debug("starting qemu")
 	p, err := startDetached(cmd, vmConfinement(cfg, binary, f))
 	if err != nil {
@@ -225,7 +240,14 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 		files: ownedFiles(args, cfg.Dir),
 		log:   log.WithField("pid", p.pid),
 	}
-	if err := vm.awaitQMP(ctx); err != nil {
+	if cfg.Template != nil && !cfg.Template.Restore {
+		vm.saveFD = templateFD(cfg)
+	}
+	err = vm.awaitQMP(ctx)
+	if err == nil && cfg.Template != nil && cfg.Template.Restore {
+		err = vm.restore(ctx, templateFD(cfg))
+	}
+	if err != nil {
 		if !p.exitedNow() {
 			_ = p.kill()
 			kctx, cancel := context.WithTimeout(context.Background(), killWait)

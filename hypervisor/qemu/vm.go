@@ -30,6 +30,9 @@ type VM struct {
 	dial  dialFunc
 	files []string
 	log   *logrus.Entry
+	// saveFD is QEMU's descriptor of the template state file that Save
+	// writes; 0 for a VM that is not a template.
+	saveFD int
 }
 
 // State returns what Attach needs to find this VM again.

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/sandbox"
+)
+
+var factoryCommand = &cli.Command{
+	Name:  "factory",
+	Usage: "manage the VM templates that sandboxes are restored from (warm start)",
+	Description: `A template is a booted guest, saved once per kernel, initrd, QEMU and
+machine shape under hypervisor.template_dir; with hypervisor.templates = true
+every sandbox is restored from one instead of booting. init makes the
+templates of the current configuration, status lists them, destroy removes
+them all.`,
+	Subcommands: []*cli.Command{
+		{
+			Name:   "init",
+			Usage:  "make the templates of the current configuration",
+			Action: factoryInit,
+		},
+		{
+			Name:   "status",
+			Usage:  "list the templates",
+			Action: factoryStatus,
+		},
+		{
+			Name:   "destroy",
+			Usage:  "remove every template",
+			Action: factoryDestroy,
+		},
+	},
+}
+
+func factoryManager(c *cli.Context) (*sandbox.Manager, error) {
+	if c.NArg() != 0 {
+		return nil, fmt.Errorf("factory %s takes no arguments", c.Command.Name)
+	}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return sandbox.NewManager(cfg, container.RuntimeSandboxRoot(c.String("root")))
+}
+
+func factoryInit(c *cli.Context) error {
+	m, err := factoryManager(c)
+	if err != nil {
+		return err
+	}
+	if !m.Config.Hypervisor.Templates {
+		fmt.Fprintln(c.App.ErrWriter, "warning: hypervisor.templates is false: sandboxes will not use these templates")
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
+	defer stop()
+	ts, err := m.InitTemplates(ctx)
+	for _, t := range ts {
+		fmt.Fprintf(c.App.Writer, "%s\t%d nic(s)\n", t.Dir, t.Key.NICs)
+	}
+	if err != nil {
+		return fmt.Errorf("factory init: %w", err)
+	}
+	return nil
+}
+
+func factoryStatus(c *cli.Context) error {
+	m, err := factoryManager(c)
+	if err != nil {
+		return err
+	}
+	ts, err := m.Templates()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "templates: %t, directory: %s\n", m.Config.Hypervisor.Templates, m.Config.Hypervisor.TemplateDir)
+	for _, t := range ts {
+		if t.Err != nil {
+			fmt.Fprintf(c.App.Writer, "%s\tbroken: %v\n", t.Dir, t.Err)
+			continue
+		}
+		state := "stale"
+		if t.Current {
+			state = "current"
+		}
+		fmt.Fprintf(c.App.Writer, "%s\t%s\t%d nic(s)\t%d MiB on disk\tmade %s\n", t.Dir, state, t.Key.NICs, t.Size()>>20, t.Created.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func factoryDestroy(c *cli.Context) error {
+	m, err := factoryManager(c)
+	if err != nil {
+		return err
+	}
+	return m.DestroyTemplates()
+}

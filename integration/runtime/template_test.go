@@ -1,0 +1,221 @@
+//go:build integration
+
+package runtime_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-containers/cocoon/config"
+)
+
+// templateConfig writes the suite's configuration with templates on, in a
+// template directory of the test's own, and returns its path and the
+// template directory. The test's cleanup destroys the templates and checks
+// that none is left.
+func templateConfig(t *testing.T) (string, string) {
+	t.Helper()
+	cfg, err := config.Load(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg.Hypervisor.Templates = true
+	cfg.Hypervisor.TemplateDir = filepath.Join(dir, "templates")
+	path := filepath.Join(dir, "configuration.toml")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := toml.NewEncoder(f).Encode(cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() {
+		if r := run(t, cmdOpts{}, e.runtime, "--config", path, "--root", e.root, "factory", "destroy"); r.code != 0 {
+			t.Errorf("factory destroy: %v", r)
+		}
+		if _, err := os.Stat(cfg.Hypervisor.TemplateDir); !os.IsNotExist(err) {
+			t.Errorf("factory destroy left %s (%v)", cfg.Hypervisor.TemplateDir, err)
+		}
+	})
+	return path, cfg.Hypervisor.TemplateDir
+}
+
+// trt runs cocoon-runtime with configuration conf, logging at debug level
+// into log.
+func trt(t *testing.T, conf, log string, args ...string) result {
+	t.Helper()
+	return run(t, cmdOpts{}, e.runtime, append([]string{"--config", conf, "--root", e.root, "--debug", "--log", log}, args...)...)
+}
+
+// vethNS makes a network namespace holding one end of a veth pair (eth0,
+// with mac and an address) for the container, the other end in a namespace
+// of its own, and returns its path.
+func vethNS(t *testing.T, name, mac string) string {
+	t.Helper()
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	peer := name + "-p"
+	for _, ns := range []string{name, peer} {
+		sh("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	sh("-n", name, "link", "add", "eth0", "address", mac, "type", "veth", "peer", "name", "peer0")
+	sh("-n", name, "link", "set", "peer0", "netns", peer)
+	sh("-n", name, "addr", "add", "10.99.0.2/24", "dev", "eth0")
+	sh("-n", peer, "link", "set", "peer0", "up")
+	sh("-n", name, "link", "set", "eth0", "up")
+	return "/run/netns/" + name
+}
+
+// templateBundle is a bundle in nsPath with hostname and a read-only
+// volume at /vol, whose process prints 32 bytes of /dev/urandom first, then
+// its hostname, its NIC's MAC and the volume's file.
+func templateBundle(t *testing.T, nsPath, hostname, volume string) string {
+	t.Helper()
+	s := baseSpec(t, "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; hostname; cat /sys/class/net/eth0/address; cat /vol/file")
+	s.Hostname = hostname
+	for i, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			s.Linux.Namespaces[i].Path = nsPath
+		}
+	}
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/vol", Type: "bind", Source: volume, Options: []string{"rbind", "ro"}})
+	return writeBundle(t, s)
+}
+
+var restoredLine = regexp.MustCompile(`sandbox restored from its template`)
+
+// TestTemplateRestore: factory init makes the templates; two containers
+// restored from the one with a NIC get their own hostname, MAC and volume,
+// and read different random bytes right after the restore.
+func TestTemplateRestore(t *testing.T) {
+	conf, dir := templateConfig(t)
+	log := filepath.Join(t.TempDir(), "log")
+	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
+		t.Fatalf("factory init: %v", r)
+	}
+	r := trt(t, conf, log, "factory", "status")
+	if r.code != 0 || strings.Count(r.stdout, "\tcurrent\t") != 2 {
+		t.Fatalf("factory status: want two current templates: %v", r)
+	}
+	entries, _ := os.ReadDir(dir)
+	t.Logf("templates: %d entries in %s", len(entries), dir)
+
+	var random []string
+	for i, mac := range []string{"02:42:0a:00:00:11", "02:42:0a:00:00:22"} {
+		id := fmt.Sprintf("tmpl-%d", i)
+		vol := t.TempDir()
+		content := "volume of " + id
+		if err := os.WriteFile(filepath.Join(vol, "file"), []byte(content+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ns := vethNS(t, fmt.Sprintf("cocoon-tmpl-%d-%d", os.Getpid(), i), mac)
+		bundle := templateBundle(t, ns, "host-"+id, vol)
+		runLog := filepath.Join(t.TempDir(), "log")
+		r := trt(t, conf, runLog, "run", "--bundle", bundle, id)
+		logData, _ := os.ReadFile(runLog)
+		if r.code != 0 {
+			forceDelete(t, id)
+			t.Fatalf("run %s: %v\nlog:\n%s", id, r, logData)
+		}
+		if !restoredLine.Match(logData) {
+			t.Errorf("run %s: the sandbox was not restored from a template; log:\n%s", id, logData)
+		}
+		if strings.Contains(string(logData), "level=warning") {
+			t.Errorf("run %s: warnings:\n%s", id, logData)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 4 {
+			t.Fatalf("run %s: output %q", id, r.stdout)
+		}
+		if len(lines[0]) != 64 {
+			t.Errorf("run %s: random bytes %q", id, lines[0])
+		}
+		random = append(random, lines[0])
+		if lines[1] != "host-"+id {
+			t.Errorf("run %s: hostname %q, want %q", id, lines[1], "host-"+id)
+		}
+		if want, _ := net.ParseMAC(mac); lines[2] != want.String() {
+			t.Errorf("run %s: mac %q, want %q", id, lines[2], want)
+		}
+		if lines[3] != content {
+			t.Errorf("run %s: volume file %q, want %q", id, lines[3], content)
+		}
+	}
+	if random[0] == random[1] {
+		t.Errorf("two clones of one template read the same random bytes: %s", random[0])
+	}
+}
+
+// TestTemplateCorrupt: a template whose device state is corrupt costs a
+// cold boot and one warning, never the container; the broken template is
+// removed, and the next sandbox makes a new one.
+func TestTemplateCorrupt(t *testing.T) {
+	conf, dir := templateConfig(t)
+	log := filepath.Join(t.TempDir(), "log")
+	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
+		t.Fatalf("factory init: %v", r)
+	}
+	states, _ := filepath.Glob(filepath.Join(dir, "*", "state"))
+	if len(states) != 2 {
+		t.Fatalf("want two template state files, found %v", states)
+	}
+	for _, s := range states {
+		if err := os.WriteFile(s, []byte("not a migration stream"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := "tmpl-corrupt"
+	runLog := filepath.Join(t.TempDir(), "log")
+	r := trt(t, conf, runLog, "run", "--bundle", writeBundle(t, baseSpec(t, "echo", "cold")), id)
+	logData, _ := os.ReadFile(runLog)
+	if r.code != 0 || r.stdout != "cold\n" {
+		forceDelete(t, id)
+		t.Fatalf("run: %v\nlog:\n%s", r, logData)
+	}
+	if n := strings.Count(string(logData), "level=warning"); n != 1 {
+		t.Errorf("want one warning, got %d:\n%s", n, logData)
+	}
+	if restoredLine.Match(logData) {
+		t.Errorf("a corrupt template restored:\n%s", logData)
+	}
+	if !strings.Contains(string(logData), "booting it cold") {
+		t.Errorf("the warning does not say the sandbox booted cold:\n%s", logData)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*", "state"))
+	if len(left) != 1 {
+		t.Errorf("the corrupt template of the container's shape was not removed: %v", left)
+	}
+
+	// The next container of that shape makes a new template on demand,
+	// and is restored from it.
+	id = "tmpl-remade"
+	runLog = filepath.Join(t.TempDir(), "log")
+	r = trt(t, conf, runLog, "run", "--bundle", writeBundle(t, baseSpec(t, "echo", "warm")), id)
+	logData, _ = os.ReadFile(runLog)
+	if r.code != 0 || r.stdout != "warm\n" {
+		forceDelete(t, id)
+		t.Fatalf("run: %v\nlog:\n%s", r, logData)
+	}
+	if !strings.Contains(string(logData), "vm template made") || !restoredLine.Match(logData) {
+		t.Errorf("the template was not made again on demand and restored from:\n%s", logData)
+	}
+	if strings.Contains(string(logData), "level=warning") {
+		t.Errorf("warnings:\n%s", logData)
+	}
+}
