@@ -293,6 +293,12 @@ func vmConfinement(cfg hypervisor.VMConfig, binary string, f Features) confineme
 	if cfg.ConsoleLog != "" {
 		c.readWrite = append(c.readWrite, cfg.ConsoleLog)
 	}
+	if t := cfg.Template; t != nil {
+		// QEMU 7.2 opens a memory-backend-file read-write even for the
+		// private mapping of a clone (its readonly=on would make the RAM
+		// a ROM). The state file is passed as a descriptor.
+		c.readWrite = append(c.readWrite, t.MemoryFile)
+	}
 	for _, sd := range cfg.SharedDirs {
 		if sd.Socket != "" {
 			c.readWrite = append(c.readWrite, sd.Socket)
