@@ -21,6 +21,7 @@ type fakeGuest struct {
 	readahead []string
 	hostname  string
 	clock     time.Time
+	entropy   []byte
 }
 
 func (f *fakeGuest) ops() GuestOps {
@@ -31,6 +32,7 @@ func (f *fakeGuest) ops() GuestOps {
 		},
 		Sethostname: func(name string) error { f.hostname = name; return nil },
 		SetClock:    func(t time.Time) error { f.clock = t; return nil },
+		Reseed:      func(b []byte) error { f.entropy = append([]byte(nil), b...); return nil },
 		SetReadahead: func(path string, kb int) error {
 			f.readahead = append(f.readahead, fmt.Sprintf("%s=%d", path, kb))
 			return nil
@@ -170,5 +172,33 @@ func TestDestroySandboxKillsContainers(t *testing.T) {
 	wantCode(t, "WaitProcess after DestroySandbox", err, codes.NotFound)
 	if errors.Is(err, nil) {
 		t.Error("the container survived DestroySandbox")
+	}
+}
+
+// TestRestored: a restored guest's CRNG is reseeded with the host's bytes
+// and its clock set; too little entropy or no time is refused, and
+// changes nothing.
+func TestRestored(t *testing.T) {
+	client, fg, _, _ := sandboxService(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := client.Restored(ctx, &api.RestoredRequest{UnixNanos: 7, Entropy: make([]byte, 31)}); err == nil {
+		t.Error("31 bytes of entropy accepted")
+	}
+	if _, err := client.Restored(ctx, &api.RestoredRequest{Entropy: make([]byte, 64)}); err == nil {
+		t.Error("no time accepted")
+	}
+	if fg.entropy != nil || !fg.clock.IsZero() {
+		t.Fatalf("a refused call changed the guest: entropy %x, clock %v", fg.entropy, fg.clock)
+	}
+	entropy := []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	if _, err := client.Restored(ctx, &api.RestoredRequest{UnixNanos: 1_700_000_000_000_000_000, Entropy: entropy}); err != nil {
+		t.Fatal(err)
+	}
+	if string(fg.entropy) != string(entropy) {
+		t.Errorf("entropy %q, want %q", fg.entropy, entropy)
+	}
+	if got := fg.clock.UnixNano(); got != 1_700_000_000_000_000_000 {
+		t.Errorf("clock %d", got)
 	}
 }

@@ -44,6 +44,7 @@ func TestLoadErrors(t *testing.T) {
 		"accelerator":     {"[hypervisor]\naccelerator = \"hvf\"\n", `hypervisor.accelerator: "hvf"`},
 		"memory":          {"[hypervisor]\nmemory_mib = 32\n", "hypervisor.memory_mib: 32 is below 64"},
 		"zero timeout":    {"[agent]\ncall_timeout = \"0s\"\n", "agent.call_timeout: 0s is not positive"},
+		"template dir":    {"[hypervisor]\ntemplates = true\ntemplate_dir = \"templates\"\n", `hypervisor.template_dir: "templates" is not an absolute path`},
 		"no virtiofsd": {"[hypervisor]\nshared_fs = \"virtio-fs\"\nvirtiofsd = \"/nonexistent/virtiofsd\"\n",
 			`needs virtiofsd, but hypervisor.virtiofsd /nonexistent/virtiofsd is missing: install "qemu-system-x86"`},
 	} {
