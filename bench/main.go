@@ -32,9 +32,10 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per measurement")
 	netOnly := flag.Bool("net", false, "only the network bench")
 	fsOnly := flag.Bool("sharedfs", false, "only the shared file system bench: 9p against virtio-fs")
+	tmplOnly := flag.Bool("templates", false, "only the VM template bench: warm start against cold boot")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
-	if err := run(context.Background(), *out, *bin, *runs, *netOnly, *fsOnly); err != nil {
+	if err := run(context.Background(), *out, *bin, *runs, *netOnly, *fsOnly, *tmplOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -46,7 +47,7 @@ type bench struct {
 	floorRD string
 }
 
-func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly bool) error {
+func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly, tmplOnly bool) error {
 	cfg, err := config.Load(filepath.Join(out, "configuration.toml"))
 	if err != nil {
 		return err
@@ -74,6 +75,15 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly bool) e
 		}
 		fmt.Printf("cocoon network bench: %s, machine %s, %d runs\n\n", accel, cfg.Hypervisor.Machine, runs)
 		netRows(runcNet, cocoonNet)
+		return nil
+	}
+	if tmplOnly {
+		res, err := b.templates(ctx, cfg, bin, runs)
+		if err != nil {
+			return fmt.Errorf("templates: %w", err)
+		}
+		fmt.Printf("cocoon template bench: %s, machine %s, %d MiB, %d runs, interleaved\n\n", accel, cfg.Hypervisor.Machine, cfg.Hypervisor.MemoryMiB, runs)
+		templateRows(res)
 		return nil
 	}
 	if fsOnly {
