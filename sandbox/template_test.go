@@ -147,7 +147,8 @@ func TestTemplatesApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &Manager{Config: cfg}
-	vm := hypervisor.VMConfig{SharedDirs: []hypervisor.SharedDir{{Tag: ShareTag, HostPath: "/s"}}}
+	h := cfg.Hypervisor
+	vm := hypervisor.VMConfig{VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, SharedDirs: []hypervisor.SharedDir{{Tag: ShareTag, HostPath: "/s"}}}
 	if ok, why := m.templatesApply(vm); ok || why != "templates are off" {
 		t.Errorf("templates off: %t %q", ok, why)
 	}
@@ -156,9 +157,10 @@ func TestTemplatesApply(t *testing.T) {
 		t.Errorf("templates on: refused: %s", why)
 	}
 	for name, c := range map[string]hypervisor.VMConfig{
-		"vsock":     {VsockCID: 9},
-		"virtio-fs": {SharedDirs: []hypervisor.SharedDir{{Tag: ShareTag, HostPath: "/s", Socket: "/s.sock"}}},
-		"two nics":  {NICs: make([]hypervisor.NIC, 2)},
+		"vsock":     {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, VsockCID: 9},
+		"virtio-fs": {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, SharedDirs: []hypervisor.SharedDir{{Tag: ShareTag, HostPath: "/s", Socket: "/s.sock"}}},
+		"two nics":  {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, NICs: make([]hypervisor.NIC, 2)},
+		"sized":     {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB + 256},
 	} {
 		if ok, _ := m.templatesApply(c); ok {
 			t.Errorf("%s: restored from a template", name)
