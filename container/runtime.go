@@ -233,7 +233,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Handle, retEr
 		Bundle:      b.Dir,
 		Rootfs:      b.Rootfs,
 		Status:      Creating,
-		Created:     timeNow(),
+		Created:     time.Now().UTC(),
 		Annotations: b.Spec.Annotations,
 		SandboxID:   pod.SandboxID,
 		SandboxRoot: m.Root,
@@ -313,9 +313,6 @@ func (r *Runtime) podNamespaces(pod Pod) map[string]string {
 	return GuestNamespacePaths(infra.Pid, infra.GuestPID)
 }
 
-// timeNow is when a record is created, in UTC as runc reports it.
-var timeNow = func() time.Time { return time.Now().UTC() }
-
 // callContext bounds a command's work on an existing container: the
 // configured wall-clock bound, whatever the accelerator.
 func (h *Handle) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -343,8 +340,12 @@ func (h *Handle) Start(ctx context.Context) error {
 	}
 	ctx, cancel := h.callContext(ctx)
 	defer cancel()
-	if err := h.ready(ctx); err != nil {
-		return err
+	// A container this command has just created (run) has a sandbox that
+	// just answered: no health check.
+	if h.relay == nil {
+		if err := h.ready(ctx); err != nil {
+			return err
+		}
 	}
 	if err := h.c.Start(ctx); err != nil {
 		return err
