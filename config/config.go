@@ -24,6 +24,10 @@ const DefaultPath = "/etc/cocoon/configuration.toml"
 // EnvPath names the environment variable that overrides DefaultPath.
 const EnvPath = "COCOON_CONFIG"
 
+// maxTemplatePool bounds hypervisor.template_pool: each ready sandbox
+// holds a VM's memory and idles.
+const maxTemplatePool = 16
+
 //go:embed configuration.toml
 var defaultTOML []byte
 
@@ -69,6 +73,10 @@ type Hypervisor struct {
 	Templates bool `toml:"templates" json:"templates"`
 	// TemplateDir holds the templates, one directory per key.
 	TemplateDir string `toml:"template_dir" json:"template_dir"`
+	// TemplatePool is how many sandboxes, restored from their template
+	// and warmed up, are kept ready to be taken by the next containers
+	// (Kata's VM cache); 0 keeps none.
+	TemplatePool int `toml:"template_pool" json:"template_pool"`
 }
 
 // Agent configures the channel to the guest agent.
@@ -281,6 +289,9 @@ func (c *Config) Validate() error {
 	}
 	if h.MaxMemoryMiB < h.MemoryMiB {
 		return fmt.Errorf("hypervisor.max_memory_mib: %d is below hypervisor.memory_mib (%d)", h.MaxMemoryMiB, h.MemoryMiB)
+	}
+	if h.TemplatePool < 0 || h.TemplatePool > maxTemplatePool {
+		return fmt.Errorf("hypervisor.template_pool: %d is not between 0 and %d", h.TemplatePool, maxTemplatePool)
 	}
 	if h.Templates && !filepath.IsAbs(h.TemplateDir) {
 		return fmt.Errorf("hypervisor.template_dir: %q is not an absolute path", h.TemplateDir)

@@ -29,6 +29,7 @@ func TestLoadErrors(t *testing.T) {
 		"bad choice":      {"[hypervisor]\nmachine = \"pc\"\n", `hypervisor.machine: "pc" is not one of`},
 		"bad duration":    {"[agent]\nboot_timeout = \"soon\"\n", "bad duration"},
 		"range":           {"[hypervisor]\nvcpus = 0\n", "hypervisor.vcpus"},
+		"pool":            {"[hypervisor]\ntemplate_pool = 17\n", "hypervisor.template_pool: 17 is not between 0 and 16"},
 		"unknown key":     {"# c\n[hypervisor]\nvcpus = 2\nvcpu = 2\n", "line 4: unknown key hypervisor.vcpu"},
 		"unknown table":   {"[hypervisor]\n[hypervsor]\nvcpus = 2\n", "line 2: unknown key hypervsor"},
 		"top level key":   {"debug = true\n", "line 1: unknown key debug"},
@@ -119,7 +120,7 @@ func TestEveryOptionDocumented(t *testing.T) {
 	want := []string{
 		"hypervisor.path", "hypervisor.machine", "hypervisor.accelerator", "hypervisor.vcpus",
 		"hypervisor.memory_mib", "hypervisor.max_vcpus", "hypervisor.max_memory_mib", "hypervisor.kernel", "hypervisor.initrd", "hypervisor.kernel_params",
-		"hypervisor.shared_fs", "hypervisor.virtiofsd", "hypervisor.debug_console", "hypervisor.templates", "hypervisor.template_dir", "agent.transport",
+		"hypervisor.shared_fs", "hypervisor.virtiofsd", "hypervisor.debug_console", "hypervisor.templates", "hypervisor.template_dir", "hypervisor.template_pool", "agent.transport",
 		"agent.boot_timeout", "agent.call_timeout", "agent.health_timeout", "agent.log_level", "runtime.proxy_path", "runtime.log_level",
 		"runtime.command_timeout", "runtime.delete_timeout",
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
+	"github.com/sirupsen/logrus"
 )
 
 // CreateConfig is what Create needs to create a container.
@@ -105,6 +106,7 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creat
 		if err := sb.Attach(ctx, attach); err != nil {
 			return nil, err
 		}
+		m.Log.WithField("sandbox", sb.ID()).Debug("sandbox attached")
 	} else if cfg.Sandbox == nil {
 		// Another process may be changing the pod's sandbox.
 		lock, err := sb.Lock()
@@ -117,6 +119,7 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creat
 	if err != nil {
 		return nil, err
 	}
+	m.Log.WithFields(logrus.Fields{"container": cfg.ID, "guest_pid": pid}).Debug("container created in the guest")
 	cr.Container, cr.GuestPID = In(sb, cfg.ID), pid
 	return cr, nil
 }

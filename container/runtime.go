@@ -13,6 +13,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/config"
@@ -36,6 +37,9 @@ type Runtime struct {
 	Relay RelayOptions
 	// SystemdCgroup says cgroups paths are systemd's (--systemd-cgroup).
 	SystemdCgroup bool
+	// OnPoolTake runs when a sandbox was taken from the pool
+	// (hypervisor.template_pool), to start a replacement.
+	OnPoolTake func()
 
 	mu       sync.Mutex
 	managers map[string]*sandbox.Manager
@@ -59,6 +63,7 @@ func (r *Runtime) Manager(root string) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.OnPoolTake = r.OnPoolTake
 	r.managers[root] = m
 	return m, nil
 }
@@ -280,6 +285,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Handle, retEr
 		return nil, err
 	}
 	rec.Pid, rec.PidStart = h.relay.Pid, h.relay.start
+	m.Log.WithFields(logrus.Fields{"container": o.ID, "pid": h.relay.Pid}).Debug("relay started")
 	if err := runHooks(ctx, rec, specs.StateCreating, hooks.Prestart, hooks.CreateRuntime, hooks.CreateContainer); err != nil {
 		return nil, err
 	}
@@ -350,6 +356,7 @@ func (h *Handle) Start(ctx context.Context) error {
 	if err := h.c.Start(ctx); err != nil {
 		return err
 	}
+	h.m.Log.WithField("container", rec.ID).Debug("container started")
 	rec.Status = Running
 	if err := h.r.records().Save(rec); err != nil {
 		return err
@@ -390,13 +397,29 @@ func (h *Handle) Delete(ctx context.Context, force bool) error {
 			relayGrace = min(relayGrace, killedRelayGrace)
 		}
 	}
+	st := h.r.records()
+	// The last container of a sandbox goes with it: the agent's power-off
+	// stops the containers and syncs, and the sandbox's teardown unmounts
+	// their share, so the container is not removed from the guest first
+	// (one round trip less, and no guest-side cleanup that the VM's end
+	// makes moot).
+	last := sb != nil && !otherMembers(st, rec)
 	if sb != nil {
 		sbLock, err := sb.Lock()
 		if err != nil {
 			return err
 		}
 		defer sbLock.Unlock()
-		if err := sb.RemoveContainer(ctx, rec.ID, true); err != nil {
+		if last {
+			if err := sb.Destroy(ctx); err != nil {
+				return err
+			}
+			h.c.sb = nil
+			RemoveEmptyRoot(m.Root)
+			m.Log.WithField("sandbox", rec.SandboxID).Debug("sandbox destroyed")
+			// The relays lose the agent with the VM, and exit.
+			relayGrace = min(relayGrace, killedRelayGrace)
+		} else if err := sb.RemoveContainer(ctx, rec.ID, true); err != nil {
 			m.Log.WithError(err).Warn("removing the container from its sandbox")
 		}
 	}
@@ -409,14 +432,6 @@ func (h *Handle) Delete(ctx context.Context, force bool) error {
 		if err := runHooks(ctx, rec, specs.StateStopped, hooks.Poststop); err != nil {
 			m.Log.WithError(err).Warn("poststop hooks")
 		}
-	}
-	st := h.r.records()
-	if sb != nil && !otherMembers(st, rec) {
-		if err := sb.Destroy(ctx); err != nil {
-			return err
-		}
-		h.c.sb = nil
-		RemoveEmptyRoot(m.Root)
 	}
 	return st.Remove(rec.ID)
 }

@@ -99,6 +99,9 @@ type Manager struct {
 	// no proxy is started and every stream to the agent is opened with it.
 	// Unit tests set it to a clienttest fake.
 	AgentDialer agentclient.Dialer
+	// OnPoolTake, when set, runs after Create took a sandbox from the
+	// pool (hypervisor.template_pool): the caller starts a replacement.
+	OnPoolTake func()
 }
 
 // Sandbox is a running VM with its agent channel.
@@ -170,6 +173,12 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 		return nil, fmt.Errorf("creating sandbox root: %w", err)
 	}
 	dir := m.dir(id)
+	if _, err := os.Lstat(dir); err == nil {
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, ErrExists)
+	}
+	if s := m.take(ctx, id, o); s != nil {
+		return s, nil
+	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("creating sandbox %s: %w", id, ErrExists)
@@ -223,6 +232,10 @@ func (m *Manager) Load(ctx context.Context, id string) (*Sandbox, error) {
 		return nil, fmt.Errorf("loading sandbox: %w", err)
 	}
 	s := &Sandbox{m: m, dir: m.dir(id)}
+	if target, err := os.Readlink(s.dir); err == nil && filepath.IsAbs(target) {
+		// Taken from the pool: its files are where it was made.
+		s.dir = target
+	}
 	if err := statedir.ReadJSON(filepath.Join(s.dir, stateFile), &s.state); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("loading sandbox %s: %w", id, ErrNotFound)

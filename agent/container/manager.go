@@ -154,6 +154,7 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 		return nil, err
 	}
 	lp.Init = true
+	log.Debug("create: spec translated")
 	local, err := m.prepareLocal(id, config, log)
 	if err != nil {
 		return nil, err
@@ -165,7 +166,9 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 			}
 		}
 	}()
+	log.Debug("create: guest mounts prepared")
 	lc, err := libcontainer.Create(m.cfg.Root, id, config)
+	log.Debug("create: libcontainer container made")
 	if err != nil {
 		return nil, stateError(err)
 	}

@@ -63,6 +63,7 @@ func newRuntime(c *cli.Context) (*container.Runtime, error) {
 		LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug"),
 	})
 	rt.SystemdCgroup = c.Bool("systemd-cgroup")
+	rt.OnPoolTake = func() { poolTaken.Store(true) }
 	return rt, nil
 }
 

@@ -19,8 +19,9 @@ var factoryCommand = &cli.Command{
 	Description: `A template is a booted guest, saved once per kernel, initrd, QEMU and
 machine shape under hypervisor.template_dir; with hypervisor.templates = true
 every sandbox is restored from one instead of booting. init makes the
-templates of the current configuration, status lists them, destroy removes
-them all.`,
+templates of the current configuration (and, with hypervisor.template_pool,
+fills the pool of sandboxes restored from them and warmed up), status lists
+them, destroy removes them all and the pool's ready sandboxes.`,
 	Subcommands: []*cli.Command{
 		{
 			Name:   "init",
@@ -34,8 +35,14 @@ them all.`,
 		},
 		{
 			Name:   "destroy",
-			Usage:  "remove every template",
+			Usage:  "remove every template, and the pool's ready sandboxes",
 			Action: factoryDestroy,
+		},
+		{
+			Name:   "fill",
+			Usage:  "fill the pool of ready sandboxes (hypervisor.template_pool)",
+			Hidden: true, // run in the background by the command that took one
+			Action: factoryFill,
 		},
 	},
 }
@@ -68,7 +75,21 @@ func factoryInit(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("factory init: %w", err)
 	}
+	if _, err := m.FillPool(ctx, true); err != nil {
+		return fmt.Errorf("factory init: %w", err)
+	}
 	return nil
+}
+
+func factoryFill(c *cli.Context) error {
+	m, err := factoryManager(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
+	defer stop()
+	_, err = m.FillPool(ctx, false)
+	return err
 }
 
 func factoryStatus(c *cli.Context) error {
@@ -81,6 +102,8 @@ func factoryStatus(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "templates: %t, directory: %s\n", m.Config.Hypervisor.Templates, m.Config.Hypervisor.TemplateDir)
+	ready, other := m.PoolStatus()
+	fmt.Fprintf(c.App.Writer, "pool: %d of %d ready, %d taken or being made\n", ready, m.Config.Hypervisor.TemplatePool, other)
 	for _, t := range ts {
 		if t.Err != nil {
 			fmt.Fprintf(c.App.Writer, "%s\tbroken: %v\n", t.Dir, t.Err)
@@ -98,6 +121,9 @@ func factoryStatus(c *cli.Context) error {
 func factoryDestroy(c *cli.Context) error {
 	m, err := factoryManager(c)
 	if err != nil {
+		return err
+	}
+	if err := m.DestroyPool(c.Context); err != nil {
 		return err
 	}
 	return m.DestroyTemplates()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
@@ -17,7 +18,7 @@ func setupLogging(c *cli.Context) error {
 	}
 	switch f := c.String("log-format"); f {
 	case "text":
-		logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: c.String("log") == ""})
+		logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: c.String("log") == "", TimestampFormat: time.RFC3339Nano})
 	case "json":
 		logrus.SetFormatter(&logrus.JSONFormatter{})
 	default:

@@ -59,6 +59,10 @@ func newApp(logToFile *bool) *cli.App {
 			*logToFile = c.String("log") != ""
 			return setupLogging(c)
 		},
+		After: func(c *cli.Context) error {
+			refillPool(c)
+			return nil
+		},
 		Commands: []*cli.Command{
 			checkCommand,
 			createCommand,

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -19,10 +20,10 @@ import (
 )
 
 // templateConfig writes the suite's configuration with templates on, in a
-// template directory of the test's own, and returns its path and the
-// template directory. The test's cleanup destroys the templates and checks
-// that none is left.
-func templateConfig(t *testing.T) (string, string) {
+// template directory of the test's own, and a pool of pool ready
+// sandboxes, and returns its path and the template directory. The test's
+// cleanup destroys the templates and the pool and checks that none is left.
+func templateConfig(t *testing.T, pool int) (string, string) {
 	t.Helper()
 	cfg, err := config.Load(e.config)
 	if err != nil {
@@ -31,6 +32,7 @@ func templateConfig(t *testing.T) (string, string) {
 	dir := t.TempDir()
 	cfg.Hypervisor.Templates = true
 	cfg.Hypervisor.TemplateDir = filepath.Join(dir, "templates")
+	cfg.Hypervisor.TemplatePool = pool
 	path := filepath.Join(dir, "configuration.toml")
 	f, err := os.Create(path)
 	if err != nil {
@@ -46,6 +48,13 @@ func templateConfig(t *testing.T) (string, string) {
 		}
 		if _, err := os.Stat(cfg.Hypervisor.TemplateDir); !os.IsNotExist(err) {
 			t.Errorf("factory destroy left %s (%v)", cfg.Hypervisor.TemplateDir, err)
+		}
+		pool := filepath.Join(sandboxRoot(), ".pool")
+		if _, err := os.Stat(pool); !os.IsNotExist(err) {
+			t.Errorf("factory destroy left the pool %s (%v)", pool, err)
+		}
+		if ps := processesOf(pool); len(ps) > 0 {
+			t.Errorf("factory destroy left the pool's processes: %v", ps)
 		}
 	})
 	return path, cfg.Hypervisor.TemplateDir
@@ -104,7 +113,7 @@ var restoredLine = regexp.MustCompile(`sandbox restored from its template`)
 // restored from the one with a NIC get their own hostname, MAC and volume,
 // and read different random bytes right after the restore.
 func TestTemplateRestore(t *testing.T) {
-	conf, dir := templateConfig(t)
+	conf, dir := templateConfig(t, 0)
 	log := filepath.Join(t.TempDir(), "log")
 	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
 		t.Fatalf("factory init: %v", r)
@@ -166,7 +175,7 @@ func TestTemplateRestore(t *testing.T) {
 // cold boot and one warning, never the container; the broken template is
 // removed, and the next sandbox makes a new one.
 func TestTemplateCorrupt(t *testing.T) {
-	conf, dir := templateConfig(t)
+	conf, dir := templateConfig(t, 0)
 	log := filepath.Join(t.TempDir(), "log")
 	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
 		t.Fatalf("factory init: %v", r)
@@ -218,4 +227,85 @@ func TestTemplateCorrupt(t *testing.T) {
 	if strings.Contains(string(logData), "level=warning") {
 		t.Errorf("warnings:\n%s", logData)
 	}
+}
+
+var takenLine = regexp.MustCompile(`sandbox taken from the pool`)
+
+// waitPoolReady waits until factory status says the pool is full again
+// (the command that took a sandbox refills it in the background).
+func waitPoolReady(t *testing.T, conf string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		r := run(t, cmdOpts{}, e.runtime, "--config", conf, "--root", e.root, "factory", "status")
+		if strings.Contains(r.stdout, "pool: 1 of 1 ready, 0 taken") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool was not refilled: %v", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestTemplatePool: factory init fills the pool; a container takes its
+// warmed-up sandbox (with its own hostname and volume, and random bytes
+// of its own), the pool is refilled in the background, and a detached
+// container from the pool answers exec and is deleted; factory destroy
+// stops the ready sandbox and leaves nothing.
+func TestTemplatePool(t *testing.T) {
+	conf, _ := templateConfig(t, 1)
+	log := filepath.Join(t.TempDir(), "log")
+	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
+		t.Fatalf("factory init: %v", r)
+	}
+	waitPoolReady(t, conf)
+
+	var random []string
+	for i := 0; i < 2; i++ {
+		id := fmt.Sprintf("pool-%d", i)
+		vol := t.TempDir()
+		content := "volume of " + id
+		if err := os.WriteFile(filepath.Join(vol, "file"), []byte(content+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s := baseSpec(t, "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; hostname; cat /vol/file")
+		s.Hostname = "host-" + id
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/vol", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}})
+		runLog := filepath.Join(t.TempDir(), "log")
+		r := trt(t, conf, runLog, "run", "--bundle", writeBundle(t, s), id)
+		logData, _ := os.ReadFile(runLog)
+		if r.code != 0 {
+			forceDelete(t, id)
+			t.Fatalf("run %s: %v\nlog:\n%s", id, r, logData)
+		}
+		if !takenLine.Match(logData) {
+			t.Errorf("run %s: the sandbox was not taken from the pool; log:\n%s", id, logData)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 3 || len(lines[0]) != 64 || lines[1] != "host-"+id || lines[2] != content {
+			t.Fatalf("run %s: output %q, want 64 hex digits, host-%s, %q", id, r.stdout, id, content)
+		}
+		random = append(random, lines[0])
+		waitPoolReady(t, conf)
+	}
+	if random[0] == random[1] {
+		t.Errorf("two sandboxes of the pool read the same random bytes: %s", random[0])
+	}
+
+	id := "pool-detached"
+	runLog := filepath.Join(t.TempDir(), "log")
+	if r := trt(t, conf, runLog, "run", "-d", "--bundle", writeBundle(t, baseSpec(t, "sleep", "600")), id); r.code != 0 {
+		t.Fatalf("run -d: %v", r)
+	}
+	if logData, _ := os.ReadFile(runLog); !takenLine.Match(logData) {
+		t.Errorf("run -d: the sandbox was not taken from the pool; log:\n%s", logData)
+	}
+	if r := trt(t, conf, runLog, "exec", id, "hostname"); r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Errorf("exec in a sandbox from the pool: %v", r)
+	}
+	if r := trt(t, conf, runLog, "delete", "--force", id); r.code != 0 {
+		t.Fatalf("delete --force: %v", r)
+	}
+	waitPoolReady(t, conf)
 }

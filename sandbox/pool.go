@@ -1,0 +1,381 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/internal/statedir"
+	"github.com/cocoon-containers/cocoon/network"
+)
+
+// The pool (hypervisor.template_pool) keeps sandboxes restored from their
+// template and warmed up, ready to be taken by Create: Kata's VM cache.
+// Under TCG most of a restored guest's first container is QEMU translating
+// the guest code it runs for the first time (the agent's runc init, the
+// kernel's namespace, mount and cgroup paths): translations live in the
+// QEMU process and no template carries them. A pooled sandbox has created
+// and removed a throwaway container, so the container that takes it finds
+// that work done.
+//
+// Layout: the pool is the directory .pool under the manager's root, one
+// sandbox directory per entry. An entry is ready once it holds the file
+// "ready"; Create takes one by removing that file (only one remover wins),
+// links the sandbox's own directory name to the entry and renames the
+// sandbox in its state. The sandbox's files stay where its QEMU and proxy
+// were started (their command lines name them).
+const (
+	poolDirName   = ".pool"
+	poolReadyFile = "ready"
+	poolFillLock  = ".fill.lock"
+	// poolEnabled is made by `factory init` and removed by `factory
+	// destroy`: a refill that starts after a destroy makes nothing.
+	poolEnabled = ".enabled"
+	// poolIDPrefix names the entries' sandboxes until they are taken.
+	poolIDPrefix = "pool-"
+	// warmupID is the throwaway container of a pooled sandbox.
+	warmupID = "cocoon-warmup"
+	// warmupRoot is the throwaway container's root file system, in the
+	// guest's initramfs (the share is not mounted before attach): empty,
+	// and no container ever sees it.
+	warmupRoot = "/tmp"
+	// warmupExe is where the agent's binary (the initramfs's /init) is
+	// bound in the throwaway container: runc init checks that the
+	// process's program exists before waiting to be started, which the
+	// throwaway container never is.
+	warmupExe = "/warmup"
+)
+
+// poolSize is how many ready sandboxes the pool keeps: none unless
+// templates are on.
+func (m *Manager) poolSize() int {
+	if !m.Config.Hypervisor.Templates {
+		return 0
+	}
+	return m.Config.Hypervisor.TemplatePool
+}
+
+func (m *Manager) poolDir() string { return filepath.Join(m.Root, poolDirName) }
+
+// readyEntries lists the directories of the pool's ready sandboxes.
+func (m *Manager) readyEntries() []string {
+	names, _ := filepath.Glob(filepath.Join(m.poolDir(), poolIDPrefix+"*", poolReadyFile))
+	dirs := make([]string, len(names))
+	for i, n := range names {
+		dirs[i] = filepath.Dir(n)
+	}
+	return dirs
+}
+
+// FillPool makes ready sandboxes until the pool holds
+// hypervisor.template_pool of them, and returns how many it made. With
+// enable (`factory init`) it enables the pool first; without (the refill
+// after a take), a pool that is not enabled stays empty. One filler runs
+// at a time per root; others wait for it and then find the pool full.
+func (m *Manager) FillPool(ctx context.Context, enable bool) (int, error) {
+	size := m.poolSize()
+	if size == 0 {
+		return 0, nil
+	}
+	enabled := filepath.Join(m.poolDir(), poolEnabled)
+	if enable {
+		if err := os.MkdirAll(m.poolDir(), 0o700); err != nil {
+			return 0, fmt.Errorf("filling the sandbox pool: %w", err)
+		}
+		if err := os.WriteFile(enabled, nil, 0o600); err != nil {
+			return 0, fmt.Errorf("filling the sandbox pool: %w", err)
+		}
+	}
+	if _, err := os.Stat(enabled); err != nil {
+		return 0, nil
+	}
+	lock, err := statedir.LockFile(filepath.Join(m.poolDir(), poolFillLock))
+	if err != nil {
+		return 0, fmt.Errorf("filling the sandbox pool: %w", err)
+	}
+	defer func() {
+		_ = lock.Unlock()
+	}()
+	// Destroyed while this one waited?
+	if _, err := os.Stat(enabled); err != nil {
+		return 0, nil
+	}
+	pm := *m
+	pm.Root = m.poolDir()
+	made := 0
+	for len(m.readyEntries()) < size {
+		if err := pm.makeEntry(ctx); err != nil {
+			return made, fmt.Errorf("filling the sandbox pool: %w", err)
+		}
+		made++
+	}
+	return made, nil
+}
+
+// makeEntry makes one ready sandbox of the pool (m is the pool's manager).
+func (m *Manager) makeEntry(ctx context.Context) error {
+	start := time.Now()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	id := poolIDPrefix + hex.EncodeToString(b[:])
+	s, err := m.Create(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if s.state.Template == "" {
+		// Booted cold (templates did not apply, or failed): such a
+		// sandbox is no faster to take than to make.
+		_ = s.Destroy(ctx)
+		return errors.New("the pool's sandbox was not restored from a template")
+	}
+	if err := s.warmUp(ctx); err != nil {
+		_ = s.Destroy(ctx)
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, poolReadyFile), nil, 0o600); err != nil {
+		_ = s.Destroy(ctx)
+		return err
+	}
+	m.Log.WithFields(logrus.Fields{"sandbox": id, "took": time.Since(start).Round(time.Millisecond)}).Debug("pooled sandbox ready")
+	return nil
+}
+
+// warmUp creates a throwaway container in the guest and removes it: the
+// agent's runc init and the guest kernel's container paths run once.
+func (s *Sandbox) warmUp(ctx context.Context) error {
+	spec, err := json.Marshal(warmupSpec())
+	if err != nil {
+		return err
+	}
+	c, err := s.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: warmupID, SpecJson: spec, Stdio: &api.StdioConfig{}}); err != nil {
+		return fmt.Errorf("warming up the sandbox: %w", err)
+	}
+	if _, err := c.RemoveContainer(ctx, &api.RemoveContainerRequest{ContainerId: warmupID, Force: true}); err != nil {
+		return fmt.Errorf("warming up the sandbox: %w", err)
+	}
+	return nil
+}
+
+// warmupSpec is the throwaway container: the namespaces, mounts and masked
+// paths of a typical container (runc spec's), on the guest's /tmp.
+func warmupSpec() *specs.Spec {
+	ro := func(dst, typ, src string, opts ...string) specs.Mount {
+		return specs.Mount{Destination: dst, Type: typ, Source: src, Options: opts}
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: warmupRoot},
+		Process: &specs.Process{
+			Args: []string{warmupExe},
+			Cwd:  "/",
+			Env:  []string{"PATH=/"},
+		},
+		Hostname: warmupID,
+		Mounts: []specs.Mount{
+			ro("/proc", "proc", "proc"),
+			ro("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
+			ro("/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"),
+			ro("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", "size=65536k"),
+			ro("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
+			ro("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
+			ro("/sys/fs/cgroup", "cgroup", "cgroup", "nosuid", "noexec", "nodev", "relatime", "ro"),
+			ro(warmupExe, "bind", "/init", "rbind", "ro"),
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}
+
+// poolEligible says whether a sandbox made with o can be taken from the
+// pool: its guest is the configuration's size and has no NIC, as the
+// pool's sandboxes are.
+func (m *Manager) poolEligible(o createOptions) bool {
+	if m.poolSize() == 0 || o.network.New {
+		return false
+	}
+	h := m.Config.Hypervisor
+	if (o.size.VCPUs != 0 && o.size.VCPUs != h.VCPUs) || (o.size.MemoryMiB != 0 && o.size.MemoryMiB != h.MemoryMiB) {
+		return false
+	}
+	if o.network.NSPath != "" && !o.network.Host {
+		cfg, err := network.Scan(o.network.NSPath)
+		if err != nil || !cfg.Empty() {
+			return false
+		}
+	}
+	return true
+}
+
+// take gives sandbox id a ready sandbox of the pool, or nil (the caller
+// boots or restores one). OnPoolTake runs once one was taken.
+func (m *Manager) take(ctx context.Context, id string, o createOptions) *Sandbox {
+	if !m.poolEligible(o) {
+		return nil
+	}
+	for _, dir := range m.readyEntries() {
+		if os.Remove(filepath.Join(dir, poolReadyFile)) != nil {
+			continue // another command took it
+		}
+		s, err := m.adopt(ctx, id, dir, o)
+		if err != nil {
+			m.Log.WithError(err).WithField("sandbox", id).Warn("a pooled sandbox could not be taken; it is destroyed")
+			continue
+		}
+		m.Log.WithFields(logrus.Fields{"sandbox": id, "pooled": filepath.Base(dir)}).Debug("sandbox taken from the pool")
+		if m.OnPoolTake != nil {
+			m.OnPoolTake()
+		}
+		return s
+	}
+	return nil
+}
+
+// adopt makes the pooled sandbox in dir sandbox id: its name links to dir,
+// its state takes the new ID, its processes join o's host cgroup, and its
+// agent answers. A pooled sandbox that fails any of it is destroyed.
+func (m *Manager) adopt(ctx context.Context, id, dir string, o createOptions) (_ *Sandbox, retErr error) {
+	s := &Sandbox{m: m, dir: dir}
+	if err := statedir.ReadJSON(filepath.Join(dir, stateFile), &s.state); err != nil {
+		_ = removeUnmounted(dir)
+		return nil, err
+	}
+	vm, err := m.Hypervisor.Attach(ctx, s.state.VM)
+	if err != nil {
+		s.destroyPooled(ctx)
+		return nil, err
+	}
+	s.vm = vm
+	defer func() {
+		if retErr != nil {
+			s.destroyPooled(ctx)
+		}
+	}()
+	s.state.ID = id
+	if err := os.Symlink(dir, m.dir(id)); err != nil {
+		return nil, err
+	}
+	if err := s.createCgroup(o.cgroup); err != nil {
+		return nil, err
+	}
+	if s.cgroup != nil {
+		s.leaveCgroup()
+		for _, pid := range []int{s.state.VM.PID, s.state.ProxyPID} {
+			if pid > 0 {
+				if err := s.cgroup.Add(pid); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if err := s.save(); err != nil {
+		return nil, err
+	}
+	if err := s.Health(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// destroyPooled destroys a pooled sandbox that could not be taken.
+func (s *Sandbox) destroyPooled(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.Scaled(3*time.Second))
+	defer cancel()
+	if err := s.teardown(cctx, false); err != nil {
+		s.m.Log.WithError(err).Warn("destroying a pooled sandbox")
+	}
+}
+
+// DestroyPool destroys the pool's ready sandboxes (those taken belong to
+// their containers) and removes the pool's directory when it is empty.
+func (m *Manager) DestroyPool(ctx context.Context) error {
+	if _, err := os.Stat(m.poolDir()); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	// After a filler that runs.
+	lock, err := statedir.LockFile(filepath.Join(m.poolDir(), poolFillLock))
+	if err != nil {
+		return fmt.Errorf("destroying the sandbox pool: %w", err)
+	}
+	pm := *m
+	pm.Root = m.poolDir()
+	var errs []error
+	if err := os.Remove(filepath.Join(m.poolDir(), poolEnabled)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, dir := range m.readyEntries() {
+		if os.Remove(filepath.Join(dir, poolReadyFile)) != nil {
+			continue
+		}
+		s, err := pm.Load(ctx, filepath.Base(dir))
+		if err == nil {
+			err = s.teardown(ctx, false)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	_ = lock.Unlock()
+	m.removeDisabledPool(m.poolDir())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroying the sandbox pool: %w", err)
+	}
+	return nil
+}
+
+// removeDisabledPool removes pool directory dir once `factory destroy`
+// has disabled it and its last sandbox is gone, and then the root when
+// nothing else is left in it.
+func (m *Manager) removeDisabledPool(dir string) {
+	if filepath.Base(dir) != poolDirName {
+		return
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || !onlyLocks(entries) {
+		return
+	}
+	_ = os.RemoveAll(dir)
+	_ = os.Remove(filepath.Dir(dir))
+}
+
+// onlyLocks says whether a directory's entries are lock files only: no
+// sandbox is left.
+func onlyLocks(entries []os.DirEntry) bool {
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".lock") {
+			return false
+		}
+	}
+	return true
+}
+
+// PoolStatus counts the pool's ready sandboxes and those taken that still
+// run.
+func (m *Manager) PoolStatus() (ready, taken int) {
+	dirs, _ := filepath.Glob(filepath.Join(m.poolDir(), poolIDPrefix+"*"))
+	ready = len(m.readyEntries())
+	return ready, len(dirs) - ready
+}
