@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -21,8 +23,10 @@ type templateResults struct {
 	made                 time.Duration // factory init (both templates)
 	coldReady, warmReady []time.Duration
 	coldTrue, warmTrue   []time.Duration
-	coldPSS, warmPSS     []float64 // QEMU PSS, one sandbox alone
-	coldPSS2, warmPSS2   []float64 // QEMU PSS of each of two sandboxes
+	poolTrue             []time.Duration // warm, taking a sandbox of the pool
+	refill               []time.Duration // a taken sandbox's replacement ready
+	coldPSS, warmPSS     []float64       // QEMU PSS, one sandbox alone
+	coldPSS2, warmPSS2   []float64       // QEMU PSS of each of two sandboxes
 }
 
 // templates measures warm start against cold boot: Manager.Create to a
@@ -73,8 +77,10 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 	if err := writeSpec(runtime, bundle, []string{"true"}); err != nil {
 		return nil, err
 	}
+	pool := warm
+	pool.Hypervisor.TemplatePool = 1
 	confs := map[string]string{}
-	for name, c := range map[string]*config.Config{"cold": &cold, "warm": &warm} {
+	for name, c := range map[string]*config.Config{"cold": &cold, "warm": &warm, "pool": &pool} {
 		p := filepath.Join(b.work, name+".toml")
 		f, err := os.Create(p)
 		if err != nil {
@@ -87,14 +93,46 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 		}
 		confs[name] = p
 	}
-	timeRun := func(conf, id string) (time.Duration, error) {
+	root := filepath.Join(b.work, "tmpl-root")
+	rt := func(conf string, args ...string) (string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
+		o, err := exec.CommandContext(cctx, runtime, append([]string{"--config", conf, "--root", root}, args...)...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%v: %w: %s", args, err, o)
+		}
+		return string(o), nil
+	}
+	timeRun := func(conf, id string) (time.Duration, error) {
 		start := time.Now()
-		if o, err := exec.CommandContext(cctx, runtime, "--config", conf, "--root", filepath.Join(b.work, "tmpl-root"), "run", "--bundle", bundle, id).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("run %s: %w: %s", id, err, o)
+		if _, err := rt(conf, "run", "--bundle", bundle, id); err != nil {
+			return 0, err
 		}
 		return time.Since(start), nil
+	}
+	// poolReady waits for the pool to hold its ready sandbox again.
+	poolReady := func() (time.Duration, error) {
+		start := time.Now()
+		for time.Since(start) < 2*time.Minute {
+			o, err := rt(confs["pool"], "factory", "status")
+			if err != nil {
+				return 0, err
+			}
+			if strings.Contains(o, "pool: 1 of 1 ready, 0 taken") {
+				return time.Since(start), nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return 0, errors.New("the sandbox pool was not refilled within 2 minutes")
+	}
+	if _, err := rt(confs["pool"], "factory", "init"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_, _ = rt(confs["pool"], "factory", "destroy")
+	}()
+	if _, err := poolReady(); err != nil {
+		return nil, err
 	}
 	for i := 0; i < runs; i++ {
 		d, err := timeRun(confs["cold"], fmt.Sprintf("cold-true-%d", i))
@@ -106,6 +144,16 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 			return nil, err
 		}
 		res.warmTrue = append(res.warmTrue, d)
+		if d, err = timeRun(confs["pool"], fmt.Sprintf("pool-true-%d", i)); err != nil {
+			return nil, err
+		}
+		res.poolTrue = append(res.poolTrue, d)
+		// The next run finds the pool full, as a user's next command
+		// would after the replacement's ~1 s.
+		if d, err = poolReady(); err != nil {
+			return nil, err
+		}
+		res.refill = append(res.refill, d)
 	}
 	return res, nil
 }
@@ -139,6 +187,8 @@ func templateRows(r *templateResults) {
 	row("warm: sandbox create (restore) to agent ready (s)", seconds(r.warmReady))
 	row("cold: cocoon-runtime run of busybox true (s)", seconds(r.coldTrue))
 	row("warm: cocoon-runtime run of busybox true (s)", seconds(r.warmTrue))
+	row("warm, from the pool: run of busybox true (s)", seconds(r.poolTrue))
+	row("pool: replacement ready after the run (s)", seconds(r.refill))
 	row("cold: QEMU PSS, one sandbox (MiB)", r.coldPSS)
 	row("warm: QEMU PSS, one sandbox (MiB)", r.warmPSS)
 	row("cold: QEMU PSS, each of two sandboxes (MiB)", r.coldPSS2)
