@@ -39,7 +39,7 @@ type Runtime struct {
 	SystemdCgroup bool
 	// OnPoolTake runs when a sandbox was taken from the pool
 	// (hypervisor.template_pool), to start a replacement.
-	OnPoolTake func()
+	OnPoolTake func(sandbox.PoolKind)
 
 	mu       sync.Mutex
 	managers map[string]*sandbox.Manager

@@ -29,9 +29,15 @@ import (
 // and removed a throwaway container, so the container that takes it finds
 // that work done.
 //
+// A pooled sandbox is of one kind: without NIC (a container with only
+// loopback, `--network none`) or with the network namespace of its own
+// that Docker's libnetwork fills after create (Network.New); the pool keeps
+// hypervisor.template_pool of each.
+//
 // Layout: the pool is the directory .pool under the manager's root, one
 // sandbox directory per entry. An entry is ready once it holds the file
-// "ready"; Create takes one by removing that file (only one remover wins),
+// "ready", which names its kind; Create takes one by removing that file
+// (only one remover wins),
 // links the sandbox's own directory name to the entry and renames the
 // sandbox in its state. The sandbox's files stay where its QEMU and proxy
 // were started (their command lines name them).
@@ -57,6 +63,20 @@ const (
 	warmupExe = "/warmup"
 )
 
+// PoolKind is a kind of pooled sandbox.
+type PoolKind string
+
+const (
+	// PoolNoNIC: a guest with loopback only.
+	PoolNoNIC PoolKind = "no-nic"
+	// PoolNewNetwork: a guest whose NIC is a tap in a network namespace
+	// the sandbox made (Network.New).
+	PoolNewNetwork PoolKind = "new-network"
+)
+
+// PoolKinds are the kinds the pool keeps.
+var PoolKinds = []PoolKind{PoolNoNIC, PoolNewNetwork}
+
 // poolSize is how many ready sandboxes the pool keeps: none unless
 // templates are on.
 func (m *Manager) poolSize() int {
@@ -68,22 +88,26 @@ func (m *Manager) poolSize() int {
 
 func (m *Manager) poolDir() string { return filepath.Join(m.Root, poolDirName) }
 
-// readyEntries lists the directories of the pool's ready sandboxes.
-func (m *Manager) readyEntries() []string {
+// readyEntries lists the directories of the pool's ready sandboxes of
+// kind k, or of every kind when k is empty.
+func (m *Manager) readyEntries(k PoolKind) []string {
 	names, _ := filepath.Glob(filepath.Join(m.poolDir(), poolIDPrefix+"*", poolReadyFile))
-	dirs := make([]string, len(names))
-	for i, n := range names {
-		dirs[i] = filepath.Dir(n)
+	var dirs []string
+	for _, n := range names {
+		if kind, err := os.ReadFile(n); err == nil && (k == "" || PoolKind(kind) == k) {
+			dirs = append(dirs, filepath.Dir(n))
+		}
 	}
 	return dirs
 }
 
 // FillPool makes ready sandboxes until the pool holds
-// hypervisor.template_pool of them, and returns how many it made. With
+// hypervisor.template_pool of each kind of kinds, and returns how many it
+// made. With
 // enable (`factory init`) it enables the pool first; without (the refill
 // after a take), a pool that is not enabled stays empty. One filler runs
 // at a time per root; others wait for it and then find the pool full.
-func (m *Manager) FillPool(ctx context.Context, enable bool) (int, error) {
+func (m *Manager) FillPool(ctx context.Context, enable bool, kinds ...PoolKind) (int, error) {
 	size := m.poolSize()
 	if size == 0 {
 		return 0, nil
@@ -114,24 +138,35 @@ func (m *Manager) FillPool(ctx context.Context, enable bool) (int, error) {
 	pm := *m
 	pm.Root = m.poolDir()
 	made := 0
-	for len(m.readyEntries()) < size {
-		if err := pm.makeEntry(ctx); err != nil {
-			return made, fmt.Errorf("filling the sandbox pool: %w", err)
+	for _, k := range kinds {
+		for len(m.readyEntries(k)) < size {
+			if err := pm.makeEntry(ctx, k); err != nil {
+				return made, fmt.Errorf("filling the sandbox pool: %w", err)
+			}
+			made++
 		}
-		made++
 	}
 	return made, nil
 }
 
-// makeEntry makes one ready sandbox of the pool (m is the pool's manager).
-func (m *Manager) makeEntry(ctx context.Context) error {
+// makeEntry makes one ready sandbox of kind k in the pool (m is the
+// pool's manager).
+func (m *Manager) makeEntry(ctx context.Context, k PoolKind) error {
 	start := time.Now()
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return err
 	}
 	id := poolIDPrefix + hex.EncodeToString(b[:])
-	s, err := m.Create(ctx, id)
+	var opts []CreateOption
+	switch k {
+	case PoolNoNIC:
+	case PoolNewNetwork:
+		opts = append(opts, WithNetwork(Network{New: true}))
+	default:
+		return fmt.Errorf("unknown kind of pooled sandbox %q", k)
+	}
+	s, err := m.Create(ctx, id, opts...)
 	if err != nil {
 		return err
 	}
@@ -146,11 +181,11 @@ func (m *Manager) makeEntry(ctx context.Context) error {
 		_ = s.Destroy(ctx)
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, poolReadyFile), nil, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dir, poolReadyFile), []byte(k), 0o600); err != nil {
 		_ = s.Destroy(ctx)
 		return err
 	}
-	m.Log.WithFields(logrus.Fields{"sandbox": id, "took": time.Since(start).Round(time.Millisecond)}).Debug("pooled sandbox ready")
+	m.Log.WithFields(logrus.Fields{"sandbox": id, "kind": k, "took": time.Since(start).Round(time.Millisecond)}).Debug("pooled sandbox ready")
 	return nil
 }
 
@@ -210,33 +245,37 @@ func warmupSpec() *specs.Spec {
 	}
 }
 
-// poolEligible says whether a sandbox made with o can be taken from the
-// pool: its guest is the configuration's size and has no NIC, as the
-// pool's sandboxes are.
-func (m *Manager) poolEligible(o createOptions) bool {
-	if m.poolSize() == 0 || o.network.New {
-		return false
+// poolKind is the kind of pooled sandbox that a sandbox made with o can
+// be: its guest must be the configuration's size, and its network none or
+// a namespace of its own; "" when none fits.
+func (m *Manager) poolKind(o createOptions) PoolKind {
+	if m.poolSize() == 0 {
+		return ""
 	}
 	h := m.Config.Hypervisor
 	if (o.size.VCPUs != 0 && o.size.VCPUs != h.VCPUs) || (o.size.MemoryMiB != 0 && o.size.MemoryMiB != h.MemoryMiB) {
-		return false
+		return ""
 	}
-	if o.network.NSPath != "" && !o.network.Host {
-		cfg, err := network.Scan(o.network.NSPath)
+	switch n := o.network; {
+	case n.New:
+		return PoolNewNetwork
+	case n.NSPath != "" && !n.Host:
+		cfg, err := network.Scan(n.NSPath)
 		if err != nil || !cfg.Empty() {
-			return false
+			return ""
 		}
 	}
-	return true
+	return PoolNoNIC
 }
 
 // take gives sandbox id a ready sandbox of the pool, or nil (the caller
 // boots or restores one). OnPoolTake runs once one was taken.
 func (m *Manager) take(ctx context.Context, id string, o createOptions) *Sandbox {
-	if !m.poolEligible(o) {
+	k := m.poolKind(o)
+	if k == "" {
 		return nil
 	}
-	for _, dir := range m.readyEntries() {
+	for _, dir := range m.readyEntries(k) {
 		if os.Remove(filepath.Join(dir, poolReadyFile)) != nil {
 			continue // another command took it
 		}
@@ -247,7 +286,7 @@ func (m *Manager) take(ctx context.Context, id string, o createOptions) *Sandbox
 		}
 		m.Log.WithFields(logrus.Fields{"sandbox": id, "pooled": filepath.Base(dir)}).Debug("sandbox taken from the pool")
 		if m.OnPoolTake != nil {
-			m.OnPoolTake()
+			m.OnPoolTake(k)
 		}
 		return s
 	}
@@ -326,7 +365,7 @@ func (m *Manager) DestroyPool(ctx context.Context) error {
 	if err := os.Remove(filepath.Join(m.poolDir(), poolEnabled)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	for _, dir := range m.readyEntries() {
+	for _, dir := range m.readyEntries("") {
 		if os.Remove(filepath.Join(dir, poolReadyFile)) != nil {
 			continue
 		}
@@ -372,10 +411,15 @@ func onlyLocks(entries []os.DirEntry) bool {
 	return true
 }
 
-// PoolStatus counts the pool's ready sandboxes and those taken that still
-// run.
-func (m *Manager) PoolStatus() (ready, taken int) {
+// PoolStatus counts the pool's ready sandboxes of each kind, and the
+// others: taken that still run, or being made.
+func (m *Manager) PoolStatus() (ready map[PoolKind]int, other int) {
 	dirs, _ := filepath.Glob(filepath.Join(m.poolDir(), poolIDPrefix+"*"))
-	ready = len(m.readyEntries())
-	return ready, len(dirs) - ready
+	ready = map[PoolKind]int{}
+	n := 0
+	for _, k := range PoolKinds {
+		ready[k] = len(m.readyEntries(k))
+		n += ready[k]
+	}
+	return ready, len(dirs) - n
 }

@@ -99,9 +99,10 @@ type Manager struct {
 	// no proxy is started and every stream to the agent is opened with it.
 	// Unit tests set it to a clienttest fake.
 	AgentDialer agentclient.Dialer
-	// OnPoolTake, when set, runs after Create took a sandbox from the
-	// pool (hypervisor.template_pool): the caller starts a replacement.
-	OnPoolTake func()
+	// OnPoolTake, when set, runs after Create took a sandbox of kind k
+	// from the pool (hypervisor.template_pool): the caller starts a
+	// replacement.
+	OnPoolTake func(k PoolKind)
 }
 
 // Sandbox is a running VM with its agent channel.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 // checkArgs checks the number of arguments as runc does.
@@ -63,7 +64,7 @@ func newRuntime(c *cli.Context) (*container.Runtime, error) {
 		LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug"),
 	})
 	rt.SystemdCgroup = c.Bool("systemd-cgroup")
-	rt.OnPoolTake = func() { poolTaken.Store(true) }
+	rt.OnPoolTake = func(k sandbox.PoolKind) { poolTaken.Store(k) }
 	return rt, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -42,6 +43,9 @@ them, destroy removes them all and the pool's ready sandboxes.`,
 			Name:   "fill",
 			Usage:  "fill the pool of ready sandboxes (hypervisor.template_pool)",
 			Hidden: true, // run in the background by the command that took one
+			Flags: []cli.Flag{
+				&cli.StringSliceFlag{Name: "kind", Usage: "the kinds of sandbox to make (default: every kind)"},
+			},
 			Action: factoryFill,
 		},
 	},
@@ -75,7 +79,7 @@ func factoryInit(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("factory init: %w", err)
 	}
-	if _, err := m.FillPool(ctx, true); err != nil {
+	if _, err := m.FillPool(ctx, true, sandbox.PoolKinds...); err != nil {
 		return fmt.Errorf("factory init: %w", err)
 	}
 	return nil
@@ -88,7 +92,17 @@ func factoryFill(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
 	defer stop()
-	_, err = m.FillPool(ctx, false)
+	kinds := sandbox.PoolKinds
+	if ks := c.StringSlice("kind"); len(ks) > 0 {
+		kinds = nil
+		for _, k := range ks {
+			if !slices.Contains(sandbox.PoolKinds, sandbox.PoolKind(k)) {
+				return fmt.Errorf("factory fill: unknown kind %q (want one of %v)", k, sandbox.PoolKinds)
+			}
+			kinds = append(kinds, sandbox.PoolKind(k))
+		}
+	}
+	_, err = m.FillPool(ctx, false, kinds...)
 	return err
 }
 
@@ -103,7 +117,8 @@ func factoryStatus(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "templates: %t, directory: %s\n", m.Config.Hypervisor.Templates, m.Config.Hypervisor.TemplateDir)
 	ready, other := m.PoolStatus()
-	fmt.Fprintf(c.App.Writer, "pool: %d of %d ready, %d taken or being made\n", ready, m.Config.Hypervisor.TemplatePool, other)
+	fmt.Fprintf(c.App.Writer, "pool: %d of %d ready without nic, %d of %d with a network of its own, %d taken or being made\n",
+		ready[sandbox.PoolNoNIC], m.Config.Hypervisor.TemplatePool, ready[sandbox.PoolNewNetwork], m.Config.Hypervisor.TemplatePool, other)
 	for _, t := range ts {
 		if t.Err != nil {
 			fmt.Fprintf(c.App.Writer, "%s\tbroken: %v\n", t.Dir, t.Err)

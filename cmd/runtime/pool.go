@@ -9,17 +9,20 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
+
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
-// poolTaken is set when this command took a sandbox from the pool
-// (hypervisor.template_pool).
-var poolTaken atomic.Bool
+// poolTaken is the kind of sandbox this command took from the pool
+// (hypervisor.template_pool), if any.
+var poolTaken atomic.Value // sandbox.PoolKind
 
 // refillPool starts `factory fill` in the background, in a session of its
 // own, once this command is done with its container: the pool gets a
 // replacement for the sandbox taken, without slowing the command down.
 func refillPool(c *cli.Context) {
-	if !poolTaken.Load() {
+	kind, _ := poolTaken.Load().(sandbox.PoolKind)
+	if kind == "" {
 		return
 	}
 	exe, err := os.Executable()
@@ -40,7 +43,7 @@ func refillPool(c *cli.Context) {
 	if c.Bool("debug") {
 		args = append(args, "--debug")
 	}
-	cmd := exec.Command(exe, append(args, "factory", "fill")...)
+	cmd := exec.Command(exe, append(args, "factory", "fill", "--kind", string(kind))...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {

@@ -231,6 +231,11 @@ func TestTemplateCorrupt(t *testing.T) {
 
 var takenLine = regexp.MustCompile(`sandbox taken from the pool`)
 
+// poolFull is factory status's line for a full pool of one sandbox of
+// each kind.
+const poolFull = "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken or being made"
+
+
 // waitPoolReady waits until factory status says the pool is full again
 // (the command that took a sandbox refills it in the background).
 func waitPoolReady(t *testing.T, conf string) {
@@ -238,7 +243,7 @@ func waitPoolReady(t *testing.T, conf string) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		r := run(t, cmdOpts{}, e.runtime, "--config", conf, "--root", e.root, "factory", "status")
-		if strings.Contains(r.stdout, "pool: 1 of 1 ready, 0 taken") {
+		if strings.Contains(r.stdout, poolFull) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -306,6 +311,32 @@ func TestTemplatePool(t *testing.T) {
 	}
 	if r := trt(t, conf, runLog, "delete", "--force", id); r.code != 0 {
 		t.Fatalf("delete --force: %v", r)
+	}
+	waitPoolReady(t, conf)
+
+	// Docker's way: a new network namespace that a prestart hook fills
+	// with a veth once the container's PID exists. The sandbox with a
+	// network of its own is taken, and the guest gets the veth's MAC and
+	// address.
+	const mac = "02:42:0a:00:00:33"
+	hook := fmt.Sprintf(`pid=$(sed 's/.*"pid":\([0-9]*\).*/\1/'); `+
+		`ip link add cvp%[1]d type veth peer name eth0 address %[2]s netns /proc/$pid/ns/net && `+
+		`nsenter -t $pid -n ip addr add 10.98.0.2/24 dev eth0 && nsenter -t $pid -n ip link set eth0 up`, os.Getpid()%10000, mac)
+	s := baseSpec(t, "sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0")
+	s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", hook}}}} //nolint:staticcheck // Docker still sends it
+	id = "pool-network"
+	runLog = filepath.Join(t.TempDir(), "log")
+	r := trt(t, conf, runLog, "run", "--bundle", writeBundle(t, s), id)
+	logData, _ := os.ReadFile(runLog)
+	if r.code != 0 {
+		forceDelete(t, id)
+		t.Fatalf("run with a network: %v\nlog:\n%s", r, logData)
+	}
+	if !takenLine.Match(logData) {
+		t.Errorf("run with a network: the sandbox was not taken from the pool; log:\n%s", logData)
+	}
+	if !strings.HasPrefix(r.stdout, mac+"\n") || !strings.Contains(r.stdout, "10.98.0.2/24") {
+		t.Errorf("run with a network: output %q, want MAC %s and 10.98.0.2/24", r.stdout, mac)
 	}
 	waitPoolReady(t, conf)
 }
