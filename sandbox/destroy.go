@@ -79,7 +79,7 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 				errs = append(errs, fmt.Errorf("removing sandbox link: %w", err))
 			}
 		}
-		s.m.removeDisabledPool(filepath.Dir(s.dir))
+		removeDisabledPool(filepath.Dir(s.dir))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroying sandbox %s: %w", s.state.ID, err)

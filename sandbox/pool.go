@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/network"
 )
@@ -34,8 +35,11 @@ import (
 // that Docker's libnetwork fills after create (Network.New); the pool keeps
 // hypervisor.template_pool of each.
 //
-// Layout: the pool is the directory .pool under the manager's root, one
-// sandbox directory per entry. An entry is ready once it holds the file
+// Layout: the pools are under the template directory's .pool, one per
+// configuration (named by its template key, so that a sandbox taken was
+// made of the same kernel, initrd, QEMU, size and parameters), one sandbox
+// directory per entry: every root of the host (cocoon-runtime's --root,
+// containerd's namespaces) takes from the same pool. An entry is ready once it holds the file
 // "ready", which names its kind; Create takes one by removing that file
 // (only one remover wins),
 // links the sandbox's own directory name to the entry and renames the
@@ -86,12 +90,28 @@ func (m *Manager) poolSize() int {
 	return m.Config.Hypervisor.TemplatePool
 }
 
-func (m *Manager) poolDir() string { return filepath.Join(m.Root, poolDirName) }
+// poolRoot holds the pools of every configuration.
+func (m *Manager) poolRoot() string { return filepath.Join(m.templateDir(), poolDirName) }
+
+// poolDir is the pool of m's configuration: its sandboxes without NIC
+// restore from the template of that key.
+func (m *Manager) poolDir() string {
+	key, err := templateKey(m.vmConfig("template", "/", "/", nil), m.Config.Hypervisor.SharedFS)
+	if err != nil {
+		// The kernel or initrd is missing: no pool (creating the
+		// sandbox fails on it anyway).
+		return filepath.Join(m.poolRoot(), "none")
+	}
+	return filepath.Join(m.poolRoot(), key.Hash()[:16])
+}
 
 // readyEntries lists the directories of the pool's ready sandboxes of
 // kind k, or of every kind when k is empty.
-func (m *Manager) readyEntries(k PoolKind) []string {
-	names, _ := filepath.Glob(filepath.Join(m.poolDir(), poolIDPrefix+"*", poolReadyFile))
+func (m *Manager) readyEntries(k PoolKind) []string { return m.readyEntriesIn(m.poolDir(), k) }
+
+// readyEntriesIn is readyEntries of the pool in dir.
+func (m *Manager) readyEntriesIn(dir string, k PoolKind) []string {
+	names, _ := filepath.Glob(filepath.Join(dir, poolIDPrefix+"*", poolReadyFile))
 	var dirs []string
 	for _, n := range names {
 		if kind, err := os.ReadFile(n); err == nil && (k == "" || PoolKind(kind) == k) {
@@ -137,6 +157,7 @@ func (m *Manager) FillPool(ctx context.Context, enable bool, kinds ...PoolKind) 
 	}
 	pm := *m
 	pm.Root = m.poolDir()
+	pm.Config = noPool(m.Config)
 	made := 0
 	for _, k := range kinds {
 		for len(m.readyEntries(k)) < size {
@@ -348,28 +369,42 @@ func (s *Sandbox) destroyPooled(ctx context.Context) {
 	}
 }
 
-// DestroyPool destroys the pool's ready sandboxes (those taken belong to
-// their containers) and removes the pool's directory when it is empty.
+// DestroyPool disables every pool and destroys their ready sandboxes
+// (those taken belong to their containers); a pool's directory goes with
+// its last sandbox.
 func (m *Manager) DestroyPool(ctx context.Context) error {
-	if _, err := os.Stat(m.poolDir()); errors.Is(err, os.ErrNotExist) {
-		return nil
+	dirs, _ := filepath.Glob(filepath.Join(m.poolRoot(), "*"))
+	var errs []error
+	for _, dir := range dirs {
+		if err := m.destroyPool(ctx, dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	// After a filler that runs.
-	lock, err := statedir.LockFile(filepath.Join(m.poolDir(), poolFillLock))
-	if err != nil {
+	_ = os.Remove(m.poolRoot()) // once empty
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroying the sandbox pool: %w", err)
 	}
+	return nil
+}
+
+// destroyPool disables the pool in dir and destroys its ready sandboxes.
+func (m *Manager) destroyPool(ctx context.Context, dir string) error {
+	// After a filler that runs.
+	lock, err := statedir.LockFile(filepath.Join(dir, poolFillLock))
+	if err != nil {
+		return err
+	}
 	pm := *m
-	pm.Root = m.poolDir()
+	pm.Root = dir
 	var errs []error
-	if err := os.Remove(filepath.Join(m.poolDir(), poolEnabled)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(filepath.Join(dir, poolEnabled)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	for _, dir := range m.readyEntries("") {
-		if os.Remove(filepath.Join(dir, poolReadyFile)) != nil {
+	for _, entry := range pm.readyEntriesIn(dir, "") {
+		if os.Remove(filepath.Join(entry, poolReadyFile)) != nil {
 			continue
 		}
-		s, err := pm.Load(ctx, filepath.Base(dir))
+		s, err := pm.Load(ctx, filepath.Base(entry))
 		if err == nil {
 			err = s.teardown(ctx, false)
 		}
@@ -378,18 +413,15 @@ func (m *Manager) DestroyPool(ctx context.Context) error {
 		}
 	}
 	_ = lock.Unlock()
-	m.removeDisabledPool(m.poolDir())
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("destroying the sandbox pool: %w", err)
-	}
-	return nil
+	removeDisabledPool(dir)
+	return errors.Join(errs...)
 }
 
 // removeDisabledPool removes pool directory dir once `factory destroy`
-// has disabled it and its last sandbox is gone, and then the root when
-// nothing else is left in it.
-func (m *Manager) removeDisabledPool(dir string) {
-	if filepath.Base(dir) != poolDirName {
+// has disabled it and its last sandbox is gone, and then the pools'
+// directory when no other pool is left.
+func removeDisabledPool(dir string) {
+	if filepath.Base(filepath.Dir(dir)) != poolDirName {
 		return
 	}
 	entries, err := os.ReadDir(dir)
@@ -398,6 +430,14 @@ func (m *Manager) removeDisabledPool(dir string) {
 	}
 	_ = os.RemoveAll(dir)
 	_ = os.Remove(filepath.Dir(dir))
+}
+
+// noPool is cfg without a pool: the pool's own sandboxes are restored,
+// never taken from it.
+func noPool(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Hypervisor.TemplatePool = 0
+	return &c
 }
 
 // onlyLocks says whether a directory's entries are lock files only: no

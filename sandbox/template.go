@@ -350,13 +350,29 @@ func (m *Manager) Templates() ([]TemplateInfo, error) {
 	return out, nil
 }
 
-// DestroyTemplates removes every template, and the template directory.
-// Sandboxes restored from a template keep running: their QEMU holds the
-// memory file open.
+// DestroyTemplates removes every template, and the template directory
+// unless pooled sandboxes taken by containers still run from it (call
+// DestroyPool first). Sandboxes restored from a template keep running:
+// their QEMU holds the memory file open.
 func (m *Manager) DestroyTemplates() error {
-	if err := os.RemoveAll(m.templateDir()); err != nil {
+	entries, err := os.ReadDir(m.templateDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("removing templates: %w", err)
 	}
+	for _, e := range entries {
+		if e.Name() == poolDirName {
+			// Sandbox directories, with their mounts: never
+			// removed recursively.
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(m.templateDir(), e.Name())); err != nil {
+			return fmt.Errorf("removing templates: %w", err)
+		}
+	}
+	_ = os.Remove(m.templateDir()) // once empty
 	return nil
 }
 

@@ -99,6 +99,14 @@ func (s *Service) getManager(ctx context.Context) (*sandbox.Manager, error) {
 		return nil, fmt.Errorf("loading cocoon's configuration: %w", err)
 	}
 	m.Log = m.Log.WithField("shim", s.id)
+	m.OnPoolTake = func(k sandbox.PoolKind) {
+		// The replacement of a sandbox taken from the pool, made by
+		// cocoon-runtime with the shim's configuration ($COCOON_CONFIG
+		// or the default), in the background.
+		if err := container.StartPoolFill(container.PoolFill{}, k); err != nil {
+			m.Log.WithError(err).Warn("refilling the sandbox pool")
+		}
+	}
 	s.manager = m
 	return m, nil
 }

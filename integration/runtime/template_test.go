@@ -49,11 +49,7 @@ func templateConfig(t *testing.T, pool int) (string, string) {
 		if _, err := os.Stat(cfg.Hypervisor.TemplateDir); !os.IsNotExist(err) {
 			t.Errorf("factory destroy left %s (%v)", cfg.Hypervisor.TemplateDir, err)
 		}
-		pool := filepath.Join(sandboxRoot(), ".pool")
-		if _, err := os.Stat(pool); !os.IsNotExist(err) {
-			t.Errorf("factory destroy left the pool %s (%v)", pool, err)
-		}
-		if ps := processesOf(pool); len(ps) > 0 {
+		if ps := processesOf(cfg.Hypervisor.TemplateDir); len(ps) > 0 {
 			t.Errorf("factory destroy left the pool's processes: %v", ps)
 		}
 	})
