@@ -63,6 +63,21 @@ func trt(t *testing.T, conf, log string, args ...string) result {
 	return run(t, cmdOpts{}, e.runtime, append([]string{"--config", conf, "--root", e.root, "--debug", "--log", log}, args...)...)
 }
 
+// trun runs container id of bundle to its end with configuration conf,
+// logging at debug level, and returns its result and log; a failed run
+// ends the test (after removing the container).
+func trun(t *testing.T, conf, bundle, id string) (result, []byte) {
+	t.Helper()
+	runLog := filepath.Join(t.TempDir(), "log")
+	r := trt(t, conf, runLog, "run", "--bundle", bundle, id)
+	logData, _ := os.ReadFile(runLog)
+	if r.code != 0 {
+		forceDelete(t, id)
+		t.Fatalf("run %s: %v\nlog:\n%s", id, r, logData)
+	}
+	return r, logData
+}
+
 // vethNS makes a network namespace holding one end of a veth pair (eth0,
 // with mac and an address) for the container, the other end in a namespace
 // of its own, and returns its path.
@@ -131,13 +146,7 @@ func TestTemplateRestore(t *testing.T) {
 		}
 		ns := vethNS(t, fmt.Sprintf("cocoon-tmpl-%d-%d", os.Getpid(), i), mac)
 		bundle := templateBundle(t, ns, "host-"+id, vol)
-		runLog := filepath.Join(t.TempDir(), "log")
-		r := trt(t, conf, runLog, "run", "--bundle", bundle, id)
-		logData, _ := os.ReadFile(runLog)
-		if r.code != 0 {
-			forceDelete(t, id)
-			t.Fatalf("run %s: %v\nlog:\n%s", id, r, logData)
-		}
+		r, logData := trun(t, conf, bundle, id)
 		if !restoredLine.Match(logData) {
 			t.Errorf("run %s: the sandbox was not restored from a template; log:\n%s", id, logData)
 		}
@@ -186,12 +195,9 @@ func TestTemplateCorrupt(t *testing.T) {
 		}
 	}
 	id := "tmpl-corrupt"
-	runLog := filepath.Join(t.TempDir(), "log")
-	r := trt(t, conf, runLog, "run", "--bundle", writeBundle(t, baseSpec(t, "echo", "cold")), id)
-	logData, _ := os.ReadFile(runLog)
-	if r.code != 0 || r.stdout != "cold\n" {
-		forceDelete(t, id)
-		t.Fatalf("run: %v\nlog:\n%s", r, logData)
+	r, logData := trun(t, conf, writeBundle(t, baseSpec(t, "echo", "cold")), id)
+	if r.stdout != "cold\n" {
+		t.Fatalf("run: %v", r)
 	}
 	if n := strings.Count(string(logData), "level=warning"); n != 1 {
 		t.Errorf("want one warning, got %d:\n%s", n, logData)
@@ -210,12 +216,9 @@ func TestTemplateCorrupt(t *testing.T) {
 	// The next container of that shape makes a new template on demand,
 	// and is restored from it.
 	id = "tmpl-remade"
-	runLog = filepath.Join(t.TempDir(), "log")
-	r = trt(t, conf, runLog, "run", "--bundle", writeBundle(t, baseSpec(t, "echo", "warm")), id)
-	logData, _ = os.ReadFile(runLog)
-	if r.code != 0 || r.stdout != "warm\n" {
-		forceDelete(t, id)
-		t.Fatalf("run: %v\nlog:\n%s", r, logData)
+	r, logData = trun(t, conf, writeBundle(t, baseSpec(t, "echo", "warm")), id)
+	if r.stdout != "warm\n" {
+		t.Fatalf("run: %v", r)
 	}
 	if !strings.Contains(string(logData), "vm template made") || !restoredLine.Match(logData) {
 		t.Errorf("the template was not made again on demand and restored from:\n%s", logData)
@@ -230,7 +233,6 @@ var takenLine = regexp.MustCompile(`sandbox taken from the pool`)
 // poolFull is factory status's line for a full pool of one sandbox of
 // each kind.
 const poolFull = "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken or being made"
-
 
 // waitPoolReady waits until factory status says the pool is full again
 // (the command that took a sandbox refills it in the background).
@@ -273,13 +275,7 @@ func TestTemplatePool(t *testing.T) {
 		s := baseSpec(t, "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; hostname; cat /vol/file")
 		s.Hostname = "host-" + id
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/vol", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}})
-		runLog := filepath.Join(t.TempDir(), "log")
-		r := trt(t, conf, runLog, "run", "--bundle", writeBundle(t, s), id)
-		logData, _ := os.ReadFile(runLog)
-		if r.code != 0 {
-			forceDelete(t, id)
-			t.Fatalf("run %s: %v\nlog:\n%s", id, r, logData)
-		}
+		r, logData := trun(t, conf, writeBundle(t, s), id)
 		if !takenLine.Match(logData) {
 			t.Errorf("run %s: the sandbox was not taken from the pool; log:\n%s", id, logData)
 		}
@@ -321,13 +317,7 @@ func TestTemplatePool(t *testing.T) {
 	s := baseSpec(t, "sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0")
 	s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", hook}}}} //nolint:staticcheck // Docker still sends it
 	id = "pool-network"
-	runLog = filepath.Join(t.TempDir(), "log")
-	r := trt(t, conf, runLog, "run", "--bundle", writeBundle(t, s), id)
-	logData, _ := os.ReadFile(runLog)
-	if r.code != 0 {
-		forceDelete(t, id)
-		t.Fatalf("run with a network: %v\nlog:\n%s", r, logData)
-	}
+	r, logData := trun(t, conf, writeBundle(t, s), id)
 	if !takenLine.Match(logData) {
 		t.Errorf("run with a network: the sandbox was not taken from the pool; log:\n%s", logData)
 	}
