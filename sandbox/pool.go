@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
@@ -213,11 +214,16 @@ func (m *Manager) makeEntry(ctx context.Context, k PoolKind) error {
 // warmUp creates a throwaway container in the guest and removes it: the
 // agent's runc init and the guest kernel's container paths run once.
 func (s *Sandbox) warmUp(ctx context.Context) error {
-	spec, err := json.Marshal(warmupSpec())
+	c, err := s.Client(ctx)
 	if err != nil {
 		return err
 	}
-	c, err := s.Client(ctx)
+	return warmUp(ctx, c)
+}
+
+// warmUp creates the throwaway container with agent c and removes it.
+func warmUp(ctx context.Context, c *agentclient.Client) error {
+	spec, err := json.Marshal(warmupSpec())
 	if err != nil {
 		return err
 	}
