@@ -9,8 +9,9 @@ import (
 )
 
 // RunTests is a test package's TestMain: it starts a daemon, runs setup
-// (image imports) within a few minutes, runs the tests, stops the daemon
-// and checks that nothing is left of namespace ns. It returns the exit
+// (image imports) within a few minutes, runs the tests, destroys the
+// daemon's VM templates (Options.Templates), stops the daemon and checks
+// that nothing is left of namespace ns. It returns the exit
 // code; the daemon's log tail is printed on failure, or always with
 // COCOON_TEST_DAEMON_LOG set.
 func RunTests(m *testing.M, o Options, ns string, setup func(context.Context, *Daemon) error) int {
@@ -27,7 +28,14 @@ func RunTests(m *testing.M, o Options, ns string, setup func(context.Context, *D
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		return m.Run()
+		code := m.Run()
+		if d.Templates != nil {
+			if err := d.Templates.Destroy(o.Templates); err != nil {
+				fmt.Fprintln(os.Stderr, "after the suite:", err)
+				code = 1
+			}
+		}
+		return code
 	}()
 	if err := d.Leftovers(ns); err != nil {
 		fmt.Fprintln(os.Stderr, "left behind after the suite:", err)
