@@ -143,10 +143,11 @@ func testMain(m *testing.M) int {
 		if code != 0 {
 			dumpLog(logFile.Name())
 		}
-		// Both templates (without NIC, and with one for the bridge
-		// network's containers); while dockerd still runs, so that its
-		// cleanup cannot hide a template's mount.
-		if err := templates.Destroy(2); err != nil {
+		// One template: the sandbox of every Docker container makes the
+		// network namespace that Docker's hook fills (or leaves with
+		// loopback only, --network none), with one NIC. While dockerd
+		// still runs, so that its cleanup cannot hide a template's mount.
+		if err := templates.Destroy(1); err != nil {
 			fmt.Fprintln(os.Stderr, "after the suite:", err)
 			code = 1
 		}
