@@ -57,6 +57,7 @@ func testExitCode(t *testing.T, rt *conmontest.Runtime) {
 	if qemuCount() != 1 {
 		t.Errorf("%d QEMU processes after create, want 1", qemuCount())
 	}
+	restored(t)
 	mustRun(t, "start", c.ID)
 	if code := exitCode(t, c.ID); code != 3 {
 		t.Errorf("exit file: %d, want 3", code)
