@@ -2,7 +2,8 @@
 
 // Package conmon_test drives cocoon-runtime through Debian's conmon the way
 // CRI-O drives an "oci" runtime (package integration/conmontest holds CRI-O's
-// calls), against real VMs.
+// calls), against real VMs, restored from a VM template that the suite's
+// first sandbox made (templates on).
 package conmon_test
 
 import (
@@ -29,9 +30,10 @@ const commandTimeout = 3 * time.Minute
 
 // env is set once by TestMain.
 type env struct {
-	rt     *conmontest.Runtime
-	rootfs string
-	tmp    string
+	rt        *conmontest.Runtime
+	rootfs    string
+	tmp       string
+	templates *testutil.Templates
 }
 
 var e env
@@ -57,22 +59,31 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// VM templates on, in a template directory of the suite's own: every
+	// sandbox is restored from the template that the first one made.
+	templates, err := testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), filepath.Join(out, "configuration.toml"), tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	e = env{
 		rt: &conmontest.Runtime{
 			Conmon: conmonPath,
 			Path:   filepath.Join(bin, "cocoon-runtime"),
 			Root:   filepath.Join(tmp, "root"),
-			// The development configuration; installed, cocoon reads
-			// /etc/cocoon/configuration.toml and needs no environment.
+			// The development configuration with templates on;
+			// installed, cocoon reads /etc/cocoon/configuration.toml and
+			// needs no environment.
 			Env: []string{
 				"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-				"COCOON_CONFIG=" + filepath.Join(out, "configuration.toml"),
+				"COCOON_CONFIG=" + templates.Config,
 			},
 			ExitDir:   filepath.Join(tmp, "exits"),
 			SocketDir: filepath.Join(tmp, "sockets"),
 		},
-		rootfs: filepath.Join(tmp, "rootfs"),
-		tmp:    tmp,
+		rootfs:    filepath.Join(tmp, "rootfs"),
+		tmp:       tmp,
+		templates: templates,
 	}
 	if err := testutil.BusyboxRootfs(e.rootfs); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -95,10 +106,14 @@ func reapAll() {
 func sandboxRoot() string { return testutil.SandboxRoot(e.rt.Root) }
 
 // leftovers reports what the suite left: state under the root, sandbox
-// directories, QEMU, proxy, shim or conmon processes.
+// directories, QEMU, proxy, shim or conmon processes; and destroys the
+// suite's template (one: its sandboxes have no NIC), leaving nothing of it.
 func leftovers() error {
 	reapAll()
 	var problems []string
+	if err := e.templates.Destroy(1); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if entries, _ := os.ReadDir(e.rt.Root); len(entries) > 0 {
 		var names []string
 		for _, en := range entries {
@@ -125,6 +140,28 @@ func processesOf(s string) []string { return testutil.ProcessesOf(s) }
 
 // qemuCount counts the QEMU processes of the suite's sandboxes.
 func qemuCount() int { return testutil.QEMUCount(sandboxRoot()) }
+
+// restored checks that every QEMU of the suite's sandboxes, at least one,
+// runs a VM restored from the suite's template.
+func restored(t *testing.T) {
+	t.Helper()
+	n := 0
+	for _, p := range processesOf(sandboxRoot() + "/") {
+		var pid int
+		if strings.Contains(p, "qemu-system") {
+			if _, err := fmt.Sscanf(p, "%d:", &pid); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.templates.Restored(pid); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Error("no QEMU of the suite's sandboxes runs")
+	}
+}
 
 // ctx bounds one step.
 func ctx(t *testing.T) context.Context {

@@ -57,6 +57,7 @@ func testExitCode(t *testing.T, rt *conmontest.Runtime) {
 	if qemuCount() != 1 {
 		t.Errorf("%d QEMU processes after create, want 1", qemuCount())
 	}
+	restored(t)
 	mustRun(t, "start", c.ID)
 	if code := exitCode(t, c.ID); code != 3 {
 		t.Errorf("exit file: %d, want 3", code)
@@ -83,13 +84,14 @@ func testExitCode(t *testing.T, rt *conmontest.Runtime) {
 // through conmon --exec (and one that times out), streaming exec in the
 // foreground with and without a terminal, update --resources -, pause and
 // resume, then the stop loop (kill 15, kill KILL of the stopped
-// container).
+// container). Its VM was restored from the suite's template.
 func TestRunning(t *testing.T) {
 	s := baseSpec(t, "sh", "-c", `trap "echo term; exit 7" TERM; echo ready; while :; do sleep 0.2; done`)
 	c := newContainer(t, "running", s)
 	create(t, c)
 	mustRun(t, "start", c.ID)
 	waitLog(t, c, "ready\n")
+	restored(t)
 
 	t.Run("ExecSync", func(t *testing.T) {
 		// No cgroup namespace: the container's cgroup is under the

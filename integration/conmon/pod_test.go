@@ -60,6 +60,7 @@ func TestPod(t *testing.T) {
 	if n := qemuCount(); n != 1 {
 		t.Fatalf("%d QEMU processes for a pod of two containers, want 1", n)
 	}
+	restored(t)
 	in := func(c *conmontest.Container, p *specs.Process, cmd string) string {
 		res, err := e.rt.ExecSync(ctx(t), c, p, []string{"sh", "-c", cmd}, 0)
 		if err != nil || res.ExitCode != 0 {

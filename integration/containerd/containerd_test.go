@@ -4,7 +4,8 @@
 // io.containerd.cocoon.v2` against a private containerd (Debian's 1.6
 // daemon, see containerdtest) with a busybox image imported from the
 // host's busybox-static: exit codes, stdin, a terminal, exec and kill, and
-// nothing left afterwards.
+// nothing left afterwards. VM templates are on: every sandbox is restored
+// from a template that the first one made.
 package containerd_test
 
 import (
@@ -34,7 +35,10 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	return containerdtest.RunTests(m, containerdtest.Options{}, "default", func(ctx context.Context, d *containerdtest.Daemon) error {
+	// VM templates on: the shim restores every sandbox from the one
+	// template of the suite's containers (no NIC: ctr's containers have a
+	// network namespace of their own without interfaces).
+	return containerdtest.RunTests(m, containerdtest.Options{Templates: 1}, "default", func(ctx context.Context, d *containerdtest.Daemon) error {
 		daemon = d
 		return d.ImportBusybox(ctx, "")
 	})
@@ -290,6 +294,7 @@ func TestShimDied(t *testing.T) {
 	if _, err := os.Stat(vmDir); err != nil {
 		t.Fatalf("the container's VM: %v", err)
 	}
+	qemuOf(t, id)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -309,12 +314,16 @@ func TestShimDied(t *testing.T) {
 	}
 }
 
-// qemuOf returns the PID of the QEMU of container id's VM.
+// qemuOf returns the PID of the QEMU of container id's VM, which must
+// have been restored from the suite's template.
 func qemuOf(t *testing.T, id string) int {
 	t.Helper()
 	for _, p := range containerdtest.QEMUs(filepath.Join(daemon.SandboxRoot("default"), id)) {
 		var pid int
 		if _, err := fmt.Sscanf(p, "%d:", &pid); err == nil {
+			if err := daemon.Templates.Restored(pid); err != nil {
+				t.Errorf("container %s: %v", id, err)
+			}
 			return pid
 		}
 	}
@@ -323,7 +332,7 @@ func qemuOf(t *testing.T, id string) int {
 }
 
 // TestHungAndDeadVM stops QEMU (SIGSTOP), or kills it, under a running
-// task: exec fails at once, and `ctr task rm -f` (kill, wait, delete)
+// task whose VM was restored from a template: exec fails at once, and `ctr task rm -f` (kill, wait, delete)
 // returns within 10 s, leaving nothing (the suite's leftovers check).
 func TestHungAndDeadVM(t *testing.T) {
 	for _, tc := range []struct {

@@ -2,7 +2,8 @@
 // for cocoon's containerd and CRI tests: its own root, state, socket and
 // configuration under a temporary directory, bin/ first in its PATH so
 // that it finds containerd-shim-cocoon-v2, and the development
-// configuration of cocoon in COCOON_CONFIG. It is stopped by PID.
+// configuration of cocoon (or that configuration with VM templates on) in
+// COCOON_CONFIG. It is stopped by PID.
 package containerdtest
 
 import (
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // Runtime is cocoon's runtime type in containerd.
@@ -31,6 +33,8 @@ type Daemon struct {
 	Socket string
 	// Bin and Out are cocoon's bin/ and out/ directories.
 	Bin, Out string
+	// Templates are the daemon's VM templates, with Options.Templates.
+	Templates *testutil.Templates
 
 	pid     int
 	podNet  *PodNetwork
@@ -54,6 +58,12 @@ type Options struct {
 	// use the host's network; nil leaves the CNI configuration empty
 	// (host-network pods only).
 	PodNetwork *PodNetwork
+	// Templates, when not zero, turns VM templates on, in a template
+	// directory of the daemon's own: the shim restores every sandbox from
+	// a template. It is how many templates (one per shape: without NIC,
+	// with one) the suite's sandboxes must have made; RunTests checks it,
+	// then destroys them.
+	Templates int
 }
 
 // Start starts a daemon in a new temporary directory.
@@ -87,6 +97,14 @@ func Start(o Options) (*Daemon, error) {
 		}
 		d.podNet = o.PodNetwork
 	}
+	config := filepath.Join(out, "configuration.toml")
+	if o.Templates > 0 {
+		if d.Templates, err = testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), config, dir); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		config = d.Templates.Config
+	}
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(d.config(o)), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -102,7 +120,7 @@ func Start(o Options) (*Daemon, error) {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(),
 		"PATH="+bin+":"+os.Getenv("PATH"),
-		"COCOON_CONFIG="+filepath.Join(out, "configuration.toml"))
+		"COCOON_CONFIG="+config)
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)

@@ -6,7 +6,7 @@
 // a few lines of Go, host-network pods, and pods on a CNI network (Debian's
 // bridge and host-local plugins from private directories: see
 // containerdtest.PodNetwork). A pod is one VM, and all its containers run
-// in it.
+// in it. VM templates are on: every pod's VM is restored from a template.
 package cri_test
 
 import (
@@ -46,7 +46,8 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	opts := containerdtest.Options{CRI: true, SandboxImage: pause, PodNetwork: podNetwork}
+	// Two templates: host-network pods' VMs have no NIC, CNI pods' one.
+	opts := containerdtest.Options{CRI: true, SandboxImage: pause, PodNetwork: podNetwork, Templates: 2}
 	return containerdtest.RunTests(m, opts, namespace, func(ctx context.Context, d *containerdtest.Daemon) error {
 		daemon = d
 		if err := d.ImportBusybox(ctx, namespace); err != nil {
@@ -256,9 +257,9 @@ func TestPod(t *testing.T) {
 	}
 }
 
-// TestHungPod stops the QEMU of a pod with a running container (SIGSTOP):
-// crictl rmp -f returns within 10 s, leaving nothing (the suite's
-// leftovers check).
+// TestHungPod stops the QEMU of a pod with a running container (SIGSTOP;
+// the VM was restored from a template): crictl rmp -f returns within 10 s,
+// leaving nothing (the suite's leftovers check).
 func TestHungPod(t *testing.T) {
 	dir := t.TempDir()
 	podJSON := podConfig(t, dir, "hung-pod")
@@ -271,6 +272,9 @@ func TestHungPod(t *testing.T) {
 	var pid int
 	if _, err := fmt.Sscanf(q[0], "%d:", &pid); err != nil {
 		t.Fatal(err)
+	}
+	if err := daemon.Templates.Restored(pid); err != nil {
+		t.Error(err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,9 @@
 // docker.io) and cocoon-runtime registered as its "cocoon" runtime, the
 // way a user would: a private dockerd with its own data root, exec root,
 // socket and pid file, a busybox image imported from the host's
-// busybox-static, and `docker run --runtime cocoon --network none`.
+// busybox-static, and `docker run --runtime cocoon --network none`. VM
+// templates are on: every sandbox is restored from a template that the
+// first one of its shape made.
 package docker_test
 
 import (
@@ -42,6 +44,7 @@ var (
 	execRoot  string // dockerd --exec-root
 	dataRoot  string // dockerd --data-root
 	guestRel  string // out/kernel.release: what `uname -r` prints in a guest
+	templates *testutil.Templates
 )
 
 func TestMain(m *testing.M) {
@@ -82,12 +85,19 @@ func testMain(m *testing.M) int {
 	socket = filepath.Join(tmp, "docker.sock")
 	execRoot = filepath.Join(tmp, "exec")
 	dataRoot = filepath.Join(tmp, "data")
+	// The suite runs with VM templates on, in a template directory of
+	// its own: every sandbox is restored from a template.
+	templates, err = testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), filepath.Join(out, "configuration.toml"), tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	config := filepath.Join(tmp, "daemon.json")
 	daemonJSON, _ := json.Marshal(map[string]any{
 		"runtimes": map[string]any{
 			"cocoon": map[string]any{
 				"path":        filepath.Join(bin, "cocoon-runtime"),
-				"runtimeArgs": []string{"--config", filepath.Join(out, "configuration.toml")},
+				"runtimeArgs": []string{"--config", templates.Config},
 			},
 		},
 	})
@@ -132,6 +142,14 @@ func testMain(m *testing.M) int {
 		code := m.Run()
 		if code != 0 {
 			dumpLog(logFile.Name())
+		}
+		// One template: the sandbox of every Docker container makes the
+		// network namespace that Docker's hook fills (or leaves with
+		// loopback only, --network none), with one NIC. While dockerd
+		// still runs, so that its cleanup cannot hide a template's mount.
+		if err := templates.Destroy(1); err != nil {
+			fmt.Fprintln(os.Stderr, "after the suite:", err)
+			code = 1
 		}
 		return code
 	}()
@@ -613,9 +631,28 @@ func TestStatsHostCgroup(t *testing.T) {
 	}
 }
 
+// restoredQEMU returns the PID of the QEMU of container id, whose VM must
+// have been restored from one of the suite's templates.
+func restoredQEMU(t *testing.T, id string) int {
+	t.Helper()
+	pid := 0
+	for _, p := range testutil.ProcessesOf("/" + id + "/qmp.sock") {
+		if strings.Contains(p, "qemu-system") {
+			fmt.Sscanf(p, "%d:", &pid)
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no QEMU for %s: %v", id, testutil.ProcessesOf("qemu-system"))
+	}
+	if err := templates.Restored(pid); err != nil {
+		t.Errorf("container %s: %v", id, err)
+	}
+	return pid
+}
+
 // TestHungAndDeadVM stops QEMU (SIGSTOP), or kills it, under a running
-// container: docker rm -f returns within 10 s, leaving nothing (the
-// suite's leftovers check).
+// container whose VM was restored from a template: docker rm -f returns
+// within 10 s, leaving nothing (the suite's leftovers check).
 func TestHungAndDeadVM(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -623,15 +660,7 @@ func TestHungAndDeadVM(t *testing.T) {
 	}{{"hung", syscall.SIGSTOP}, {"dead", syscall.SIGKILL}} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := detached(t, nil, "sleep", "1000")
-			pid := 0
-			for _, p := range testutil.ProcessesOf("/" + id + "/qmp.sock") {
-				if strings.Contains(p, "qemu-system") {
-					fmt.Sscanf(p, "%d:", &pid)
-				}
-			}
-			if pid == 0 {
-				t.Fatalf("no QEMU for %s: %v", id, testutil.ProcessesOf("qemu-system"))
-			}
+			pid := restoredQEMU(t, id)
 			if err := syscall.Kill(pid, tc.sig); err != nil {
 				t.Fatal(err)
 			}

@@ -62,6 +62,8 @@ func TestBridgeNetworkServe(t *testing.T) {
 	id := mustDocker(t, "run", "-d", "--runtime", "cocoon", "--network", nw, "--ip", "198.51.100.21",
 		"-p", "127.0.0.1:18321:8000", image, "sh", "-c", "while true; do echo from-cocoon | nc -l -p 8000; done")
 	t.Cleanup(func() { docker(t, "rm", "-f", id) })
+	// A sandbox with a NIC is restored from the template with one.
+	restoredQEMU(t, id)
 	var r result
 	for i := 0; i < 50; i++ {
 		r = docker(t, "run", "--rm", "--runtime", "runc", "--network", nw, image, "nc", "-w", "5", "198.51.100.21", "8000")

@@ -1,0 +1,153 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/cocoon-containers/cocoon/config"
+)
+
+// Templates is an integration suite's own VM templates: a configuration
+// with hypervisor.templates on and a template directory private to the
+// suite, so that every sandbox of the suite is restored from a template
+// (made by the first sandbox that needs it) and the suite removes them at
+// its end.
+type Templates struct {
+	// Runtime is cocoon-runtime, which runs `factory status|destroy`.
+	Runtime string
+	// Config is the suite's configuration with templates on.
+	Config string
+	// Dir is its hypervisor.template_dir.
+	Dir string
+	// root is the --root of the factory commands (they need one; no
+	// sandbox lives there).
+	root string
+}
+
+// NewTemplates writes, into dir, the configuration src (the development
+// out/configuration.toml) with templates on and the template directory
+// dir/templates, for sandboxes that runtime (bin/cocoon-runtime) or the
+// containerd shim makes.
+func NewTemplates(runtime, src, dir string) (*Templates, error) {
+	cfg, err := config.Load(src)
+	if err != nil {
+		return nil, fmt.Errorf("templates configuration: %w", err)
+	}
+	ts := &Templates{
+		Runtime: runtime,
+		Config:  filepath.Join(dir, "configuration-templates.toml"),
+		Dir:     filepath.Join(dir, "templates"),
+		root:    filepath.Join(dir, "factory-root"),
+	}
+	cfg.Hypervisor.Templates = true
+	cfg.Hypervisor.TemplateDir = ts.Dir
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+		return nil, fmt.Errorf("templates configuration: %w", err)
+	}
+	if err := os.WriteFile(ts.Config, b.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("templates configuration: %w", err)
+	}
+	// Loads as the runtime will load it.
+	if _, err := config.Load(ts.Config); err != nil {
+		return nil, fmt.Errorf("templates configuration: %w", err)
+	}
+	return ts, nil
+}
+
+// Restored checks that the QEMU process pid runs a VM restored from one of
+// the templates: its RAM is a template's memory file, mapped, and it was
+// started to load the template's device state (-incoming defer). A
+// restore that fails is stopped and the sandbox boots cold, so a live
+// QEMU of that shape is a restored guest.
+func (ts *Templates) Restored(pid int) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return fmt.Errorf("the vm of process %d: %w", pid, err)
+	}
+	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	if !strings.Contains(args[0], "qemu-system") {
+		return fmt.Errorf("process %d is not QEMU: %q", pid, args)
+	}
+	incoming, memory := false, ""
+	for i, a := range args {
+		if a == "-incoming" && i+1 < len(args) && args[i+1] == "defer" {
+			incoming = true
+		}
+		if _, v, ok := strings.Cut(a, "mem-path="); ok {
+			memory, _, _ = strings.Cut(v, ",")
+		}
+	}
+	if !incoming || !strings.HasPrefix(memory, ts.Dir+"/") {
+		return fmt.Errorf("the vm of QEMU %d was not restored from a template in %s (-incoming defer: %t, memory file %q): %s",
+			pid, ts.Dir, incoming, memory, strings.Join(args, " "))
+	}
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return fmt.Errorf("the mappings of QEMU %d: %w", pid, err)
+	}
+	if !bytes.Contains(maps, []byte(" "+memory+"\n")) {
+		return fmt.Errorf("QEMU %d does not map its template's memory file %s", pid, memory)
+	}
+	return nil
+}
+
+// Destroy ends the suite's templates: `factory status` must list current
+// templates of current shapes (one without NIC, one with one: the suite's
+// sandboxes made them; a template that failed to restore is removed) and
+// nothing else, `factory destroy` removes them, and nothing of them may be
+// left: the template directory, a process or a mount naming it.
+func (ts *Templates) Destroy(current int) error {
+	var problems []string
+	status, err := ts.factory("status")
+	if err != nil {
+		problems = append(problems, err.Error())
+	} else if n, lines := strings.Count(status, "\tcurrent\t"), strings.Count(status, "\n"); n != current || lines != n+1 {
+		problems = append(problems, fmt.Sprintf("factory status: %d current templates, want %d and nothing else:\n%s", n, current, status))
+	}
+	if _, err := ts.factory("destroy"); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if _, err := os.Stat(ts.Dir); !errors.Is(err, os.ErrNotExist) {
+		problems = append(problems, fmt.Sprintf("template directory %s left after factory destroy (%v)", ts.Dir, err))
+		_ = os.RemoveAll(ts.Dir)
+	}
+	for _, p := range ProcessesOf(ts.Dir) {
+		problems = append(problems, "process of a template left: "+p)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], ts.Dir+"/") {
+			problems = append(problems, "mount of a template left: "+f[4])
+		}
+	}
+	if err := os.Remove(ts.root); err != nil && !errors.Is(err, os.ErrNotExist) {
+		problems = append(problems, fmt.Sprintf("factory root: %v", err))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("templates: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// factory runs `cocoon-runtime factory cmd` on the suite's configuration.
+func (ts *Templates) factory(cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, ts.Runtime, "--config", ts.Config, "--root", ts.root, "factory", cmd)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("factory %s: %w: %s", cmd, err, stderr.String())
+	}
+	return stdout.String(), nil
+}
