@@ -99,6 +99,11 @@ func testMain(m *testing.M) int {
 				"path":        filepath.Join(bin, "cocoon-runtime"),
 				"runtimeArgs": []string{"--config", templates.Config},
 			},
+			// The same templates, and the pool (TestPool).
+			"cocoon-pool": map[string]any{
+				"path":        filepath.Join(bin, "cocoon-runtime"),
+				"runtimeArgs": []string{"--config", templates.PoolConfig},
+			},
 		},
 	})
 	if err := os.WriteFile(config, daemonJSON, 0o644); err != nil {
@@ -635,8 +640,16 @@ func TestStatsHostCgroup(t *testing.T) {
 // have been restored from one of the suite's templates.
 func restoredQEMU(t *testing.T, id string) int {
 	t.Helper()
+	// The sandbox's directory, or for one taken from the pool the link
+	// to the pooled sandbox's, whose QEMU names its own directory.
+	dir := "/" + id + "/"
+	if links, _ := filepath.Glob(filepath.Join("/run/cocoon/.vm/*", id)); len(links) == 1 {
+		if target, err := os.Readlink(links[0]); err == nil {
+			dir = target + "/"
+		}
+	}
 	pid := 0
-	for _, p := range testutil.ProcessesOf("/" + id + "/qmp.sock") {
+	for _, p := range testutil.ProcessesOf(dir + "qmp.sock") {
 		if strings.Contains(p, "qemu-system") {
 			fmt.Sscanf(p, "%d:", &pid)
 		}
@@ -673,5 +686,36 @@ func TestHungAndDeadVM(t *testing.T) {
 				t.Errorf("docker rm -f of a %s VM: %v after %.1fs, want success within 10s", tc.name, r, took.Seconds())
 			}
 		})
+	}
+}
+
+// TestPool: with the pool on (the cocoon-pool runtime), a container takes
+// a warmed-up sandbox of the pool (Docker's: with a network namespace of
+// its own), runs, execs and is removed, and the pool is refilled in the
+// background; the suite's end destroys the pool with the templates.
+func TestPool(t *testing.T) {
+	if err := templates.EnablePool(); err != nil {
+		t.Fatal(err)
+	}
+	pooled := []string{"--runtime", "cocoon-pool", "--network", "none"}
+	start := time.Now()
+	if out := mustDocker(t, append(append([]string{"run", "--rm"}, pooled...), image, "echo", "pooled")...); out != "pooled" {
+		t.Errorf("docker run --rm: %q", out)
+	}
+	t.Logf("docker run --rm of echo from the pool: %.2fs", time.Since(start).Seconds())
+	if err := templates.WaitPoolFull(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	id := mustDocker(t, append(append([]string{"run", "-d"}, pooled...), image, "sleep", "600")...)
+	defer docker(t, "rm", "-f", id)
+	if err := templates.Pooled(restoredQEMU(t, id)); err != nil {
+		t.Errorf("container %s: %v", id, err)
+	}
+	if out := mustDocker(t, "exec", id, "hostname"); out != id[:12] {
+		t.Errorf("docker exec hostname: %q, want %q", out, id[:12])
+	}
+	mustDocker(t, "rm", "-f", id)
+	if err := templates.WaitPoolFull(time.Minute); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -28,9 +28,15 @@ type Templates struct {
 	Config string
 	// Dir is its hypervisor.template_dir.
 	Dir string
+	// PoolConfig is the configuration with the pool on (see EnablePool):
+	// the same templates, and hypervisor.template_pool = 1.
+	PoolConfig string
 	// root is the --root of the factory commands (they need one; no
 	// sandbox lives there).
 	root string
+	// pool is set once EnablePool filled the pool: factory init made the
+	// templates of both shapes.
+	pool bool
 }
 
 // NewTemplates writes, into dir, the configuration src (the development
@@ -43,25 +49,87 @@ func NewTemplates(runtime, src, dir string) (*Templates, error) {
 		return nil, fmt.Errorf("templates configuration: %w", err)
 	}
 	ts := &Templates{
-		Runtime: runtime,
-		Config:  filepath.Join(dir, "configuration-templates.toml"),
-		Dir:     filepath.Join(dir, "templates"),
-		root:    filepath.Join(dir, "factory-root"),
+		Runtime:    runtime,
+		Config:     filepath.Join(dir, "configuration-templates.toml"),
+		PoolConfig: filepath.Join(dir, "configuration-pool.toml"),
+		Dir:        filepath.Join(dir, "templates"),
+		root:       filepath.Join(dir, "factory-root"),
 	}
 	cfg.Hypervisor.Templates = true
 	cfg.Hypervisor.TemplateDir = ts.Dir
-	var b bytes.Buffer
-	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
-		return nil, fmt.Errorf("templates configuration: %w", err)
+	if err := writeConfig(ts.Config, cfg); err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(ts.Config, b.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("templates configuration: %w", err)
-	}
-	// Loads as the runtime will load it.
-	if _, err := config.Load(ts.Config); err != nil {
-		return nil, fmt.Errorf("templates configuration: %w", err)
+	cfg.Hypervisor.TemplatePool = 1
+	if err := writeConfig(ts.PoolConfig, cfg); err != nil {
+		return nil, err
 	}
 	return ts, nil
+}
+
+// writeConfig writes cfg to path, and checks that it loads as the runtime
+// will load it.
+func writeConfig(path string, cfg *config.Config) error {
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+		return fmt.Errorf("templates configuration: %w", err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("templates configuration: %w", err)
+	}
+	if _, err := config.Load(path); err != nil {
+		return fmt.Errorf("templates configuration: %w", err)
+	}
+	return nil
+}
+
+// poolFull is factory status's line for a full pool of PoolConfig.
+const poolFull = "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken or being made"
+
+// EnablePool runs `factory init` with PoolConfig, which makes the
+// templates of both shapes and fills the pool, and waits until the pool is
+// full.
+func (ts *Templates) EnablePool() error {
+	if _, err := ts.factoryWith(ts.PoolConfig, "init"); err != nil {
+		return err
+	}
+	ts.pool = true
+	return ts.WaitPoolFull(time.Minute)
+}
+
+// WaitPoolFull waits until the pool holds its ready sandbox of each kind
+// again (a command that took one refills it in the background).
+func (ts *Templates) WaitPoolFull(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		status, err := ts.factoryWith(ts.PoolConfig, "status")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(status, poolFull) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the sandbox pool was not full within %s: %s", timeout, status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Pooled checks that QEMU process pid runs a sandbox taken from the pool:
+// it was started in the pool's directory (its pid file is there).
+func (ts *Templates) Pooled(pid int) error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return fmt.Errorf("the vm of process %d: %w", pid, err)
+	}
+	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	for i, a := range args {
+		if a == "-pidfile" && i+1 < len(args) && strings.HasPrefix(args[i+1], filepath.Join(ts.Dir, ".pool")+"/") {
+			return nil
+		}
+	}
+	return fmt.Errorf("QEMU %d was not started in the pool %s: %s", pid, filepath.Join(ts.Dir, ".pool"), strings.Join(args, " "))
 }
 
 // Restored checks that the QEMU process pid runs a VM restored from one of
@@ -108,10 +176,14 @@ func (ts *Templates) Restored(pid int) error {
 // left: the template directory, a process or a mount naming it.
 func (ts *Templates) Destroy(current int) error {
 	var problems []string
+	if ts.pool {
+		// factory init made both shapes.
+		current = 2
+	}
 	status, err := ts.factory("status")
 	if err != nil {
 		problems = append(problems, err.Error())
-	} else if n, lines := strings.Count(status, "\tcurrent\t"), strings.Count(status, "\n"); n != current || lines != n+1 {
+	} else if n, lines := strings.Count(status, "\tcurrent\t"), strings.Count(status, "\n"); n != current || lines != n+2 {
 		problems = append(problems, fmt.Sprintf("factory status: %d current templates, want %d and nothing else:\n%s", n, current, status))
 	}
 	if _, err := ts.factory("destroy"); err != nil {
@@ -140,10 +212,13 @@ func (ts *Templates) Destroy(current int) error {
 }
 
 // factory runs `cocoon-runtime factory cmd` on the suite's configuration.
-func (ts *Templates) factory(cmd string) (string, error) {
+func (ts *Templates) factory(cmd string) (string, error) { return ts.factoryWith(ts.Config, cmd) }
+
+// factoryWith runs `cocoon-runtime factory cmd` with configuration conf.
+func (ts *Templates) factoryWith(conf, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := exec.CommandContext(ctx, ts.Runtime, "--config", ts.Config, "--root", ts.root, "factory", cmd)
+	c := exec.CommandContext(ctx, ts.Runtime, "--config", conf, "--root", ts.root, "factory", cmd)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Run(); err != nil {
