@@ -29,7 +29,7 @@ func densityChart(r *densityResults, path string) error {
 	top.X.Label.Text = "N (containers alive)"
 	top.Y.Label.Text = "seconds"
 	top.Y.Min = 0
-	if err := addLine(top, "start time", starts, color.RGBA{B: 200, A: 255}); err != nil {
+	if err := addLine(top, "", starts, color.RGBA{B: 200, A: 255}); err != nil {
 		return err
 	}
 
@@ -86,7 +86,8 @@ func densityChart(r *densityResults, path string) error {
 	return f.Close()
 }
 
-// addLine adds a line with points to p, with a legend entry.
+// addLine adds a line with points to p, with a legend entry unless name
+// is empty.
 func addLine(p *plot.Plot, name string, xys plotter.XYs, c color.Color) error {
 	l, pts, err := plotter.NewLinePoints(xys)
 	if err != nil {
@@ -95,6 +96,8 @@ func addLine(p *plot.Plot, name string, xys plotter.XYs, c color.Color) error {
 	l.Color, pts.Color = c, c
 	pts.Radius = vg.Points(2)
 	p.Add(l, pts)
-	p.Legend.Add(name, l, pts)
+	if name != "" {
+		p.Legend.Add(name, l, pts)
+	}
 	return nil
 }
