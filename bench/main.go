@@ -1,7 +1,9 @@
 // Command bench measures cocoon side by side with its floors: the time from
 // nothing to an agent that answers, beside a bare QEMU boot of the same
 // kernel whose /init powers off at once (the VM floor), and the memory an
-// idle sandbox costs the host. `make bench` runs it; it prints a table.
+// idle sandbox costs the host; last, how many idle sandboxes the host holds
+// (density, -density alone; its chart goes to <out>/bench/density.png).
+// `make bench` runs it; it prints tables.
 package main
 
 import (
