@@ -229,7 +229,12 @@ func (d *densityRun) measure(ctx context.Context, n int, cpu bool) (densityPoint
 		if err != nil {
 			return p, err
 		}
-		p.pss = append(p.pss, pssMiB(sb.VM.PID)+pssMiB(sb.ProxyPID))
+		qemu, proxy := pssMiB(sb.VM.PID), pssMiB(sb.ProxyPID)
+		if qemu == 0 || proxy == 0 {
+			// Gone, or unreadable: either way not an idle sandbox.
+			return p, fmt.Errorf("container %s: no memory to read of qemu %d (%.1f MiB) or proxy %d (%.1f MiB)", densityID(i), sb.VM.PID, qemu, sb.ProxyPID, proxy)
+		}
+		p.pss = append(p.pss, qemu+proxy)
 		procs[i-1] = append([]int{sb.VM.PID, sb.ProxyPID}, descendants(shim)...)
 	}
 	if cpu {
