@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,10 +33,13 @@ func TestDensityCheckpoints(t *testing.T) {
 func TestDensityLeftovers(t *testing.T) {
 	mark := filepath.Join(t.TempDir(), "density-root")
 	cmd := exec.Command("sh", "-c", "sleep 30; true", mark)
+	// Its own process group, so that killing it takes sleep along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	kill := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	defer kill()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		left := densityLeftovers([]string{mark})
@@ -47,8 +51,8 @@ func TestDensityLeftovers(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	kill()
+	_ = cmd.Wait()
 	if left := densityLeftovers([]string{mark}); len(left) != 0 {
 		t.Errorf("leftovers %q after the process exited", left)
 	}
