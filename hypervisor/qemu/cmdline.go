@@ -86,9 +86,9 @@ const tcgCPU = "qemu64,+arat"
 
 // GuestABI versions what the guest sees of the machine beyond VMConfig:
 // the CPU model and its features, devices that are always there, the
-// kernel parameters CommandLine adds. A saved
-// VM (a template) only restores into the same ABI, so sandbox's template
-// key includes it: bump it whenever such a change is made.
+// kernel parameters CommandLine adds. A saved VM (a template) only
+// restores into the same ABI, so sandbox's template key includes it: bump
+// it whenever such a change is made.
 const GuestABI = 3
 
 // CommandLine builds QEMU's arguments (without the binary) for cfg. cfg must
@@ -159,7 +159,7 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		// thread= stays QEMU's default (one host thread per vCPU where
 		// supported); the CPU model stays the default too (-cpu max made
 		// guest copies 2-5x slower under TCG: byte-wise rep movsb), plus
-		// tcgCPUFeatures.
+		// ARAT (see tcgCPU).
 		args = append(args, "-accel", "tcg,tb-size="+strconv.Itoa(tcgTBSizeMiB), "-cpu", tcgCPU)
 	} else {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
@@ -311,8 +311,8 @@ func kernelParams(cfg hypervisor.VMConfig, f Features) []string {
 		// The guest's TSC is the host's (invariant) TSC under TCG, but
 		// the kernel's clocksource watchdog checks it against jiffies,
 		// and a VM restored from a template, whose TSC has jumped while
-		// its jiffies have not, failed that check about one time in two:
-		// the TSC was marked unstable, the clock fell back to jiffies,
+		// its jiffies have not, can fail that check (one of the first two
+		// clones measured did): the TSC was marked unstable, the clock fell back to jiffies,
 		// and without a high-resolution clocksource the tick never
 		// stopped (250 timer interrupts a second, ~50 millicores of
 		// host CPU while idle). tsc=reliable skips the watchdog.
