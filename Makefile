@@ -18,7 +18,7 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image crictl run test unit integration bench install uninstall register unregister docker-register docker-unregister clean proto
+.PHONY: all deps build kernel image crictl run test unit integration bench bench-density install uninstall register unregister docker-register docker-unregister clean proto
 
 all: build
 
@@ -91,6 +91,13 @@ integration:
 
 bench: deps kernel image crictl
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
+
+# The density section alone (it is also the last section of bench): up to
+# DENSITY_MAX idle containers from VM templates; the chart goes to
+# $(OUT)/bench/density.png.
+DENSITY_MAX ?= 100
+bench-density: deps kernel image
+	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN) -density -density-max $(DENSITY_MAX)
 
 # Binaries to $(PREFIX)/bin (containerd-shim-cocoon-v2 too when it is
 # built), the guest kernel and initrd to $(SHAREDIR), the configuration to

@@ -1,7 +1,9 @@
 // Command bench measures cocoon side by side with its floors: the time from
 // nothing to an agent that answers, beside a bare QEMU boot of the same
 // kernel whose /init powers off at once (the VM floor), and the memory an
-// idle sandbox costs the host. `make bench` runs it; it prints a table.
+// idle sandbox costs the host; last, how many idle sandboxes the host holds
+// (density, -density alone; its chart goes to <out>/bench/density.png).
+// `make bench` runs it; it prints tables.
 package main
 
 import (
@@ -33,12 +35,22 @@ func main() {
 	netOnly := flag.Bool("net", false, "only the network bench")
 	fsOnly := flag.Bool("sharedfs", false, "only the shared file system bench: 9p against virtio-fs")
 	tmplOnly := flag.Bool("templates", false, "only the VM template bench: warm start against cold boot")
+	densOnly := flag.Bool("density", false, "only the density bench: many idle containers from VM templates")
+	densMax := flag.Int("density-max", 100, "the most idle containers the density bench starts (0: no density bench)")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
-	if err := run(context.Background(), *out, *bin, *runs, *netOnly, *fsOnly, *tmplOnly); err != nil {
+	sel := selection{net: *netOnly, sharedFS: *fsOnly, templates: *tmplOnly, density: *densOnly, densityMax: *densMax}
+	if err := run(context.Background(), *out, *bin, *runs, sel); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// selection says which benches run: one section alone, or all of them.
+type selection struct {
+	net, sharedFS, templates, density bool
+	// densityMax bounds the density bench; 0 leaves it out of a full run.
+	densityMax int
 }
 
 type bench struct {
@@ -47,7 +59,7 @@ type bench struct {
 	floorRD string
 }
 
-func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly, tmplOnly bool) error {
+func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	cfg, err := config.Load(filepath.Join(out, "configuration.toml"))
 	if err != nil {
 		return err
@@ -68,7 +80,10 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly, tmplOn
 			Log:         logrus.NewEntry(logrus.StandardLogger()),
 		},
 	}
-	if netOnly {
+	if sel.density {
+		return b.densitySection(ctx, cfg, out, bin, sel.densityMax)
+	}
+	if sel.net {
 		runcNet, cocoonNet, err := b.network(ctx, out, bin, runs)
 		if err != nil {
 			return err
@@ -77,7 +92,7 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly, tmplOn
 		netRows(runcNet, cocoonNet)
 		return nil
 	}
-	if tmplOnly {
+	if sel.templates {
 		res, err := b.templates(ctx, cfg, bin, runs)
 		if err != nil {
 			return fmt.Errorf("templates: %w", err)
@@ -86,7 +101,7 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly, tmplOn
 		templateRows(res)
 		return nil
 	}
-	if fsOnly {
+	if sel.sharedFS {
 		res, err := b.sharedFS(ctx, cfg, bin, runs)
 		if err != nil {
 			return fmt.Errorf("shared fs: %w", err)
@@ -164,6 +179,26 @@ func run(ctx context.Context, out, bin string, runs int, netOnly, fsOnly, tmplOn
 	netRows(runcNet, cocoonNet)
 	fmt.Println()
 	sharedFSRows(fsRes)
+	if sel.densityMax > 0 {
+		fmt.Println()
+		return b.densitySection(ctx, cfg, out, bin, sel.densityMax)
+	}
+	return nil
+}
+
+// densitySection runs the density bench and prints its table; the chart
+// goes to <out>/bench.
+func (b *bench) densitySection(ctx context.Context, cfg *config.Config, out, bin string, max int) error {
+	if max < 1 {
+		return fmt.Errorf("density: -density-max %d: at least one container", max)
+	}
+	res, err := b.density(ctx, cfg, bin, filepath.Join(out, "bench"), max)
+	if err != nil {
+		return fmt.Errorf("density: %w", err)
+	}
+	fmt.Printf("cocoon density bench: %s, machine %s, %d vCPU, %d MiB, VM templates on, idle busybox sleep, up to %d containers\n\n",
+		b.m.Accelerator, cfg.Hypervisor.Machine, cfg.Hypervisor.VCPUs, cfg.Hypervisor.MemoryMiB, max)
+	densityRows(res)
 	return nil
 }
 

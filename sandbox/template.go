@@ -65,6 +65,7 @@ const (
 // agent's version (the agent is the initrd's /init).
 type TemplateKey struct {
 	Format       int                    `json:"format"`
+	GuestABI     int                    `json:"guestAbi"`
 	AgentAPI     int                    `json:"agentApi"`
 	QEMU         FileID                 `json:"qemu"`
 	Kernel       FileID                 `json:"kernel"`
@@ -120,6 +121,7 @@ func templateKey(cfg hypervisor.VMConfig, sharedFS string) (TemplateKey, error) 
 	}
 	k := TemplateKey{
 		Format:       templateFormat,
+		GuestABI:     qemu.GuestABI,
 		AgentAPI:     api.APIVersion,
 		Machine:      cfg.Machine,
 		Accelerator:  cfg.Accelerator,

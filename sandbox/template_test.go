@@ -9,6 +9,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 )
 
@@ -48,6 +49,16 @@ func TestTemplateKey(t *testing.T) {
 	}
 	if k1, _ := templateKey(base, "9p"); k1.Hash() != k0.Hash() {
 		t.Fatalf("the key of one config changed: %s, %s", k0.Hash(), k1.Hash())
+	}
+	// A new guest ABI (CPU model, fixed devices) must not restore an old
+	// template.
+	if k0.GuestABI != qemu.GuestABI {
+		t.Errorf("key has guest abi %d, qemu's is %d", k0.GuestABI, qemu.GuestABI)
+	}
+	newABI := k0
+	newABI.GuestABI++
+	if newABI.Hash() == k0.Hash() {
+		t.Error("the key did not change with the guest abi")
 	}
 	changes := map[string]func(c *hypervisor.VMConfig) string{
 		"vcpus":         func(c *hypervisor.VMConfig) string { c.VCPUs = 2; return "9p" },

@@ -60,8 +60,9 @@ type Features struct {
 // patching SMP alternatives out on a one-vCPU guest: under TCG the patching
 // invalidates translated code, and skipping it saved ~0.12 s of boot on both
 // machine types (it also spares re-patching when vCPUs are hot-plugged).
-// no_timer_check, tsc=reliable, rcupdate.rcu_expedited=1, cryptomgr.notests
-// and 8250.nr_uarts=1 made no measurable difference and are left out.
+// no_timer_check, rcupdate.rcu_expedited=1, cryptomgr.notests and
+// 8250.nr_uarts=1 made no measurable difference and are left out;
+// tsc=reliable made none to boot but matters to idle guests (kernelParams).
 var baseKernelParams = []string{"console=ttyS0", "panic=1", "reboot=t", "noreplace-smp"}
 
 // tcgTBSizeMiB bounds TCG's translation cache. QEMU 7.2 reserves 1 GiB by
@@ -71,6 +72,24 @@ var baseKernelParams = []string{"console=ttyS0", "panic=1", "reboot=t", "norepla
 // before QEMU has to flush and retranslate; a bound of 32 MiB did not slow
 // boot down either.
 const tcgTBSizeMiB = 256
+
+// tcgCPU is the CPU model under TCG: QEMU's default (qemu64) plus ARAT
+// (always running APIC timer). Without ARAT the guest kernel assumes its
+// local APIC timer stops in deep idle and, finding no broadcast timer to
+// fall back on (microvm has no HPET and no PIT), never enters one-shot
+// mode: no high-resolution timers and no tickless idle, so an idle guest
+// took all HZ (250) timer interrupts a second, each one a wakeup of
+// QEMU's vCPU and main threads: ~50 millicores of host CPU per idle
+// sandbox. With ARAT the tick stops while the guest is idle. TCG emulates
+// the APIC timer from QEMU's virtual clock, which runs in every idle state.
+const tcgCPU = "qemu64,+arat"
+
+// GuestABI versions what the guest sees of the machine beyond VMConfig:
+// the CPU model and its features, devices that are always there, the
+// kernel parameters CommandLine adds. A saved VM (a template) only
+// restores into the same ABI, so sandbox's template key includes it: bump
+// it whenever such a change is made.
+const GuestABI = 3
 
 // CommandLine builds QEMU's arguments (without the binary) for cfg. cfg must
 // have its defaults applied (see Start); CommandLine validates it again.
@@ -115,7 +134,13 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	switch cfg.Machine {
 	case MachineMicroVM:
 		// rtc=off costs about a second of boot: the kernel waits for it.
-		args = append(args, "-M", "microvm,rtc=on"+machineOpts)
+		// pit=off: Linux 6.1 leaves the PIT's channel 0 running (a square
+		// wave of period 65536) when it ticks from the local APIC, and
+		// QEMU then woke every 27 ms to toggle an interrupt line that the
+		// guest has masked: ~5 of an idle sandbox's ~7 millicores. The
+		// guest needs no PIT: it gets the TSC rate from tsc_early_khz
+		// and its timer from the APIC; boot was no slower without it.
+		args = append(args, "-M", "microvm,rtc=on,pit=off"+machineOpts)
 		if shared {
 			// QEMU's virtio-mmio transport is legacy (version 1) by
 			// default, which vhost-user daemons refuse ("virtio legacy
@@ -132,9 +157,10 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 
 	if tcg {
 		// thread= stays QEMU's default (one host thread per vCPU where
-		// supported); the CPU model stays the default too: -cpu max made
-		// guest copies 2-5x slower under TCG (byte-wise rep movsb).
-		args = append(args, "-accel", "tcg,tb-size="+strconv.Itoa(tcgTBSizeMiB))
+		// supported); the CPU model stays the default too (-cpu max made
+		// guest copies 2-5x slower under TCG: byte-wise rep movsb), plus
+		// ARAT (see tcgCPU).
+		args = append(args, "-accel", "tcg,tb-size="+strconv.Itoa(tcgTBSizeMiB), "-cpu", tcgCPU)
 	} else {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	}
@@ -281,8 +307,19 @@ func kernelParams(cfg hypervisor.VMConfig, f Features) []string {
 	if !cfg.Debug {
 		p = append(p, "quiet")
 	}
-	if cfg.Machine == MachineMicroVM && cfg.Accelerator == hypervisor.TCG {
-		p = append(p, "tsc_early_khz="+strconv.FormatUint(f.TSCkHz, 10))
+	if cfg.Accelerator == hypervisor.TCG {
+		// The guest's TSC is the host's (invariant) TSC under TCG, but
+		// the kernel's clocksource watchdog checks it against jiffies,
+		// and a VM restored from a template, whose TSC has jumped while
+		// its jiffies have not, can fail that check (one of the first two
+		// clones measured did): the TSC was marked unstable, the clock fell back to jiffies,
+		// and without a high-resolution clocksource the tick never
+		// stopped (250 timer interrupts a second, ~50 millicores of
+		// host CPU while idle). tsc=reliable skips the watchdog.
+		p = append(p, "tsc=reliable")
+		if cfg.Machine == MachineMicroVM {
+			p = append(p, "tsc_early_khz="+strconv.FormatUint(f.TSCkHz, 10))
+		}
 	}
 	return append(p, cfg.KernelParams...)
 }

@@ -27,7 +27,7 @@ func TestCommandLineTemplate(t *testing.T) {
 			share = "off"
 		}
 		for _, seq := range [][]string{
-			{"-M", "microvm,rtc=on,memory-backend=mem"},
+			{"-M", "microvm,rtc=on,pit=off,memory-backend=mem"},
 			{"-object", "memory-backend-file,id=mem,size=2048M,mem-path=/t/k,,1/memory,share=" + share},
 		} {
 			if !hasSequence(args, seq) {
