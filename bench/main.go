@@ -156,8 +156,12 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	if err != nil {
 		return fmt.Errorf("shared fs: %w", err)
 	}
-	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
-	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
+	tmplRes, err := b.templates(ctx, cfg, bin, runs)
+	if err != nil {
+		return fmt.Errorf("templates: %w", err)
+	}
+	fmt.Printf("| %-50s | %-22s |\n", "measurement", "min / median / max")
+	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 52), strings.Repeat("-", 24))
 	row("VM floor: QEMU start to /init on the port (s)", seconds(floor))
 	row("VM floor: QEMU start to QEMU exit (s)", seconds(floorOff))
 	row("cocoon: sandbox create to agent ready (s)", seconds(ready))
@@ -179,6 +183,8 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	netRows(runcNet, cocoonNet)
 	fmt.Println()
 	sharedFSRows(fsRes)
+	fmt.Println()
+	templateRows(tmplRes)
 	if sel.densityMax > 0 {
 		fmt.Println()
 		return b.densitySection(ctx, cfg, out, bin, sel.densityMax)
@@ -204,7 +210,7 @@ func (b *bench) densitySection(ctx context.Context, cfg *config.Config, out, bin
 
 func row(name string, v []float64) {
 	sort.Float64s(v)
-	fmt.Printf("| %-45s | %6.2f / %6.2f / %6.2f |\n", name, v[0], v[len(v)/2], v[len(v)-1])
+	fmt.Printf("| %-50s | %6.2f / %6.2f / %6.2f |\n", name, v[0], v[len(v)/2], v[len(v)-1])
 }
 
 func seconds(ds []time.Duration) []float64 {

@@ -98,8 +98,8 @@ func (b *bench) sharedFS(ctx context.Context, cfg *config.Config, bin string, ru
 
 // sharedFSRows prints the comparison.
 func sharedFSRows(res map[string]*sharedFSResult) {
-	fmt.Printf("| %-45s | %-22s |\n", "measurement", "min / median / max")
-	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 47), strings.Repeat("-", 24))
+	fmt.Printf("| %-50s | %-22s |\n", "measurement", "min / median / max")
+	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 52), strings.Repeat("-", 24))
 	for _, fs := range sharedFSes {
 		row(fs+": sandbox create to agent ready (s)", seconds(res[fs].boot))
 	}

@@ -183,6 +183,7 @@ func createPair(ctx context.Context, m *sandbox.Manager, i int) (time.Duration, 
 func templateRows(r *templateResults) {
 	fmt.Printf("templates made (factory init, 2 templates): %.2f s\n\n", r.made.Seconds())
 	fmt.Printf("| %-50s | %-22s |\n", "measurement", "min / median / max")
+	fmt.Printf("|%s|%s|\n", strings.Repeat("-", 52), strings.Repeat("-", 24))
 	row("cold: sandbox create to agent ready (s)", seconds(r.coldReady))
 	row("warm: sandbox create (restore) to agent ready (s)", seconds(r.warmReady))
 	row("cold: cocoon-runtime run of busybox true (s)", seconds(r.coldTrue))
