@@ -170,8 +170,8 @@ func (b *bench) density(ctx context.Context, cfg *config.Config, bin, chartDir s
 func densityCheckpoint(n, max int) bool { return n == 1 || n%10 == 0 || n == max }
 
 // densityCPUAt says whether idle CPU is measured with n alive: at 1, 10,
-// 30 and max (each costs densityCPUWindow).
-func densityCPUAt(n, max int) bool { return n == 1 || n == 10 || n == 30 || n == max }
+// 20, 30 and max (each costs densityCPUWindow).
+func densityCPUAt(n, max int) bool { return n == 1 || n == 10 || n == 20 || n == 30 || n == max }
 
 func countWithin(ds []time.Duration, limit time.Duration) int {
 	n := 0
@@ -425,7 +425,14 @@ func densityRows(r *densityResults) {
 		}
 		prev = p.n
 	}
-	fmt.Printf("\nlargest N alive with every container answering exec true within %s: %d (tried up to %d)\n", densityExecLimit, r.held, r.max)
+	fmt.Printf("\nPSS per sandbox, QEMU + proxy, median (MiB) at N alive:")
+	for _, p := range r.points {
+		v := append([]float64(nil), p.pss...)
+		sort.Float64s(v)
+		fmt.Printf(" %d: %.1f", p.n, v[len(v)/2])
+	}
+	fmt.Println()
+	fmt.Printf("largest N alive with every container answering exec true within %s: %d (tried up to %d)\n", densityExecLimit, r.held, r.max)
 	if r.stopped != "" {
 		fmt.Printf("stopped: %s\n", r.stopped)
 	}
