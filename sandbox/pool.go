@@ -412,7 +412,7 @@ func (m *Manager) destroyPool(ctx context.Context, dir string) error {
 		}
 		s, err := pm.Load(ctx, filepath.Base(entry))
 		if err == nil {
-			err = s.teardown(ctx, false)
+			err = s.Destroy(ctx) // its agent powers off: no warning of a killed QEMU
 		}
 		if err != nil {
 			errs = append(errs, err)
