@@ -1,0 +1,30 @@
+#!/bin/bash
+# ab.sh: cold `cocoon-runtime run` of a bundle, two builds alternating.
+#
+#   bench/ab.sh OLD NEW BUNDLE [RUNS]
+#
+# OLD and NEW are checkouts built with `make build image` (their bin/ and
+# out/); both use NEW's kernel. BUNDLE is an OCI bundle (e.g. busybox
+# `true`). Prints min / median / max seconds of each build.
+set -euo pipefail
+new=$(realpath "$2") bundle=$(realpath "$3") runs=${4:-12}
+declare -A dirs=([old]=$(realpath "$1") [new]=$new)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for side in old new; do
+	dir=${dirs[$side]}
+	printf '[hypervisor]\nkernel = "%s"\ninitrd = "%s"\n[runtime]\nproxy_path = "%s"\n' \
+		"$new/out/vmlinux" "$dir/out/initrd.img" "$dir/bin/cocoon-proxy" >"$work/$side.toml"
+done
+for _ in $(seq "$runs"); do
+	for side in old new; do
+		dir=${dirs[$side]}
+		start=$(date +%s%N)
+		"$dir/bin/cocoon-runtime" --config "$work/$side.toml" --root "$work/root" run --bundle "$bundle" "ab-$side" >/dev/null
+		echo "$side $(( ($(date +%s%N) - start) / 1000000 ))" >>"$work/times"
+	done
+done
+for side in old new; do
+	grep "^$side " "$work/times" | awk '{print $2 / 1000}' | sort -n |
+		awk -v s="$side" '{a[NR] = $1} END {printf "%s: %.2f / %.2f / %.2f s (%d runs)\n", s, a[1], a[int((NR + 1) / 2)], a[NR], NR}'
+done
