@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
@@ -85,13 +83,7 @@ func (b *bench) density(ctx context.Context, cfg *config.Config, bin, chartDir s
 	warm.Hypervisor.Templates = true
 	warm.Hypervisor.TemplateDir = tdir
 	conf := filepath.Join(b.work, "density.toml")
-	f, err := os.Create(conf)
-	if err != nil {
-		return nil, err
-	}
-	err = toml.NewEncoder(f).Encode(&warm)
-	f.Close()
-	if err != nil {
+	if err := encodeConfig(conf, &warm); err != nil {
 		return nil, err
 	}
 	bundle := filepath.Join(b.work, "density-bundle")

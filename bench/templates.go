@@ -82,13 +82,7 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 	confs := map[string]string{}
 	for name, c := range map[string]*config.Config{"cold": &cold, "warm": &warm, "pool": &pool} {
 		p := filepath.Join(b.work, name+".toml")
-		f, err := os.Create(p)
-		if err != nil {
-			return nil, err
-		}
-		err = toml.NewEncoder(f).Encode(c)
-		f.Close()
-		if err != nil {
+		if err := encodeConfig(p, c); err != nil {
 			return nil, err
 		}
 		confs[name] = p
@@ -194,4 +188,17 @@ func templateRows(r *templateResults) {
 	row("warm: QEMU PSS, one sandbox (MiB)", r.warmPSS)
 	row("cold: QEMU PSS, each of two sandboxes (MiB)", r.coldPSS2)
 	row("warm: QEMU PSS, each of two sandboxes (MiB)", r.warmPSS2)
+}
+
+// encodeConfig writes configuration c to path, for cocoon-runtime --config.
+func encodeConfig(path string, c *config.Config) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = toml.NewEncoder(f).Encode(c)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
