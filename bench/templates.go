@@ -112,7 +112,7 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 			if err != nil {
 				return 0, err
 			}
-			if strings.Contains(o, "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken") {
+			if strings.Contains(o, testutil.PoolFull) {
 				return time.Since(start), nil
 			}
 			time.Sleep(50 * time.Millisecond)

@@ -13,47 +13,38 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // templateConfig writes the suite's configuration with templates on, in a
-// template directory of the test's own, and a pool of pool ready
-// sandboxes, and returns its path and the template directory. The test's
-// cleanup destroys the templates and the pool and checks that none is left.
-func templateConfig(t *testing.T, pool int) (string, string) {
+// template directory of the test's own (with pool, a pool of one ready
+// sandbox of each kind), and returns the test's templates and the
+// configuration's path. The test's cleanup destroys the templates and the
+// pool and checks that none is left.
+func templateConfig(t *testing.T, pool bool) (*testutil.Templates, string) {
 	t.Helper()
-	cfg, err := config.Load(e.config)
+	ts, err := testutil.NewTemplates(e.runtime, e.config, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cfg.Hypervisor.Templates = true
-	cfg.Hypervisor.TemplateDir = filepath.Join(dir, "templates")
-	cfg.Hypervisor.TemplatePool = pool
-	path := filepath.Join(dir, "configuration.toml")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
+	conf := ts.Config
+	if pool {
+		conf = ts.PoolConfig
 	}
-	if err := toml.NewEncoder(f).Encode(cfg); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	t.Cleanup(func() {
-		if r := run(t, cmdOpts{}, e.runtime, "--config", path, "--root", e.root, "factory", "destroy"); r.code != 0 {
+		if r := run(t, cmdOpts{}, e.runtime, "--config", conf, "--root", e.root, "factory", "destroy"); r.code != 0 {
 			t.Errorf("factory destroy: %v", r)
 		}
-		if _, err := os.Stat(cfg.Hypervisor.TemplateDir); !os.IsNotExist(err) {
-			t.Errorf("factory destroy left %s (%v)", cfg.Hypervisor.TemplateDir, err)
+		if _, err := os.Stat(ts.Dir); !os.IsNotExist(err) {
+			t.Errorf("factory destroy left %s (%v)", ts.Dir, err)
 		}
-		if ps := processesOf(cfg.Hypervisor.TemplateDir); len(ps) > 0 {
+		if ps := processesOf(ts.Dir); len(ps) > 0 {
 			t.Errorf("factory destroy left the pool's processes: %v", ps)
 		}
 	})
-	return path, cfg.Hypervisor.TemplateDir
+	return ts, conf
 }
 
 // trt runs cocoon-runtime with configuration conf, logging at debug level
@@ -124,7 +115,8 @@ var restoredLine = regexp.MustCompile(`sandbox restored from its template`)
 // restored from the one with a NIC get their own hostname, MAC and volume,
 // and read different random bytes right after the restore.
 func TestTemplateRestore(t *testing.T) {
-	conf, dir := templateConfig(t, 0)
+	ts, conf := templateConfig(t, false)
+	dir := ts.Dir
 	log := filepath.Join(t.TempDir(), "log")
 	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
 		t.Fatalf("factory init: %v", r)
@@ -180,7 +172,8 @@ func TestTemplateRestore(t *testing.T) {
 // cold boot and one warning, never the container; the broken template is
 // removed, and the next sandbox makes a new one.
 func TestTemplateCorrupt(t *testing.T) {
-	conf, dir := templateConfig(t, 0)
+	ts, conf := templateConfig(t, false)
+	dir := ts.Dir
 	log := filepath.Join(t.TempDir(), "log")
 	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
 		t.Fatalf("factory init: %v", r)
@@ -230,24 +223,12 @@ func TestTemplateCorrupt(t *testing.T) {
 
 var takenLine = regexp.MustCompile(`sandbox taken from the pool`)
 
-// poolFull is factory status's line for a full pool of one sandbox of
-// each kind.
-const poolFull = "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken or being made"
-
-// waitPoolReady waits until factory status says the pool is full again
-// (the command that took a sandbox refills it in the background).
-func waitPoolReady(t *testing.T, conf string) {
+// waitPoolReady waits until the pool is full again (the command that took
+// a sandbox refills it in the background).
+func waitPoolReady(t *testing.T, ts *testutil.Templates) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		r := run(t, cmdOpts{}, e.runtime, "--config", conf, "--root", e.root, "factory", "status")
-		if strings.Contains(r.stdout, poolFull) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pool was not refilled: %v", r)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := ts.WaitPoolFull(90 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -257,12 +238,12 @@ func waitPoolReady(t *testing.T, conf string) {
 // container from the pool answers exec and is deleted; factory destroy
 // stops the ready sandbox and leaves nothing.
 func TestTemplatePool(t *testing.T) {
-	conf, _ := templateConfig(t, 1)
+	ts, conf := templateConfig(t, true)
 	log := filepath.Join(t.TempDir(), "log")
 	if r := trt(t, conf, log, "factory", "init"); r.code != 0 {
 		t.Fatalf("factory init: %v", r)
 	}
-	waitPoolReady(t, conf)
+	waitPoolReady(t, ts)
 
 	var random []string
 	for i := 0; i < 2; i++ {
@@ -284,7 +265,7 @@ func TestTemplatePool(t *testing.T) {
 			t.Fatalf("run %s: output %q, want 64 hex digits, host-%s, %q", id, r.stdout, id, content)
 		}
 		random = append(random, lines[0])
-		waitPoolReady(t, conf)
+		waitPoolReady(t, ts)
 	}
 	if random[0] == random[1] {
 		t.Errorf("two sandboxes of the pool read the same random bytes: %s", random[0])
@@ -304,7 +285,7 @@ func TestTemplatePool(t *testing.T) {
 	if r := trt(t, conf, runLog, "delete", "--force", id); r.code != 0 {
 		t.Fatalf("delete --force: %v", r)
 	}
-	waitPoolReady(t, conf)
+	waitPoolReady(t, ts)
 
 	// Docker's way: a new network namespace that a prestart hook fills
 	// with a veth once the container's PID exists. The sandbox with a
@@ -324,5 +305,5 @@ func TestTemplatePool(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, mac+"\n") || !strings.Contains(r.stdout, "10.98.0.2/24") {
 		t.Errorf("run with a network: output %q, want MAC %s and 10.98.0.2/24", r.stdout, mac)
 	}
-	waitPoolReady(t, conf)
+	waitPoolReady(t, ts)
 }

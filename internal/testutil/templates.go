@@ -83,8 +83,9 @@ func writeConfig(path string, cfg *config.Config) error {
 	return nil
 }
 
-// poolFull is factory status's line for a full pool of PoolConfig.
-const poolFull = "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken or being made"
+// PoolFull is factory status's line for a full pool of PoolConfig (one
+// ready sandbox of each kind).
+const PoolFull = "pool: 1 of 1 ready without nic, 1 of 1 with a network of its own, 0 taken or being made"
 
 // EnablePool runs `factory init` with PoolConfig, which makes the
 // templates of both shapes and fills the pool, and waits until the pool is
@@ -106,7 +107,7 @@ func (ts *Templates) WaitPoolFull(timeout time.Duration) error {
 		if err != nil {
 			return err
 		}
-		if strings.Contains(status, poolFull) {
+		if strings.Contains(status, PoolFull) {
 			return nil
 		}
 		if time.Now().After(deadline) {
