@@ -31,7 +31,7 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-runtime ./cmd/runtime
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-proxy ./cmd/proxy
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-shim ./cmd/shim
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-relay ./cmd/relay
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/containerd-shim-cocoon-v2 ./cmd/containerd-shim-cocoon-v2
 	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
 	$(GO) build -o $(BIN)/dockerconfig ./packaging/cmd/dockerconfig
@@ -103,7 +103,7 @@ bench-density: deps kernel image
 # built), the guest kernel and initrd to $(SHAREDIR), the configuration to
 # $(CONFDIR) unless one is there already (it is the user's); DESTDIR is
 # prepended to all of them, as packagers expect.
-INSTALL_BINS := cocoon-runtime cocoon-proxy cocoon-shim containerd-shim-cocoon-v2
+INSTALL_BINS := cocoon-runtime cocoon-proxy cocoon-relay containerd-shim-cocoon-v2
 install: build kernel image
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(CONFDIR)
 	for b in $(INSTALL_BINS); do if [ -e $(BIN)/$$b ]; then install -m 0755 $(BIN)/$$b $(DESTDIR)$(PREFIX)/bin/; fi; done
@@ -113,8 +113,9 @@ install: build kernel image
 
 # Removes what install installed; the configuration only when it is still
 # the one install wrote (an edited one is the user's and stays).
+# cocoon-shim is the relay's earlier name (now cocoon-relay): an older install's goes too.
 uninstall:
-	for b in $(INSTALL_BINS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
+	for b in $(INSTALL_BINS) cocoon-shim; do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
 	rm -rf $(DESTDIR)$(SHAREDIR)
 	@f=$(DESTDIR)$(CONFDIR)/configuration.toml; \
 	if [ -e $$f ]; then \

@@ -12,7 +12,7 @@ import (
 
 // openPty opens a new pseudo-terminal pair: the master, which goes to the
 // caller (over --console-socket) or stays with the runtime, and the slave,
-// on which the shim runs.
+// on which the relay runs.
 func openPty() (master, slave *os.File, err error) {
 	m, s, err := pty.Open()
 	if err != nil {

@@ -5,7 +5,7 @@
 // wait, pause, resume, update, stats, processes, delete), the pod rules of
 // CRI-O and containerd's CRI (which sandbox a container joins, what its
 // namespaces become), sandbox naming, the OCI hooks, the per-process relays
-// (cocoon-shim) that cocoon-runtime starts, and cocoon-runtime's records
+// (cocoon-relay) that cocoon-runtime starts, and cocoon-runtime's records
 // under its root (runc's --root): <root>/<id>/state.json, written
 // atomically under <root>/<id>/lock. Each container has its own lock, so
 // commands on different containers never wait on each other; List skips

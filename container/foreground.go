@@ -20,49 +20,49 @@ import (
 // to the process, as runc forwards them to the container; with a pty of
 // its own it relays its stdio to the pty master, in raw mode when stdin is
 // a terminal, and passes window size changes on.
-func (sp *RelayProcess) WaitForeground() int {
+func (rp *RelayProcess) WaitForeground() int {
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
 	var outDone chan struct{}
-	if sp.master != nil {
+	if rp.master != nil {
 		if restore, err := relay.MakeRaw(os.Stdin); err == nil {
 			defer restore()
 		}
-		copySize(os.Stdin, sp.master)
-		go func() { _, _ = io.Copy(sp.master, os.Stdin) }()
+		copySize(os.Stdin, rp.master)
+		go func() { _, _ = io.Copy(rp.master, os.Stdin) }()
 		outDone = make(chan struct{})
 		go func() {
-			_, _ = io.Copy(os.Stdout, sp.master)
+			_, _ = io.Copy(os.Stdout, rp.master)
 			close(outDone)
 		}()
 	}
 	exited := make(chan int, 1)
-	go func() { exited <- exitStatus(sp.cmd.Wait()) }()
+	go func() { exited <- exitStatus(rp.cmd.Wait()) }()
 	for {
 		select {
 		case status := <-exited:
 			if outDone != nil {
 				// The master reads EIO once the slave's last holder
-				// (the shim) is gone, after what it buffered.
+				// (the relay) is gone, after what it buffered.
 				select {
 				case <-outDone:
 				case <-time.After(2 * time.Second):
 				}
-				sp.master.Close()
+				rp.master.Close()
 			}
 			return status
 		case sig := <-sigs:
 			switch sig {
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE:
 			case unix.SIGWINCH:
-				if sp.master != nil {
-					copySize(os.Stdin, sp.master)
+				if rp.master != nil {
+					copySize(os.Stdin, rp.master)
 				}
 			default:
 				if s, ok := sig.(syscall.Signal); ok {
-					_ = unix.Kill(sp.Pid, s)
+					_ = unix.Kill(rp.Pid, s)
 				}
 			}
 		}

@@ -36,11 +36,11 @@ type Record struct {
 	Bundle string `json:"bundle"`
 	// Rootfs is the host path of the root file system.
 	Rootfs string `json:"rootfs"`
-	// Pid is the cocoon-shim relaying the init process: the "container
+	// Pid is the cocoon-relay relaying the init process: the "container
 	// PID" that callers wait for and that state reports.
 	Pid int `json:"pid,omitempty"`
-	// PidStart is the shim's start time (field 22 of /proc/<pid>/stat),
-	// which tells the shim apart from a later process reusing its PID.
+	// PidStart is the relay's start time (field 22 of /proc/<pid>/stat),
+	// which tells the relay apart from a later process reusing its PID.
 	PidStart uint64 `json:"pidStart,omitempty"`
 	// Status is the last recorded status; Status() derives the current one.
 	Status Status `json:"status"`

@@ -81,7 +81,7 @@ func TestCurrentStatus(t *testing.T) {
 	}
 	c := &Record{Status: Running, Pid: pid, PidStart: start}
 	if s := c.CurrentStatus(); s != Running {
-		t.Fatalf("live shim: %s", s)
+		t.Fatalf("live relay: %s", s)
 	}
 	c.PidStart = start + 1 // a reused PID
 	if s := c.CurrentStatus(); s != Stopped {
@@ -91,7 +91,7 @@ func TestCurrentStatus(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 	if s := c.CurrentStatus(); s != Stopped {
-		t.Fatalf("dead shim: %s", s)
+		t.Fatalf("dead relay: %s", s)
 	}
 	if s := (&Record{Status: Creating}).CurrentStatus(); s != Creating {
 		t.Fatalf("creating: %s", s)

@@ -25,7 +25,7 @@ import (
 
 // RelayName is the per-process relay's binary: cocoon-runtime starts one
 // for every container process, and its PID is the process's on the host.
-const RelayName = "cocoon-shim"
+const RelayName = "cocoon-relay"
 
 // RelayOptions are what cocoon-runtime passes on to the relays it starts.
 type RelayOptions struct {
@@ -99,7 +99,7 @@ func (m StdioMode) setConsoleSize(p *specs.Process) {
 	})
 }
 
-// RelayProcess is a started relay (cocoon-shim).
+// RelayProcess is a started relay (cocoon-relay).
 type RelayProcess struct {
 	cmd *exec.Cmd
 	// Pid is the relay's PID, which stands for the process on the host.
@@ -140,7 +140,7 @@ func RelayPath() (string, error) { return sandbox.HelperPath("", RelayName) }
 
 // relayAddress returns the relay's flags that reach the agent of sb.
 func relayAddress(sb *sandbox.Sandbox) []string {
-	sock, cid := sb.ShimAddress()
+	sock, cid := sb.AgentAddress()
 	if sock == "" {
 		return []string{"--vsock", fmt.Sprint(cid)}
 	}
@@ -274,7 +274,7 @@ func waitReady(ctx context.Context, r *os.File) error {
 	case "":
 		return errors.New("the relay exited before attaching the process")
 	}
-	return fmt.Errorf("shim: %s", msg)
+	return fmt.Errorf("relay: %s", msg)
 }
 
 // Kill stops the relay and reaps it (it is still this process's child).
@@ -306,7 +306,7 @@ func (rp *RelayProcess) stop(grace time.Duration) {
 // itself (with the process's status, for whoever reaps it), then
 // terminates it.
 func stopRelay(ctx context.Context, pid int, start uint64, grace time.Duration) {
-	if !ShimAlive(pid, start) {
+	if !RelayAlive(pid, start) {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, grace)
@@ -314,7 +314,7 @@ func stopRelay(ctx context.Context, pid int, start uint64, grace time.Duration) 
 	if proc.Wait(wctx, pid) == nil {
 		return
 	}
-	if !ShimAlive(pid, start) {
+	if !RelayAlive(pid, start) {
 		return
 	}
 	tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

@@ -25,7 +25,7 @@ import (
 
 // Runtime is cocoon-runtime's container layer: containers recorded under
 // Root (runc's --root), their sandboxes under RuntimeSandboxRoot(Root), one
-// relay (cocoon-shim) per container process, and the OCI hooks. One
+// relay (cocoon-relay) per container process, and the OCI hooks. One
 // Runtime serves one command: the configuration is loaded once, and a
 // sandbox found once keeps its agent connection for the whole command.
 type Runtime struct {

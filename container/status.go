@@ -30,21 +30,21 @@ var (
 	ErrNotPaused = errors.New("container not paused")
 )
 
-// CurrentStatus is c's status now: the recorded one, unless the shim
+// CurrentStatus is c's status now: the recorded one, unless the relay
 // (whose life is the process's) is gone, which makes it stopped.
 func (c *Record) CurrentStatus() Status {
 	switch c.Status {
 	case Created, Running, Paused:
-		if !ShimAlive(c.Pid, c.PidStart) {
+		if !RelayAlive(c.Pid, c.PidStart) {
 			return Stopped
 		}
 	}
 	return c.Status
 }
 
-// ShimAlive tells whether pid runs and is the process that started at
+// RelayAlive tells whether pid runs and is the process that started at
 // start (0: not recorded, not checked).
-func ShimAlive(pid int, start uint64) bool {
+func RelayAlive(pid int, start uint64) bool {
 	if pid <= 0 || !proc.Alive(pid) {
 		return false
 	}

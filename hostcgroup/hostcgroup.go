@@ -1,5 +1,5 @@
 // Package hostcgroup puts a sandbox's host processes (QEMU, cocoon-proxy,
-// virtiofsd, the cocoon-shims) into the cgroup that the caller named in the
+// virtiofsd, the cocoon-relays) into the cgroup that the caller named in the
 // spec's linux.cgroupsPath, and writes the spec's limits there, as Kata
 // Containers does with sandbox_cgroup_only. Whatever reads a container's
 // cgroup from the host (docker stats, podman stats, monitoring, checks of the
@@ -279,7 +279,7 @@ func (c *Cgroup) Pids() ([]int, error) {
 	return pids, nil
 }
 
-// Destroy removes the cgroup. Its processes (the sandbox's shims, exiting
+// Destroy removes the cgroup. Its processes (the sandbox's relays, exiting
 // with their VM) get until ctx's deadline to leave; the calling process, if
 // inside, moves out first. Nothing is killed: a process that stays makes
 // Destroy fail and names it.

@@ -11,7 +11,7 @@ import (
 // to the container's limit saw QEMU OOM-killed):
 const (
 	// MemoryOverheadMiB covers QEMU itself (TCG's code cache, device
-	// state), the guest kernel and agent, cocoon-proxy, the cocoon-shims
+	// state), the guest kernel and agent, cocoon-proxy, the cocoon-relays
 	// and virtiofsd. Measured: an idle QEMU is ~150 MiB PSS with 2 GiB
 	// guests, of which ~70 MiB is touched guest RAM (a third of it the
 	// guest kernel's page array, which grows with the guest's size: see
@@ -19,7 +19,7 @@ const (
 	MemoryOverheadMiB = 256
 	// PidsOverhead is the host tasks that are not the container's: QEMU's
 	// vCPU, I/O and worker threads (its thread pool alone grows to 64), and
-	// the threads of the Go helpers (proxy, one shim per process).
+	// the threads of the Go helpers (proxy, one relay per process).
 	PidsOverhead = 1024
 	// CPUOverheadMilli is the CPU time QEMU's device emulation and the
 	// helpers get beyond the container's quota, in thousandths of a CPU
@@ -35,7 +35,7 @@ func memoryOverhead(guestMiB int) int64 {
 }
 
 // vmmDevices are the devices the host processes open: QEMU (/dev/kvm,
-// /dev/net/tun, vhost), the shims' terminals, and the usual character
+// /dev/net/tun, vhost), the relays' terminals, and the usual character
 // devices. They are allowed whatever the container's own rules say (which
 // apply inside the guest too).
 var vmmDevices = []devices.Rule{

@@ -75,7 +75,7 @@ func leftovers(dir string) []string {
 		if !strings.Contains(cl, dir) {
 			continue
 		}
-		if strings.Contains(cl, "cocoon-proxy") || strings.Contains(cl, "cocoon-shim") || strings.Contains(cl, "qemu-system") {
+		if strings.Contains(cl, "cocoon-proxy") || strings.Contains(cl, "cocoon-relay") || strings.Contains(cl, "qemu-system") {
 			found = append(found, fmt.Sprintf("pid %d: %s", pid, cl))
 		}
 	}

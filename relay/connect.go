@@ -13,11 +13,11 @@ import (
 )
 
 // DefaultConnectTimeout bounds Connect at hardware speed (multiplied by
-// Options.Scale): the sandbox is up when a shim starts, so a shim that
+// Options.Scale): the sandbox is up when a relay starts, so a relay that
 // cannot reach its agent quickly will not.
 const DefaultConnectTimeout = 2 * time.Second
 
-// NewDialer returns the dialer of the agent that the shim's flags name:
+// NewDialer returns the dialer of the agent that the relay's flags name:
 // exactly one of a cocoon-proxy socket (proxySocket) or a vsock address
 // (vsock, "CID:PORT", or "CID" for api.DefaultVsockPort).
 func NewDialer(proxySocket, vsock string) (agentclient.Dialer, error) {
@@ -44,7 +44,7 @@ func NewDialer(proxySocket, vsock string) (agentclient.Dialer, error) {
 }
 
 // Connect connects to the agent and checks that it answers, within
-// DefaultConnectTimeout (scaled by opts.Scale): a shim whose sandbox is
+// DefaultConnectTimeout (scaled by opts.Scale): a relay whose sandbox is
 // gone or unreachable fails fast.
 func Connect(ctx context.Context, d agentclient.Dialer, opts agentclient.Options) (*agentclient.Client, error) {
 	timeout := DefaultConnectTimeout

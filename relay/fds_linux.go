@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// CloseInheritedFDs closes every descriptor above 2 that the shim
-// inherited, but those in keep, and returns the ones it closed. The shim
+// CloseInheritedFDs closes every descriptor above 2 that the relay
+// inherited, but those in keep, and returns the ones it closed. The relay
 // lives as long as its process, and a descriptor it keeps open can hold up
 // its caller: Docker's containerd-shim leaks its ttrpc socket into the
 // runtime as fd 3, and would not see it close.

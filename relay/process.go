@@ -1,9 +1,9 @@
 // Package relay relays one container process of a cocoon sandbox: the
-// container's init process or one exec'd process. cocoon-shim runs it on the
-// host, one shim per process, and its PID is the one that runc's callers
+// container's init process or one exec'd process. cocoon-relay runs it on the
+// host, one relay per process, and its PID is the one that runc's callers
 // (containerd-shim-runc-v2, conmon, Docker) take for the container's: they
 // wait for it as a subreaper, read its exit status as the process's, and
-// signal it. So the shim relays its own stdio (or terminal) to the process's
+// signal it. So the relay relays its own stdio (or terminal) to the process's
 // stdio streams in the guest, forwards the signals it receives, resizes the
 // guest's terminal when its own changes size, and exits with the process's
 // status.
@@ -30,17 +30,17 @@ const (
 	// DefaultOpenTimeout bounds opening the process's stdio streams, at
 	// hardware speed (multiplied by Config.Scale).
 	DefaultOpenTimeout = 2 * time.Second
-	// DefaultDrainTimeout is how long the shim keeps relaying output after
+	// DefaultDrainTimeout is how long the relay keeps relaying output after
 	// the process has exited while no byte moves, at hardware speed
 	// (multiplied by Config.Scale): the agent closes the output streams once
-	// flushed, but a guest that keeps one open must not keep the shim alive.
+	// flushed, but a guest that keeps one open must not keep the relay alive.
 	DefaultDrainTimeout = 2 * time.Second
 	// drainMaxFactor bounds the whole drain, moving or not, to this many
-	// drain timeouts: long enough for a slow reader of the shim's output to
+	// drain timeouts: long enough for a slow reader of the relay's output to
 	// take what the agent flushed (up to the proxy's 8 MiB window).
 	drainMaxFactor = 10
 
-	// StatusLost is the shim's exit status when it could not follow the
+	// StatusLost is the relay's exit status when it could not follow the
 	// process to its end: the sandbox went away, or the agent refused.
 	StatusLost = 255
 )
@@ -49,7 +49,7 @@ const (
 // lost: the agent, the proxy or the VM died.
 var ErrLostSandbox = errors.New("lost the sandbox")
 
-// Agent is what the shim needs of the sandbox's agent; *agentclient.Client
+// Agent is what the relay needs of the sandbox's agent; *agentclient.Client
 // provides it.
 type Agent interface {
 	// AttachStdio opens one stdio stream of the process.
@@ -67,7 +67,7 @@ type Agent interface {
 
 var _ Agent = (*agentclient.Client)(nil)
 
-// Config says which process a shim relays, and what to relay.
+// Config says which process a relay relays, and what to relay.
 type Config struct {
 	// ContainerID names the container; ExecID the exec'd process, or is
 	// empty for the container's init process.
@@ -92,7 +92,7 @@ type Config struct {
 	Stdout io.Writer
 	Stderr io.Writer
 
-	// Signals delivers the signals the shim receives (from signal.Notify);
+	// Signals delivers the signals the relay receives (from signal.Notify);
 	// each is forwarded to the process but SIGCHLD, SIGURG, SIGPIPE and
 	// SIGWINCH, which resizes the terminal. Nil means no signals.
 	Signals <-chan os.Signal
@@ -114,7 +114,7 @@ type Config struct {
 	// DefaultBufferSize.
 	BufferSize int
 
-	// Log receives the shim's messages; nil discards them.
+	// Log receives the relay's messages; nil discards them.
 	Log *logrus.Entry
 }
 
@@ -152,7 +152,7 @@ func (c *Config) bufferSize() int {
 // exited it lets the output streams drain (as long as bytes keep moving, up
 // to the drain timeout after they stop and ten drain timeouts in all) and
 // returns; it does not wait for Stdin, whose reader may block forever. An error wraps ErrLostSandbox
-// when the agent went away; the shim should then exit with StatusLost.
+// when the agent went away; the relay should then exit with StatusLost.
 func Run(ctx context.Context, a Agent, cfg Config) (int, error) {
 	log := cfg.log()
 	s := &session{agent: a, cfg: &cfg, log: log, act: newActivity()}
@@ -170,7 +170,7 @@ func Run(ctx context.Context, a Agent, cfg Config) (int, error) {
 			return StatusLost, fmt.Errorf("setting the terminal raw: %w", err)
 		}
 		defer restore()
-		s.resize(ctx) // the size the caller set before the shim listened
+		s.resize(ctx) // the size the caller set before the relay listened
 	}
 	if cfg.Ready != nil {
 		cfg.Ready()

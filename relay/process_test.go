@@ -58,7 +58,7 @@ func TestStdinEOFReachesTheProcess(t *testing.T) {
 		t.Fatal("stdin not attached")
 	}
 	in.SetReadDeadline(time.Now().Add(waitTimeout))
-	got, err := io.ReadAll(in) // ends only at the shim's CloseWrite
+	got, err := io.ReadAll(in) // ends only at the relay's CloseWrite
 	if err != nil || string(got) != "line 1\nline 2" {
 		t.Fatalf("process read %q, %v", got, err)
 	}
@@ -286,7 +286,7 @@ func TestOutputReaderGone(t *testing.T) {
 	defer w.Close()
 	done := start(sb.connect(t), relay.Config{ContainerID: "c", Stdout: w})
 	out := sb.attached(t, 1, "c", "")[api.Stdout]
-	// The shim closes the stream. Through the proxy the agent sees that as
+	// The relay closes the stream. Through the proxy the agent sees that as
 	// the end of what it reads from the stream (the proxy drains what the
 	// agent still writes, so that the agent never blocks on it).
 	if _, err := out.Write([]byte("to nobody")); err != nil {

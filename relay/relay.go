@@ -79,7 +79,7 @@ func (s *session) startRelays() <-chan struct{} {
 // relayIn copies src to the stream conn until src ends. With closeWrite,
 // the end of src ends what the process reads (stdin's EOF). A terminal's
 // input is not closed: the caller hanging up its end reaches the process as
-// the SIGHUP the shim receives and forwards.
+// the SIGHUP the relay receives and forwards.
 func (s *session) relayIn(name string, conn agentclient.Conn, src io.Reader, closeWrite bool) {
 	n, rerr, werr := copyStream(conn, src, make([]byte, s.cfg.bufferSize()), nil)
 	log := s.log.WithField("stream", name).WithField("bytes", n)

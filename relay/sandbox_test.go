@@ -17,10 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// waitTimeout bounds every wait of the tests for the shim or the fake.
+// waitTimeout bounds every wait of the tests for the relay or the fake.
 const waitTimeout = 10 * time.Second
 
-// sandbox is shimtest's fake sandbox, with this file's helpers.
+// sandbox is relaytest's fake sandbox, with this file's helpers.
 type sandbox struct{ *relaytest.Sandbox }
 
 func newSandbox(t *testing.T) *sandbox { return &sandbox{relaytest.NewSandbox(t)} }
@@ -36,7 +36,7 @@ func (sb *sandbox) connect(t *testing.T) *agentclient.Client {
 	return c
 }
 
-// attached waits for the shim to attach n streams, and returns them by
+// attached waits for the relay to attach n streams, and returns them by
 // name; it checks that they name process cid/eid.
 func (sb *sandbox) attached(t *testing.T, n int, cid, eid string) map[api.Stdio]net.Conn {
 	t.Helper()
@@ -59,7 +59,7 @@ func (sb *sandbox) attached(t *testing.T, n int, cid, eid string) map[api.Stdio]
 	return got
 }
 
-// noMoreStreams checks that the shim attached nothing more.
+// noMoreStreams checks that the relay attached nothing more.
 func (sb *sandbox) noMoreStreams(t *testing.T) {
 	t.Helper()
 	select {

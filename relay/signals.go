@@ -13,11 +13,11 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 )
 
-// Forwarded tells whether the shim forwards sig to its process. Not
-// forwarded: SIGCHLD (the shim's own children, it has none), SIGURG (the Go
-// runtime preempts goroutines with it), SIGPIPE (a reader of the shim's
+// Forwarded tells whether the relay forwards sig to its process. Not
+// forwarded: SIGCHLD (the relay's own children, it has none), SIGURG (the Go
+// runtime preempts goroutines with it), SIGPIPE (a reader of the relay's
 // output went away: the relay handles the failed write) and SIGWINCH (the
-// shim's terminal was resized: it resizes the process's instead).
+// relay's terminal was resized: it resizes the process's instead).
 func Forwarded(sig os.Signal) bool {
 	switch sig {
 	case syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPIPE, syscall.SIGWINCH:
@@ -27,7 +27,7 @@ func Forwarded(sig os.Signal) bool {
 	return ok
 }
 
-// forwardSignals handles the signals the shim receives until stop closes:
+// forwardSignals handles the signals the relay receives until stop closes:
 // it resizes the terminal on SIGWINCH and forwards the others to the
 // process, in the order they arrive.
 func (s *session) forwardSignals(ctx context.Context, stop <-chan struct{}) {
@@ -46,7 +46,7 @@ func (s *session) forwardSignals(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
-// handleSignal acts on one signal the shim received.
+// handleSignal acts on one signal the relay received.
 func (s *session) handleSignal(ctx context.Context, sig os.Signal) {
 	if sig == syscall.SIGWINCH {
 		if s.cfg.Console != nil {

@@ -15,7 +15,7 @@ import (
 const transferSize = 64 << 20
 
 // TestLargeOutput moves 64 MiB from the process's stdout, through the proxy
-// and the shim, into a pipe, and logs the rate.
+// and the relay, into a pipe, and logs the rate.
 func TestLargeOutput(t *testing.T) {
 	sb := newSandbox(t)
 	r, w, err := os.Pipe()
@@ -46,10 +46,10 @@ func TestLargeOutput(t *testing.T) {
 	if n := <-read; n != transferSize {
 		t.Fatalf("read %d bytes, want %d", n, transferSize)
 	}
-	logRate(t, "process stdout -> shim -> pipe", time.Since(begin))
+	logRate(t, "process stdout -> relay -> pipe", time.Since(begin))
 }
 
-// TestLargeInput moves 64 MiB from a pipe, through the shim and the proxy,
+// TestLargeInput moves 64 MiB from a pipe, through the relay and the proxy,
 // to the process's stdin.
 func TestLargeInput(t *testing.T) {
 	sb := newSandbox(t)
@@ -74,7 +74,7 @@ func TestLargeInput(t *testing.T) {
 	if err != nil || n != transferSize {
 		t.Fatalf("process read %d bytes, %v; want %d", n, err, transferSize)
 	}
-	logRate(t, "pipe -> shim -> process stdin", time.Since(begin))
+	logRate(t, "pipe -> relay -> process stdin", time.Since(begin))
 	sb.Exit <- 0
 	if res := finished(t, done); res.err != nil || res.status != 0 {
 		t.Fatalf("Run: %d, %v", res.status, res.err)

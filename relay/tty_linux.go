@@ -57,7 +57,7 @@ func control(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-// resize gives the process's terminal the size of the shim's. A terminal
+// resize gives the process's terminal the size of the relay's. A terminal
 // whose size was never set (0x0) is left alone: the guest's keeps its
 // default.
 func (s *session) resize(ctx context.Context) {

@@ -10,10 +10,10 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 )
 
-// ShimAddress returns where another host process (a cocoon-shim) reaches
+// AgentAddress returns where another host process (a cocoon-relay) reaches
 // the agent: the proxy's socket under the serial transport, or the guest's
 // vsock CID; the other is empty or zero.
-func (s *Sandbox) ShimAddress() (socket string, vsockCID uint32) {
+func (s *Sandbox) AgentAddress() (socket string, vsockCID uint32) {
 	if s.state.Transport == api.TransportVsock {
 		return "", s.state.VsockCID
 	}

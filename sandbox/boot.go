@@ -206,7 +206,7 @@ func (m *Manager) proxyPath() (string, error) {
 }
 
 // HelperPath finds one of cocoon's host helpers (cocoon-proxy,
-// cocoon-shim): the configured path when set (it must exist), else next to
+// cocoon-relay): the configured path when set (it must exist), else next to
 // this binary, else in $PATH.
 func HelperPath(configured, name string) (string, error) {
 	if configured != "" {

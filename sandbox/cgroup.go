@@ -83,7 +83,7 @@ func (s *Sandbox) hostCgroup() (*hostcgroup.Cgroup, error) {
 	return c, nil
 }
 
-// AddProcess moves the host process pid (a cocoon-shim, say) into the
+// AddProcess moves the host process pid (a cocoon-relay, say) into the
 // sandbox's host cgroup, if it has one, so that what reads the container's
 // cgroup through that PID (the runc shim's stats, podman stats) reads the
 // sandbox's.
@@ -108,7 +108,7 @@ func (s *Sandbox) UpdateCgroup(r *specs.LinuxResources) error {
 	return c.Update(r, s.GuestSize().MemoryMiB)
 }
 
-// destroyCgroup removes the host cgroup once the processes in it (shims
+// destroyCgroup removes the host cgroup once the processes in it (relays
 // exiting with the VM) have left.
 func (s *Sandbox) destroyCgroup(ctx context.Context) error {
 	c, err := s.hostCgroup()

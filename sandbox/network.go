@@ -33,7 +33,7 @@ type Network struct {
 	// veth into the namespace of the container PID) after the VM booted.
 	// Create makes the namespace (a file in the sandbox directory, see
 	// NetNS) with a tap that is the guest's NIC; the caller starts the
-	// container PID (the shim) in it, runs the hooks, then calls
+	// container PID (the relay) in it, runs the hooks, then calls
 	// ConnectNetwork.
 	New bool
 }

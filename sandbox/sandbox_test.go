@@ -465,9 +465,9 @@ func TestDestroyCleansMounts(t *testing.T) {
 	}
 }
 
-// TestShimAddress: a shim reaches the agent through the proxy's socket in
+// TestAgentAddress: a relay reaches the agent through the proxy's socket in
 // the sandbox directory, or over vsock.
-func TestShimAddress(t *testing.T) {
+func TestAgentAddress(t *testing.T) {
 	f := newFixture(t, &clienttest.Agent{})
 	ctx := context.Background()
 	sb, err := f.m.Create(ctx, "sb-addr")
@@ -475,7 +475,7 @@ func TestShimAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sb.Destroy(ctx)
-	sock, cid := sb.ShimAddress()
+	sock, cid := sb.AgentAddress()
 	if st := sb.State(); st.Transport == api.TransportVsock {
 		if sock != "" || cid != st.VsockCID {
 			t.Errorf("vsock sandbox: %q, %d", sock, cid)

@@ -73,10 +73,10 @@ func runChecks(c *cli.Context) checkReport {
 	}
 	in := hostcheck.Input{Config: cfg, RuntimeVersion: version}
 	in.Accelerator, in.Why, in.Err = sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
-	shim, shimErr := container.RelayPath()
+	relay, relayErr := container.RelayPath()
 	proxy, proxyErr := sandbox.HelperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")
 	in.Helpers = []hostcheck.Helper{
-		{Name: "cocoon-shim", Path: shim, Err: shimErr},
+		{Name: "cocoon-relay", Path: relay, Err: relayErr},
 		{Name: "cocoon-proxy", Path: proxy, Err: proxyErr},
 	}
 	rep.Checks = append(rep.Checks, hostcheck.Run(c.Context, hostcheck.Host{}, in)...)

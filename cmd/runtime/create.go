@@ -46,7 +46,7 @@ var createCommand = &cli.Command{
 	Usage:     "create a container",
 	ArgsUsage: "<container-id>",
 	Description: `The create command boots the container's sandbox VM (or joins its pod's),
-creates the container in it and starts the cocoon-shim whose PID is the
+creates the container in it and starts the cocoon-relay whose PID is the
 container's; "start" runs the user's program.`,
 	Flags: createFlags(),
 	Action: func(c *cli.Context) error {

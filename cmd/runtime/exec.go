@@ -18,8 +18,8 @@ var execCommand = &cli.Command{
 	Name:      "exec",
 	Usage:     "execute new process inside the container",
 	ArgsUsage: "<container-id> <command> [command options]  || -p process.json <container-id>",
-	Description: `exec starts a process in the container's guest and a cocoon-shim that
-relays it. With --detach the shim's PID (written to --pid-file) stands for
+	Description: `exec starts a process in the container's guest and a cocoon-relay that
+relays it. With --detach the relay's PID (written to --pid-file) stands for
 the process; without, the runtime waits and exits with its status.`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "console-socket", Usage: "path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal"},

@@ -10,7 +10,7 @@ import (
 // closeOnExecInherited marks every descriptor above 2 close-on-exec, as
 // runc does at start: callers leak theirs into the runtime (Docker's
 // containerd-shim its ttrpc socket as fd 3), and the long-lived processes
-// the runtime starts (QEMU, cocoon-proxy, cocoon-shim, hooks) must not
+// the runtime starts (QEMU, cocoon-proxy, cocoon-relay, hooks) must not
 // hold them open.
 func closeOnExecInherited() {
 	d, err := os.Open("/proc/self/fd")

@@ -15,9 +15,9 @@ var psCommand = &cli.Command{
 	ArgsUsage: "<container-id> [ps options]",
 	Description: `ps lists the container's processes as the guest sees them: the table's PIDs
 are guest PIDs. The container's processes do not exist on the host, and its
-shims' PIDs stand for them there: --format json, which callers such as Docker
+relays' PIDs stand for them there: --format json, which callers such as Docker
 ("docker top") match against the host's process table, lists the host PIDs of
-the shims that relay the container's live processes (init and exec'd).`,
+the relays of the container's live processes (init and exec'd).`,
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "select one of: table or json"},
 	},

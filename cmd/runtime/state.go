@@ -26,7 +26,7 @@ type containerState struct {
 	Owner       string            `json:"owner"`
 }
 
-// stateOf reports rec as runc does: the PID is the shim's while it runs,
+// stateOf reports rec as runc does: the PID is the relay's while it runs,
 // 0 once the container has stopped.
 func stateOf(rec *container.Record) containerState {
 	s := containerState{

@@ -51,8 +51,8 @@ func testExitCode(t *testing.T, rt *conmontest.Runtime) {
 	if st := status(t, c.ID); st.Status != "created" || st.Pid != pid {
 		t.Errorf("after create: %+v, conmon said pid %d", st, pid)
 	}
-	if cl := cmdline(pid); !strings.Contains(cl, "cocoon-shim") {
-		t.Errorf("container pid %d is %q, want its cocoon-shim", pid, cl)
+	if cl := cmdline(pid); !strings.Contains(cl, "cocoon-relay") {
+		t.Errorf("container pid %d is %q, want its cocoon-relay", pid, cl)
 	}
 	if qemuCount() != 1 {
 		t.Errorf("%d QEMU processes after create, want 1", qemuCount())

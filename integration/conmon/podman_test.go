@@ -23,8 +23,8 @@ func TestPodmanExecAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The process waits for its stdin: its shim is the PID conmon got.
-	if cl := cmdline(ex.Pid); !strings.Contains(cl, "cocoon-shim") {
-		t.Errorf("exec pid %d is %q, want its cocoon-shim", ex.Pid, cl)
+	if cl := cmdline(ex.Pid); !strings.Contains(cl, "cocoon-relay") {
+		t.Errorf("exec pid %d is %q, want its cocoon-relay", ex.Pid, cl)
 	}
 	if _, err := ex.Conn.Write([]byte("typed\n")); err != nil {
 		t.Fatal(err)

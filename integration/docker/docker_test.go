@@ -474,7 +474,7 @@ func TestExecKillPauseTop(t *testing.T) {
 		// shims relaying them stand for them.
 		detachedExec(t, id)
 		out := mustDocker(t, "top", id)
-		if n := strings.Count(out, "cocoon-shim"); n != 2 {
+		if n := strings.Count(out, "cocoon-relay"); n != 2 {
 			t.Errorf("top: %d shims, want 2 (init and exec):\n%s", n, out)
 		}
 	})

@@ -158,7 +158,7 @@ func TestSetupHostInstallRegisterUninstall(t *testing.T) {
 	}
 
 	t.Run("installed", func(t *testing.T) {
-		for _, b := range []string{"cocoon-runtime", "cocoon-proxy", "cocoon-shim"} {
+		for _, b := range []string{"cocoon-runtime", "cocoon-proxy", "cocoon-relay"} {
 			st, err := os.Stat(filepath.Join(dest, "usr/local/bin", b))
 			if err != nil || st.Mode().Perm() != 0o755 {
 				t.Errorf("%s: %v %v", b, err, st)

@@ -430,7 +430,7 @@ func TestHostCgroup(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range []string{"qemu-system-x86", "cocoon-proxy", "cocoon-shim"} {
+	for _, c := range []string{"qemu-system-x86", "cocoon-proxy", "cocoon-relay"} {
 		if !comms[c] {
 			t.Errorf("no %s in the container's cgroup: %v", c, comms)
 		}

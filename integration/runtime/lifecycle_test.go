@@ -55,7 +55,7 @@ func TestLifecycle(t *testing.T) {
 	if st.Status != "created" || st.Pid != pid || st.Bundle != bundle || st.Annotations["org.example.test"] != "yes" {
 		t.Fatalf("state after create %+v, pid file %d", st, pid)
 	}
-	if cl := cmdline(pid); !strings.Contains(cl, "cocoon-shim") {
+	if cl := cmdline(pid); !strings.Contains(cl, "cocoon-relay") {
 		t.Fatalf("container pid %d is %q, want the shim", pid, cl)
 	}
 	// The spec asks for a network namespace: the shim holds the

@@ -113,7 +113,7 @@ func TestTCGHostRunsWithWarnings(t *testing.T) {
 	cfg := defaults(t)
 	cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = fakeImages(t, "6.1.192-cocoon", "6.1.192-cocoon", "v1")
 	in := Input{Config: cfg, Accelerator: hypervisor.TCG, Why: "no vmx/svm in /proc/cpuinfo", RuntimeVersion: "v1",
-		Helpers: []Helper{{Name: "cocoon-shim", Path: "/usr/local/bin/cocoon-shim"}}}
+		Helpers: []Helper{{Name: "cocoon-relay", Path: "/usr/local/bin/cocoon-relay"}}}
 	rs := Run(context.Background(), h, in)
 	if !OK(rs) {
 		t.Fatalf("a TCG host must be able to run cocoon: %+v", rs)
@@ -122,7 +122,7 @@ func TestTCGHostRunsWithWarnings(t *testing.T) {
 	want := map[string]Status{
 		"cpu": Warn, "kvm": Warn, "accelerator": Warn, "qemu": Pass, "qemu-accel": Pass, "qemu-9p": Pass,
 		"qemu-agent": Pass, "kernel": Pass, "initrd": Pass, "vhost-vsock": Warn, "tun": Pass, "tc": Pass,
-		"cgroups": Pass, "cocoon-shim": Pass,
+		"cgroups": Pass, "cocoon-relay": Pass,
 	}
 	for name, st := range want {
 		if got[name].Status != st {
@@ -179,7 +179,7 @@ func TestFailures(t *testing.T) {
 		"no cgroups":    {func(h *Host, in *Input) { h.Mounts = h.CPUInfo }, "cgroups", "cgroup2"},
 		"vsock forced":  {func(h *Host, in *Input) { in.Config.Agent.Transport = "vsock" }, "vhost-vsock", "modprobe vhost_vsock"},
 		"no 9p on q35":  {func(h *Host, in *Input) { in.Config.Hypervisor.Machine = "q35" }, "qemu-agent", "qemu-system-x86"},
-		"missing shim":  {func(h *Host, in *Input) { in.Helpers = []Helper{{Name: "cocoon-shim", Err: errors.New("not found")}} }, "cocoon-shim", "make install"},
+		"missing relay":  {func(h *Host, in *Input) { in.Helpers = []Helper{{Name: "cocoon-relay", Err: errors.New("not found")}} }, "cocoon-relay", "make install"},
 		"replaced kern": {func(h *Host, in *Input) { in.Config.Hypervisor.Kernel, _ = fakeImages(t, "6.1.2", "6.1.1", "v1") }, "kernel", "make"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package proc supervises host processes that cocoon starts detached (QEMU,
-// cocoon-proxy, cocoon-shim) and must later find, wait for and stop from
+// cocoon-proxy, cocoon-relay) and must later find, wait for and stop from
 // another process, where they are no longer children.
 package proc
 

@@ -11,7 +11,7 @@ import (
 type Suite interface{ Run() int }
 
 // RunAdopting runs an integration suite whose commands leave processes
-// behind on purpose (shims, QEMU, the proxy, conmon: they outlive the
+// behind on purpose (relays, QEMU, the proxy, conmon: they outlive the
 // command that started them, as with runc). The suite becomes their
 // subreaper, as containerd's shim or a node's init would be, so that it can
 // read their exit statuses; after the tests, leftovers reports what the

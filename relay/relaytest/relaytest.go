@@ -1,7 +1,7 @@
-// Package relaytest provides a fake sandbox for tests of cocoon-shim: the fake
+// Package relaytest provides a fake sandbox for tests of cocoon-relay: the fake
 // agent of clienttest behind the real cocoon-proxy, serving a unix socket as
 // a real sandbox does. The test plays the process: it receives the stdio
-// streams the shim attaches and the signals and resizes it sends, and
+// streams the relay attaches and the signals and resizes it sends, and
 // answers WaitProcess.
 package relaytest
 
@@ -22,14 +22,14 @@ import (
 	"github.com/cocoon-containers/cocoon/proxy"
 )
 
-// Sandbox is a fake sandbox reached through Sock, as a shim reaches a real
+// Sandbox is a fake sandbox reached through Sock, as a relay reaches a real
 // one through its proxy.sock.
 type Sandbox struct {
-	// Sock is the proxy socket to pass to the shim.
+	// Sock is the proxy socket to pass to the relay.
 	Sock string
-	// Streams receives every stdio stream the shim attaches.
+	// Streams receives every stdio stream the relay attaches.
 	Streams chan Stream
-	// Signals and Resizes receive the shim's SignalProcess and ResizeTty.
+	// Signals and Resizes receive the relay's SignalProcess and ResizeTty.
 	Signals chan *api.SignalProcessRequest
 	Resizes chan *api.ResizeTtyRequest
 	// Exit answers the pending WaitProcess with an exit status.
@@ -38,7 +38,7 @@ type Sandbox struct {
 	Kill func()
 }
 
-// Stream is one stdio stream the shim attached.
+// Stream is one stdio stream the relay attached.
 type Stream struct {
 	Header api.StreamHeader
 	Conn   net.Conn
@@ -52,7 +52,7 @@ func NewSandbox(t testing.TB) *Sandbox {
 		t.Fatal(err)
 	}
 	proxyEnd, agentEnd := fileConn(t, fds[0]), fileConn(t, fds[1])
-	dir, err := os.MkdirTemp("", "ccn-shim")
+	dir, err := os.MkdirTemp("", "ccn-relay")
 	if err != nil {
 		t.Fatal(err)
 	}

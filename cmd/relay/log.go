@@ -9,8 +9,8 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// openLog returns the shim's logger: to path when set, else nowhere, since
-// the shim's stderr is the process's.
+// openLog returns the relay's logger: to path when set, else nowhere, since
+// the relay's stderr is the process's.
 func openLog(path, format string, debug bool) (*logrus.Entry, error) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
@@ -29,7 +29,7 @@ func openLog(path, format string, debug bool) (*logrus.Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening log: %w", err)
 		}
-		l.SetOutput(f) // open until the shim exits
+		l.SetOutput(f) // open until the relay exits
 	}
 	return logrus.NewEntry(l).WithField("pid", os.Getpid()), nil
 }

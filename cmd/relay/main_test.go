@@ -23,22 +23,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// These tests run the real cocoon-shim binary against a fake agent behind
+// These tests run the real cocoon-relay binary against a fake agent behind
 // the real cocoon-proxy on a unix socket, and check what its callers see:
 // its exit status, its stdio, the signals it forwards.
 
-// shimBinary is the cocoon-shim that TestMain builds.
-var shimBinary string
+// relayBinary is the cocoon-relay that TestMain builds.
+var relayBinary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cocoon-shim-bin")
+	dir, err := os.MkdirTemp("", "cocoon-relay-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	shimBinary = filepath.Join(dir, "cocoon-shim")
-	if out, err := exec.Command("go", "build", "-o", shimBinary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building cocoon-shim: %v\n%s", err, out)
+	relayBinary = filepath.Join(dir, "cocoon-relay")
+	if out, err := exec.Command("go", "build", "-o", relayBinary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building cocoon-relay: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -49,12 +49,12 @@ func TestMain(m *testing.M) {
 
 const waitTimeout = 20 * time.Second
 
-// sandbox is shimtest's fake sandbox, with this file's helpers.
+// sandbox is relaytest's fake sandbox, with this file's helpers.
 type sandbox struct{ *relaytest.Sandbox }
 
 func newSandbox(t *testing.T) *sandbox { return &sandbox{relaytest.NewSandbox(t)} }
 
-// attached waits for n streams of the shim.
+// attached waits for n streams of the relay.
 func (sb *sandbox) attached(t *testing.T, n int) map[api.Stdio]net.Conn {
 	t.Helper()
 	got := map[api.Stdio]net.Conn{}
@@ -77,10 +77,10 @@ func closeWrite(t *testing.T, c net.Conn) {
 	}
 }
 
-// shimCmd returns a cocoon-shim command for the sandbox's container "c",
+// relayCmd returns a cocoon-relay command for the sandbox's container "c",
 // started as cocoon-runtime starts it (in its own session).
-func (sb *sandbox) shimCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(shimBinary, append([]string{"--proxy-socket", sb.Sock, "--container", "c"}, args...)...)
+func (sb *sandbox) relayCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(relayBinary, append([]string{"--proxy-socket", sb.Sock, "--container", "c"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd
 }
@@ -100,7 +100,7 @@ func exitCode(t *testing.T, cmd *exec.Cmd) int {
 	case <-time.After(waitTimeout):
 		cmd.Process.Kill()
 		<-done
-		t.Fatal("cocoon-shim did not exit")
+		t.Fatal("cocoon-relay did not exit")
 		return -1
 	}
 }
@@ -110,7 +110,7 @@ func TestExitStatusAndStdio(t *testing.T) {
 		t.Run(fmt.Sprint(want), func(t *testing.T) {
 			sb := newSandbox(t)
 			var stdout, stderr bytes.Buffer
-			cmd := sb.shimCmd("--exec", "e")
+			cmd := sb.relayCmd("--exec", "e")
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr // stdin: /dev/null
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -141,7 +141,7 @@ func TestExitStatusAndStdio(t *testing.T) {
 
 func TestStdinEOF(t *testing.T) {
 	sb := newSandbox(t)
-	cmd := sb.shimCmd("--stdout=false", "--stderr=false")
+	cmd := sb.relayCmd("--stdout=false", "--stderr=false")
 	cmd.Stdin = strings.NewReader("some input")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ func TestStdinEOF(t *testing.T) {
 	}
 }
 
-// TestSignalsAndDescriptors sends the running shim signals, as
+// TestSignalsAndDescriptors sends the running relay signals, as
 // containerd-shim-runc-v2 does to an exec'd process's PID, and checks that
 // it closed a descriptor it inherited and reported ready.
 func TestSignalsAndDescriptors(t *testing.T) {
@@ -175,7 +175,7 @@ func TestSignalsAndDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer leakR.Close()
-	cmd := sb.shimCmd("--exec", "e", "--ready-fd", "3")
+	cmd := sb.relayCmd("--exec", "e", "--ready-fd", "3")
 	cmd.ExtraFiles = []*os.File{readyW, leakW} // fds 3 and 4
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestSignalsAndDescriptors(t *testing.T) {
 	}
 	leakR.SetReadDeadline(time.Now().Add(waitTimeout))
 	if b, err := io.ReadAll(leakR); err != nil || len(b) > 0 {
-		t.Errorf("inherited fd 4: read %q, %v; want EOF (closed by the shim)", b, err)
+		t.Errorf("inherited fd 4: read %q, %v; want EOF (closed by the relay)", b, err)
 	}
 
 	for _, sig := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM} {
@@ -218,7 +218,7 @@ func TestLostSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer readyR.Close()
-	cmd := sb.shimCmd("--ready-fd", "3")
+	cmd := sb.relayCmd("--ready-fd", "3")
 	cmd.Stderr = &stderr
 	cmd.ExtraFiles = []*os.File{readyW}
 	if err := cmd.Start(); err != nil {
@@ -233,7 +233,7 @@ func TestLostSandbox(t *testing.T) {
 	if got := exitCode(t, cmd); got != 255 {
 		t.Errorf("exit code %d, want 255", got)
 	}
-	if !strings.HasPrefix(stderr.String(), "cocoon-shim: lost the sandbox: ") || strings.Count(stderr.String(), "\n") != 1 {
+	if !strings.HasPrefix(stderr.String(), "cocoon-relay: lost the sandbox: ") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("stderr %q, want one line about the lost sandbox", stderr.String())
 	}
 	t.Logf("stderr: %s", stderr.String())
@@ -246,7 +246,7 @@ func TestNeverConnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer readyR.Close()
-	cmd := exec.Command(shimBinary, "--proxy-socket", filepath.Join(t.TempDir(), "proxy.Sock"), "--container", "c", "--ready-fd", "3", "--timeout-scale", "10")
+	cmd := exec.Command(relayBinary, "--proxy-socket", filepath.Join(t.TempDir(), "proxy.Sock"), "--container", "c", "--ready-fd", "3", "--timeout-scale", "10")
 	cmd.Stderr = &stderr
 	cmd.ExtraFiles = []*os.File{readyW}
 	begin := time.Now()
@@ -261,7 +261,7 @@ func TestNeverConnects(t *testing.T) {
 	if d := time.Since(begin); d > 5*time.Second {
 		t.Errorf("took %v to fail", d)
 	}
-	const want = "cocoon-shim: connecting to the agent: "
+	const want = "cocoon-relay: connecting to the agent: "
 	if !strings.HasPrefix(string(b), want) || !strings.HasPrefix(stderr.String(), want) {
 		t.Errorf("ready pipe %q, stderr %q; want %q...", b, stderr.String(), want)
 	}
@@ -278,13 +278,13 @@ func TestBadFlags(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(shimBinary, args...)
+			cmd := exec.Command(relayBinary, args...)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			cmd.Run()
 			if got := cmd.ProcessState.ExitCode(); got != 255 {
 				t.Errorf("exit code %d, want 255", got)
 			}
-			if !strings.HasPrefix(stderr.String(), "cocoon-shim: ") {
+			if !strings.HasPrefix(stderr.String(), "cocoon-relay: ") {
 				t.Errorf("stderr %q", stderr.String())
 			}
 			if stdout.Len() > 0 { // the process's stdout: no usage text there
@@ -294,14 +294,14 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
-// TestTerminal starts the shim as the runtime does for a process with a
+// TestTerminal starts the relay as the runtime does for a process with a
 // terminal: fds 0-2 are the pty slave, which becomes its controlling
 // terminal, so that resizing the master sends it SIGWINCH.
 func TestTerminal(t *testing.T) {
 	sb := newSandbox(t)
 	master, slave := openPty(t)
 	setWinsize(t, master, 24, 80)
-	cmd := sb.shimCmd("--terminal")
+	cmd := sb.relayCmd("--terminal")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
@@ -329,7 +329,7 @@ func TestTerminal(t *testing.T) {
 	if _, err := io.ReadFull(master, got); err != nil || string(got) != "hi\r\n" {
 		t.Fatalf("master read %q, %v", got, err)
 	}
-	setWinsize(t, master, 40, 100) // the kernel sends the shim SIGWINCH
+	setWinsize(t, master, 40, 100) // the kernel sends the relay SIGWINCH
 	if r := resize(t, sb); r.GetRows() != 40 || r.GetCols() != 100 {
 		t.Errorf("resize %v, want 40x100", r)
 	}
@@ -359,7 +359,7 @@ func TestLargeOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd := sb.shimCmd("--stderr=false")
+	cmd := sb.relayCmd("--stderr=false")
 	cmd.Stdout = w
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -387,7 +387,7 @@ func TestLargeOutput(t *testing.T) {
 		t.Fatalf("read %d bytes, want %d", n, size)
 	}
 	d := time.Since(begin)
-	t.Logf("process stdout -> cocoon-shim -> pipe: 64 MiB in %v: %.0f MB/s", d.Round(time.Millisecond), size/d.Seconds()/1e6)
+	t.Logf("process stdout -> cocoon-relay -> pipe: 64 MiB in %v: %.0f MB/s", d.Round(time.Millisecond), size/d.Seconds()/1e6)
 }
 
 // openPty opens a pseudo-terminal pair.

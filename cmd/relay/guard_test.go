@@ -10,9 +10,9 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 )
 
-// TestGuard: a shim that is SIGKILLed (conmon's exec-sync timeout) has its
+// TestGuard: a relay that is SIGKILLed (conmon's exec-sync timeout) has its
 // guard SIGKILL the process in the guest, an exec'd one or the container's
-// init; a shim that exits with its process leaves the process alone.
+// init; a relay that exits with its process leaves the process alone.
 func TestGuard(t *testing.T) {
 	for _, execID := range []string{"e", ""} {
 		t.Run("ShimKilled/exec="+execID, func(t *testing.T) {
@@ -21,7 +21,7 @@ func TestGuard(t *testing.T) {
 			if execID != "" {
 				args = []string{"--exec", execID}
 			}
-			cmd := sb.shimCmd(args...)
+			cmd := sb.relayCmd(args...)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out // stdin: /dev/null
 			if err := cmd.Start(); err != nil {
@@ -38,13 +38,13 @@ func TestGuard(t *testing.T) {
 					t.Errorf("the guard sent %+v, want SIGKILL to c/%s", req, execID)
 				}
 			case <-time.After(waitTimeout):
-				t.Fatal("the guard did not kill the process of its SIGKILLed shim")
+				t.Fatal("the guard did not kill the process of its SIGKILLed relay")
 			}
 		})
 	}
 	t.Run("ProcessExited", func(t *testing.T) {
 		sb := newSandbox(t)
-		cmd := sb.shimCmd("--exec", "e")
+		cmd := sb.relayCmd("--exec", "e")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out // stdin: /dev/null
 		if err := cmd.Start(); err != nil {

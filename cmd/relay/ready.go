@@ -6,7 +6,7 @@ import (
 	"syscall"
 )
 
-// readyPipe tells the runtime that started the shim how its start went:
+// readyPipe tells the runtime that started the relay how its start went:
 // "ready\n" once the streams are attached, or the error. It is written once,
 // then closed.
 type readyPipe struct {
@@ -32,11 +32,11 @@ func (r *readyPipe) fd() int {
 	return int(r.f.Fd())
 }
 
-// ok reports that the shim is attached.
+// ok reports that the relay is attached.
 func (r *readyPipe) ok() { r.send("ready\n") }
 
-// fail reports err, unless the shim was reported ready already.
-func (r *readyPipe) fail(err error) { r.send(fmt.Sprintf("cocoon-shim: %v\n", err)) }
+// fail reports err, unless the relay was reported ready already.
+func (r *readyPipe) fail(err error) { r.send(fmt.Sprintf("cocoon-relay: %v\n", err)) }
 
 func (r *readyPipe) send(msg string) {
 	if r.f == nil {

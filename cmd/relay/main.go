@@ -1,4 +1,4 @@
-// Command cocoon-shim relays one process of a cocoon container: the
+// Command cocoon-relay relays one process of a cocoon container: the
 // container's init process or one exec'd process. It is what runc's callers
 // wait for: cocoon-runtime create and exec start it detached and write its
 // PID to --pid-file, so containerd-shim-runc-v2, conmon or Docker wait for
@@ -16,19 +16,19 @@
 //     names one; pass the ready pipe as ExtraFiles[0] (fd 3), which also
 //     replaces a descriptor leaked as fd 3.
 //   - SysProcAttr{Setsid: true}, and with --terminal also Setctty: true,
-//     Ctty: 0, so that the slave is the shim's controlling terminal: the
-//     shim then gets SIGWINCH when the caller resizes the master (and SIGHUP
+//     Ctty: 0, so that the slave is the relay's controlling terminal: the
+//     relay then gets SIGWINCH when the caller resizes the master (and SIGHUP
 //     when it closes it, which it forwards).
-//   - No Pdeathsig: the shim outlives the runtime. The environment is not
-//     used. The shim starts a guard (a second cocoon-shim, --guard-fd) that
-//     kills the process in the guest should the shim be SIGKILLed (see
+//   - No Pdeathsig: the relay outlives the runtime. The environment is not
+//     used. The relay starts a guard (a second cocoon-relay, --guard-fd) that
+//     kills the process in the guest should the relay be SIGKILLed (see
 //     guard.go).
 //   - The process must have been created (CreateContainer or ExecProcess)
 //     with the api.StdioConfig that matches --stdin, --stdout and --stderr
 //     (relay.AttachedStdio computes both from the same files).
 //   - With --ready-fd, the runtime reads the pipe to its end: "ready\n"
 //     means the streams are attached (start the process now); anything else
-//     is the shim's error, and the shim exits 255.
+//     is the relay's error, and the relay exits 255.
 package main
 
 import (
@@ -45,13 +45,13 @@ import (
 
 func main() {
 	// Catch every signal first: none may take its default action (a
-	// SIGTERM is the process's, not the shim's), and those that arrive
-	// before the shim is connected wait in the channel.
+	// SIGTERM is the process's, not the relay's), and those that arrive
+	// before the relay is connected wait in the channel.
 	sigs := make(chan os.Signal, 128)
 	signal.Notify(sigs)
 	status := 0 // --help
 	if err := newApp(sigs, &status).Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "cocoon-shim: %v\n", err)
+		fmt.Fprintf(os.Stderr, "cocoon-relay: %v\n", err)
 		os.Exit(relay.StatusLost)
 	}
 	os.Exit(status)
@@ -61,7 +61,7 @@ func main() {
 // process's exit status in status.
 func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 	return &cli.App{
-		Name:            "cocoon-shim",
+		Name:            "cocoon-relay",
 		Usage:           "relay one process of a cocoon container: stdio, signals, exit status",
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
@@ -78,7 +78,7 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` (default: none)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
-			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as the guard of an exec'd process's shim: SIGKILL the process if descriptor `FD` ends without a byte (see guard.go)"},
+			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as the guard of an exec'd process's relay: SIGKILL the process if descriptor `FD` ends without a byte (see guard.go)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
@@ -120,7 +120,7 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 	fail := func(err error) (int, error) {
 		ready.fail(err)
 		log.WithError(err).Error("exiting")
-		fmt.Fprintf(os.Stderr, "cocoon-shim: %v\n", err)
+		fmt.Fprintf(os.Stderr, "cocoon-relay: %v\n", err)
 		return relay.StatusLost, nil // reported
 	}
 

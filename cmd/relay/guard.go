@@ -19,25 +19,25 @@ import (
 	"github.com/cocoon-containers/cocoon/relay"
 )
 
-// A shim's PID is its process's PID to the caller, and a SIGKILL to that
+// A relay's PID is its process's PID to the caller, and a SIGKILL to that
 // PID must kill the process, as it does with runc: conmon SIGKILLs an
 // exec-sync's PID when it times out (a Kubernetes exec probe) and a
 // container's when `conmon -T` (podman run --timeout) expires,
 // containerd's runc shim SIGKILLs an exec's PID to kill it, the host's OOM
-// killer picks one. A shim cannot catch SIGKILL to forward it. So every
-// shim starts a guard: a second cocoon-shim, in its own session with no
-// stdio, that holds the read end of a pipe whose write end only the shim
-// holds. The shim writes one byte to it before it exits by itself; a guard
-// that reads end of file without that byte knows that its shim died
+// killer picks one. A relay cannot catch SIGKILL to forward it. So every
+// relay starts a guard: a second cocoon-relay, in its own session with no
+// stdio, that holds the read end of a pipe whose write end only the relay
+// holds. The relay writes one byte to it before it exits by itself; a guard
+// that reads end of file without that byte knows that its relay died
 // unannounced, and SIGKILLs the process in the guest.
 
 // guardFD is the guard's end of the pipe, as the guard sees it.
 const guardFD = 3
 
-// guardAlive is the byte the shim writes when it exits by itself.
+// guardAlive is the byte the relay writes when it exits by itself.
 var guardAlive = []byte{'.'}
 
-// guard is a started guard, seen from its shim.
+// guard is a started guard, seen from its relay.
 type guard struct {
 	cmd *exec.Cmd
 	w   *os.File
@@ -45,9 +45,9 @@ type guard struct {
 	exited chan struct{}
 }
 
-// guardian keeps a shim's guard: a guard that dies while its shim runs
+// guardian keeps a relay's guard: a guard that dies while its relay runs
 // (killed first, by mistake or on purpose) is replaced at once, so that a
-// later SIGKILL of the shim still kills the process in the guest.
+// later SIGKILL of the relay still kills the process in the guest.
 type guardian struct {
 	c   *cli.Context
 	log *logrus.Entry
@@ -57,7 +57,7 @@ type guardian struct {
 	released bool
 }
 
-// startGuardian starts the shim's guard and watches it.
+// startGuardian starts the relay's guard and watches it.
 func startGuardian(c *cli.Context, log *logrus.Entry) (*guardian, error) {
 	g, err := startGuard(c)
 	if err != nil {
@@ -68,7 +68,7 @@ func startGuardian(c *cli.Context, log *logrus.Entry) (*guardian, error) {
 	return gd, nil
 }
 
-// watch replaces g once it exits, unless the shim is exiting.
+// watch replaces g once it exits, unless the relay is exiting.
 func (gd *guardian) watch(g *guard) {
 	<-g.exited
 	gd.mu.Lock()
@@ -80,14 +80,14 @@ func (gd *guardian) watch(g *guard) {
 	gd.log.Warn("the guard died: starting another")
 	ng, err := startGuard(gd.c)
 	if err != nil {
-		gd.log.WithError(err).Error("replacing the guard: a SIGKILL of this shim would leave its process running")
+		gd.log.WithError(err).Error("replacing the guard: a SIGKILL of this relay would leave its process running")
 		return
 	}
 	gd.g = ng
 	go gd.watch(ng)
 }
 
-// release tells the current guard that the shim exits by itself.
+// release tells the current guard that the relay exits by itself.
 func (gd *guardian) release() {
 	gd.mu.Lock()
 	gd.released = true
@@ -107,7 +107,7 @@ func startGuard(c *cli.Context) (*guard, error) {
 		return nil, fmt.Errorf("starting the guard: %w", err)
 	}
 	defer r.Close()
-	args := []string{"cocoon-shim", "--guard-fd", strconv.Itoa(guardFD),
+	args := []string{"cocoon-relay", "--guard-fd", strconv.Itoa(guardFD),
 		"--container", c.String("container"),
 		"--timeout-scale", strconv.FormatUint(uint64(c.Uint("timeout-scale")), 10)}
 	for _, f := range []string{"exec", "proxy-socket", "vsock", "log", "log-format"} {
@@ -134,7 +134,7 @@ func startGuard(c *cli.Context) (*guard, error) {
 	return g, nil
 }
 
-// release tells the guard that the shim exits by itself and reaps it.
+// release tells the guard that the relay exits by itself and reaps it.
 func (g *guard) release(log *logrus.Entry) {
 	_, _ = g.w.Write(guardAlive)
 	g.w.Close()
@@ -146,8 +146,8 @@ func (g *guard) release(log *logrus.Entry) {
 	}
 }
 
-// runGuard is cocoon-shim --guard-fd: it waits for its shim to exit and,
-// if the shim died without writing guardAlive, kills the process.
+// runGuard is cocoon-relay --guard-fd: it waits for its relay to exit and,
+// if the relay died without writing guardAlive, kills the process.
 func runGuard(c *cli.Context) error {
 	fd := c.Int("guard-fd")
 	if _, err := relay.CloseInheritedFDs(fd); err != nil {
@@ -168,7 +168,7 @@ func runGuard(c *cli.Context) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		log.WithError(err).Warn("reading the guard pipe")
 	}
-	log.Info("the shim died without the process's exit: killing the process")
+	log.Info("the relay died without the process's exit: killing the process")
 	d, err := relay.NewDialer(c.String("proxy-socket"), c.String("vsock"))
 	if err != nil {
 		return err
