@@ -16,23 +16,45 @@ import (
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
-// Container is one container in a running sandbox: the operations that
-// both front ends need once it exists in the guest. It holds no state of
-// its own beyond its ID and sandbox; cocoon-runtime's Record and the
-// containerd shim's task keep theirs.
+// Container is one container in a sandbox: what both front ends call once
+// it exists in the guest, and the pod rules they share (Signal, Delete).
+// Beyond what Create learnt, it holds no state of its own: cocoon-runtime's
+// Record and the containerd shim's processes keep theirs.
 type Container struct {
 	// ID is the container's ID in the sandbox.
 	ID string
-	sb *sandbox.Sandbox
+	// GuestPID is the init process's PID in the guest: a pod's sandbox
+	// container's namespaces are joined there (0: not known).
+	GuestPID int
+	// OwnsSandbox is set for the container that booted its sandbox (a pod's
+	// sandbox container, or a container outside a pod).
+	OwnsSandbox bool
+
+	m  *sandbox.Manager
+	sb *sandbox.Sandbox // nil once the sandbox is gone
 }
 
-// In returns container id of sandbox sb.
-func In(sb *sandbox.Sandbox, id string) *Container {
-	return &Container{ID: id, sb: sb}
+// In returns container id of sandbox sb (nil: gone) under manager m.
+func In(m *sandbox.Manager, sb *sandbox.Sandbox, id string) *Container {
+	return &Container{ID: id, m: m, sb: sb}
 }
 
-// Sandbox returns the sandbox the container runs in.
+// Sandbox returns the sandbox the container runs in; nil once it is gone.
 func (c *Container) Sandbox() *sandbox.Sandbox { return c.sb }
+
+// Ready fails at once, saying why, unless the container's sandbox is there
+// and passes its health check (sandbox.Health): nothing in a sandbox that
+// cannot be asked can be done. The error is ErrSandboxGone,
+// sandbox.ErrVMGone or sandbox.ErrUnresponsive.
+func (c *Container) Ready(ctx context.Context) error {
+	if c.sb == nil {
+		return fmt.Errorf("container %s: %w", c.ID, ErrSandboxGone)
+	}
+	if err := c.sb.Health(ctx); err != nil {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	return nil
+}
 
 // Stdio says which of a process's standard streams the caller attaches; a
 // process with a terminal has one terminal stream instead, whatever it
@@ -114,9 +136,32 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process, s
 	return nil
 }
 
-// Signal sends sig to the init process (execID empty) or to an exec'd
-// one; with all, to every process of the container.
+// Signal sends sig to the init process (execID empty) or to an exec'd one,
+// with all to every process of the container, once the sandbox has passed
+// its health check. The pod rule for a sandbox that cannot be asked: a
+// SIGKILL (what docker kill, ctr task kill, crictl rmp -f and the kubelet
+// send) kills its VM, the only way to end a process in it, and every
+// process of the pod ends with it; Delete then removes the rest. Any other
+// signal fails with Ready's error.
 func (c *Container) Signal(ctx context.Context, execID string, sig unix.Signal, all bool) error {
+	if err := c.Ready(ctx); err != nil {
+		if sig != unix.SIGKILL || !errors.Is(err, sandbox.ErrUnresponsive) {
+			return err
+		}
+		c.m.Log.WithError(err).Warnf("container %s: killing its sandbox's VM", c.ID)
+		return c.sb.KillVM(ctx)
+	}
+	if err := c.signal(ctx, execID, sig, all); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w (the agent may still deliver it if the sandbox recovers)", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// signal asks the agent to deliver sig.
+func (c *Container) signal(ctx context.Context, execID string, sig unix.Signal, all bool) error {
 	ag, err := c.agent(ctx)
 	if err != nil {
 		return err
@@ -129,13 +174,16 @@ func (c *Container) Signal(ctx context.Context, execID string, sig unix.Signal, 
 	return nil
 }
 
-// Kill sends SIGKILL to a process (execID) or to the whole container,
-// best effort and with a deadline of its own: it cleans up after a failure,
-// which may be ctx's.
-func (c *Container) Kill(ctx context.Context, execID string, grace time.Duration) {
-	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+// Kill sends SIGKILL to a process (execID) or to every process of the
+// container (execID empty), best effort and with a deadline of its own: it
+// cleans up after a failure, which may be ctx's, or after an init process
+// that shared its PID namespace (its exit takes the others along).
+func (c *Container) Kill(ctx context.Context, execID string) {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.m.Scaled(killGrace))
 	defer cancel()
-	_ = c.Signal(kctx, execID, unix.SIGKILL, execID == "")
+	if err := c.signal(kctx, execID, unix.SIGKILL, execID == ""); err != nil && !IsGone(err) {
+		c.m.Log.WithError(err).WithField("container", c.ID).Debug("killing")
+	}
 }
 
 // Wait returns once the process has exited and its output is flushed to
@@ -264,15 +312,6 @@ func (c *Container) Processes(ctx context.Context) ([]Process, error) {
 		})
 	}
 	return out, nil
-}
-
-// Remove removes the container from the guest (with force a running one
-// too) and its root file system and volumes from the share.
-func (c *Container) Remove(ctx context.Context, force bool) error {
-	if c.sb == nil {
-		return nil
-	}
-	return c.sb.RemoveContainer(ctx, c.ID, force)
 }
 
 // IsGone tells whether err says that the process or container no longer

@@ -103,8 +103,8 @@ func TestPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer infra.Sandbox().Close()
-	if !infra.Booted || infra.GuestPID != 11 || fakes.Started() != 1 {
-		t.Fatalf("infra: booted %v, guest pid %d, %d VMs", infra.Booted, infra.GuestPID, fakes.Started())
+	if !infra.OwnsSandbox || infra.GuestPID != 11 || fakes.Started() != 1 {
+		t.Fatalf("infra: booted %v, guest pid %d, %d VMs", infra.OwnsSandbox, infra.GuestPID, fakes.Started())
 	}
 
 	appB := bundle(t, &specs.Spec{Annotations: crio("container"), Linux: &specs.Linux{
@@ -118,15 +118,15 @@ func TestPodLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app.Booted || fakes.Started() != 1 || app.Sandbox().ID() != "pod" {
-		t.Fatalf("app: booted %v, %d VMs, sandbox %s", app.Booted, fakes.Started(), app.Sandbox().ID())
+	if app.OwnsSandbox || fakes.Started() != 1 || app.Sandbox().ID() != "pod" {
+		t.Fatalf("app: booted %v, %d VMs, sandbox %s", app.OwnsSandbox, fakes.Started(), app.Sandbox().ID())
 	}
 	appNS := created["app"].Linux.Namespaces
 	if len(appNS) != 1 || appNS[0].Type != specs.PIDNamespace || appNS[0].Path != "/proc/11/ns/pid" {
 		t.Errorf("app's namespaces in the guest: %+v, want the infra's PID namespace only", appNS)
 	}
 
-	c := app.Container
+	c := app
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -143,17 +143,20 @@ func TestPodLifecycle(t *testing.T) {
 	if st, err := c.Stats(ctx); err != nil || !json.Valid(st) {
 		t.Fatalf("stats: %s, %v", st, err)
 	}
-	if err := c.Remove(ctx, true); err != nil {
-		t.Fatal(err)
+	// The pod rule: a member's delete removes it, the last one's destroys
+	// the sandbox.
+	share := app.Sandbox().Share()
+	if gone, err := c.Delete(ctx); err != nil || gone {
+		t.Fatalf("deleting the app: sandbox gone %v, %v", gone, err)
 	}
-	if _, err := os.Stat(app.Sandbox().Share().ContainerDir("app")); !os.IsNotExist(err) {
+	if _, err := os.Stat(share.ContainerDir("app")); !os.IsNotExist(err) {
 		t.Errorf("app's share directory left: %v", err)
 	}
-	if err := infra.Remove(ctx, true); err != nil {
-		t.Fatal(err)
+	if gone, err := infra.Delete(ctx); err != nil || !gone {
+		t.Fatalf("deleting the infra container: sandbox gone %v, %v", gone, err)
 	}
-	if err := infra.Sandbox().Destroy(ctx); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(filepath.Dir(share.HostDir)); !os.IsNotExist(err) {
+		t.Errorf("the sandbox's directory is left: %v", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

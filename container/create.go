@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
-	"github.com/sirupsen/logrus"
 )
 
 // CreateConfig is what Create needs to create a container.
@@ -37,22 +38,21 @@ type CreateConfig struct {
 	SystemdCgroup bool
 }
 
-// Creation is a container that Create made, with what undoes it.
-type Creation struct {
-	*Container
-	// GuestPID is the init process's PID in the guest.
-	GuestPID int
-	// Booted is set when Create booted the sandbox (the container owns it).
-	Booted bool
-	m      *sandbox.Manager
+// CreateContext bounds a create under m's accelerator: the sandbox's boot
+// (agent.boot_timeout) and a margin for the rest. Both front ends create
+// within it.
+func CreateContext(ctx context.Context, m *sandbox.Manager) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, m.Scaled(m.Config.Agent.BootTimeout.Duration+createMargin))
 }
 
 // Create creates a container in its pod's sandbox: it applies the pod
 // rules to the bundle (PodNamespaces), boots and attaches the sandbox when
 // the container owns it (or when CRI-O dropped the pod's infra container)
-// or joins it, and creates the container in the guest. On failure nothing
-// is left: no container, no sandbox it booted.
-func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creation, retErr error) {
+// or joins it, and creates the container in the guest, under the
+// sandbox's lock, which Delete takes too: a container that joins is seen by
+// the delete of any other. On failure nothing is left: no container, no
+// sandbox it booted.
+func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Container, retErr error) {
 	if err := statedir.ValidateID(cfg.ID); err != nil {
 		return nil, fmt.Errorf("invalid container id: %w", err)
 	}
@@ -84,7 +84,7 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creat
 			}()
 		}
 	}
-	cr := &Creation{m: m}
+	c := &Container{ID: cfg.ID, m: m, OwnsSandbox: owns}
 	if owns {
 		size, err := SizeOf(b.Spec, m.Config.Hypervisor)
 		if err != nil {
@@ -97,56 +97,62 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Creat
 			RemoveEmptyRoot(m.Root)
 			return nil, err
 		}
-		cr.Booted = true
 		defer func() {
 			if retErr != nil {
-				cr.destroySandbox(ctx, sb)
+				DestroySandbox(ctx, m, sb)
 			}
 		}()
+	}
+	lock, err := sb.Lock()
+	if err != nil {
+		return nil, fmt.Errorf("creating %s in sandbox %s: %w", cfg.ID, sb.ID(), err)
+	}
+	defer lock.Unlock()
+	if owns {
 		if err := sb.Attach(ctx, attach); err != nil {
 			return nil, err
 		}
 		m.Log.WithField("sandbox", sb.ID()).Debug("sandbox attached")
-	} else if cfg.Sandbox == nil {
-		// Another process may be changing the pod's sandbox.
-		lock, err := sb.Lock()
-		if err != nil {
-			return nil, fmt.Errorf("joining the pod's sandbox: %w", err)
-		}
-		defer lock.Unlock()
 	}
 	pid, err := sb.CreateContainer(ctx, cfg.ID, b, cfg.Stdio.config())
 	if err != nil {
 		return nil, err
 	}
 	m.Log.WithFields(logrus.Fields{"container": cfg.ID, "guest_pid": pid}).Debug("container created in the guest")
-	cr.Container, cr.GuestPID = In(sb, cfg.ID), pid
-	return cr, nil
+	c.sb, c.GuestPID = sb, pid
+	return c, nil
 }
 
 // Undo removes a container that Create made, and the sandbox if Create
 // booted it, best effort: it cleans up after a failure, with deadlines of
 // its own. between runs once the container is gone, before the sandbox
 // goes (the container's relay exits then by itself).
-func (cr *Creation) Undo(ctx context.Context, between func()) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cr.m.Scaled(cleanupTimeout))
+func (c *Container) Undo(ctx context.Context, between func()) {
+	if c.sb == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.m.Scaled(cleanupTimeout))
 	defer cancel()
-	if err := cr.Remove(cctx, true); err != nil {
-		cr.m.Log.WithError(err).Warn("cleaning up a failed create")
+	if err := c.sb.RemoveContainer(cctx, c.ID, true); err != nil {
+		c.m.Log.WithError(err).Warn("cleaning up a failed create")
 	}
 	if between != nil {
 		between()
 	}
-	if cr.Booted {
-		cr.destroySandbox(ctx, cr.sb)
+	if c.OwnsSandbox {
+		DestroySandbox(ctx, c.m, c.sb)
+		c.sb = nil
 	}
 }
 
-func (cr *Creation) destroySandbox(ctx context.Context, sb *sandbox.Sandbox) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cr.m.Scaled(cleanupTimeout))
+// DestroySandbox destroys sandbox sb of manager m, best effort and with a
+// deadline of its own (a failure, or a shim that shuts down, may be what
+// ended ctx), and removes the sandbox root once it is empty.
+func DestroySandbox(ctx context.Context, m *sandbox.Manager, sb *sandbox.Sandbox) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Scaled(cleanupTimeout))
 	defer cancel()
 	if err := sb.Destroy(cctx); err != nil {
-		cr.m.Log.WithError(err).Warn("cleaning up a failed create")
+		m.Log.WithError(err).WithField("sandbox", sb.ID()).Warn("destroying the sandbox")
 	}
-	RemoveEmptyRoot(cr.m.Root)
+	RemoveEmptyRoot(m.Root)
 }

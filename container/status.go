@@ -1,7 +1,6 @@
 package container
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -23,12 +22,21 @@ const (
 )
 
 // Errors of operations the status does not allow, with runc's texts.
+// Each is an ErrFailedPrecondition too, which the containerd shim reports
+// as such.
 var (
 	// ErrNotRunning: kill, pause or exec of a container that is not running.
-	ErrNotRunning = errors.New("container not running")
+	ErrNotRunning error = statusError("container not running")
 	// ErrNotPaused: resume of a container that is not paused.
-	ErrNotPaused = errors.New("container not paused")
+	ErrNotPaused error = statusError("container not paused")
 )
+
+// statusError is an operation that a status does not allow: runc's text,
+// and ErrFailedPrecondition.
+type statusError string
+
+func (e statusError) Error() string { return string(e) }
+func (e statusError) Unwrap() error { return ErrFailedPrecondition }
 
 // CurrentStatus is c's status now: the recorded one, unless the relay
 // (whose life is the process's) is gone, which makes it stopped.
@@ -78,21 +86,30 @@ func parseStartTime(stat string) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64)
 }
 
-// Op is an operation on a container that its status may forbid.
+// Op is an operation on a container, or on one of its processes, that its
+// status may forbid. Both front ends ask CheckOp: cocoon-runtime of its
+// records, the containerd shim of its processes (an exec'd process has the
+// same statuses, but paused).
 type Op int
 
 // The operations CheckOp knows.
 const (
 	OpStart Op = iota
+	// OpKill signals one process.
 	OpKill
+	// OpKillAll signals every process of the container: allowed once its
+	// init has stopped too (in a PID namespace it shares, others may
+	// remain), as runc kill --all.
+	OpKillAll
 	OpPause
 	OpResume
 	OpExec
+	// OpDelete is the delete without --force.
 	OpDelete
 )
 
 // CheckOp says whether op is allowed in status s, with runc's error when
-// it is not. OpDelete is the delete without --force.
+// it is not; every error is ErrFailedPrecondition.
 func CheckOp(op Op, id string, s Status) error {
 	switch op {
 	case OpStart:
@@ -100,13 +117,17 @@ func CheckOp(op Op, id string, s Status) error {
 		case Created:
 			return nil
 		case Stopped:
-			return errors.New("cannot start a container that has stopped")
+			return statusError("cannot start a container that has stopped")
 		case Running:
-			return errors.New("cannot start an already running container")
+			return statusError("cannot start an already running container")
 		}
-		return fmt.Errorf("cannot start a container in the %s state", s)
+		return statusError(fmt.Sprintf("cannot start a container in the %s state", s))
 	case OpKill:
 		if s == Stopped || s == Creating {
+			return ErrNotRunning
+		}
+	case OpKillAll:
+		if s == Creating {
 			return ErrNotRunning
 		}
 	case OpPause:
@@ -122,15 +143,15 @@ func CheckOp(op Op, id string, s Status) error {
 		case Running, Created:
 			return nil
 		case Paused:
-			return errors.New("cannot exec in a paused container")
+			return statusError("cannot exec in a paused container")
 		}
-		return errors.New("cannot exec in a stopped container")
+		return statusError("cannot exec in a stopped container")
 	case OpDelete:
 		switch s {
 		case Stopped, Created, Creating:
 			return nil
 		}
-		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, s)
+		return statusError(fmt.Sprintf("cannot delete container %s that is not stopped: %s", id, s))
 	}
 	return nil
 }

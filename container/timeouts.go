@@ -3,7 +3,8 @@ package container
 import "time"
 
 // Deadlines at hardware speed; sandbox.Manager.Scaled stretches them by
-// the accelerator's slowdown.
+// the accelerator's slowdown. Both front ends use them through the
+// container layer (CreateContext, Container.Delete, DestroySandbox, Kill).
 const (
 	// cleanupTimeout bounds undoing a failed step.
 	cleanupTimeout = 5 * time.Second
@@ -18,4 +19,7 @@ const (
 	// killedRelayGrace bounds, in wall-clock time, how long the relays
 	// of a killed sandbox may take to notice.
 	killedRelayGrace = 2 * time.Second
+	// killGrace bounds the SIGKILL that cleans up after a failed start or
+	// exec (Container.Kill).
+	killGrace = 2 * time.Second
 )

@@ -84,6 +84,29 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 	return int(resp.GetPid()), nil
 }
 
+// Containers lists the containers the sandbox holds: those with a
+// directory in its share, which CreateContainer makes and RemoveContainer
+// (or the sandbox's end) removes. A sandbox that is gone has none.
+func (s *Sandbox) Containers() ([]string, error) {
+	if s.gone {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(s.SharedDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the containers of sandbox %s: %w", s.state.ID, err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && statedir.ValidateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
 // forceRemove removes a half-created container from the guest, best
 // effort, with a deadline of its own: the caller's may be what failed.
 func (s *Sandbox) forceRemove(ctx context.Context, id string) {

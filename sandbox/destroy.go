@@ -22,6 +22,9 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 }
 
 func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
+	if s.gone {
+		return nil
+	}
 	var errs []error
 	if s.vm != nil {
 		if graceful {
@@ -84,6 +87,7 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroying sandbox %s: %w", s.state.ID, err)
 	}
+	s.gone, s.vm = true, nil
 	return nil
 }
 

@@ -12,19 +12,22 @@ import (
 
 // NewManager returns the manager of the sandboxes under root that boots
 // them as cfg says, with QEMU and the accelerator that cfg asks for (auto:
-// the best one detected). cocoon-runtime and the containerd shim build
-// their managers with it.
-func NewManager(cfg *config.Config, root string) (*Manager, error) {
+// the best one detected), logging to log (nil: logrus's standard logger).
+// cocoon-runtime and the containerd shim build their managers with it.
+func NewManager(cfg *config.Config, root string, log *logrus.Entry) (*Manager, error) {
 	accel, why, err := ResolveAccelerator(cfg.Hypervisor.Accelerator)
 	if err != nil {
 		return nil, err
 	}
-	log := logrus.WithField("accelerator", accel)
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	log = log.WithField("accelerator", accel)
 	log.Debugf("accelerator: %s", why)
 	return &Manager{
 		Root:        root,
 		Config:      cfg,
-		Hypervisor:  qemu.New(),
+		Hypervisor:  qemu.New(qemu.WithLogger(log.WithField("hypervisor", qemu.Name))),
 		Accelerator: accel,
 		Log:         log,
 	}, nil

@@ -116,6 +116,9 @@ type Sandbox struct {
 	agent *agentclient.Client // shared connection, see Client
 
 	cgroup *hostcgroup.Cgroup // the host cgroup, once created or loaded
+	// gone is set once the sandbox has been torn down: what is left of
+	// it (this value) answers as a sandbox whose VM is gone.
+	gone bool
 }
 
 // ID returns the sandbox ID.
@@ -251,9 +254,29 @@ func (m *Manager) Load(ctx context.Context, id string) (*Sandbox, error) {
 	return s, nil
 }
 
-// Lock serializes operations on one sandbox across processes.
+// Lock serializes operations on one sandbox across processes: creating a
+// container in it and deciding, on a delete, whether it was the last. A
+// sandbox destroyed before (or while waiting for) the lock is ErrNotFound.
 func (s *Sandbox) Lock() (*statedir.Lock, error) {
-	return statedir.LockFile(filepath.Join(s.dir, lockFile))
+	if s.gone {
+		return nil, fmt.Errorf("locking sandbox %s: %w", s.state.ID, ErrNotFound)
+	}
+	l, err := statedir.LockFile(filepath.Join(s.dir, lockFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("locking sandbox %s: %w", s.state.ID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The holder before may have destroyed it.
+	if _, err := os.Stat(filepath.Join(s.dir, stateFile)); err != nil {
+		l.Unlock()
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("locking sandbox %s: %w", s.state.ID, ErrNotFound)
+		}
+		return nil, err
+	}
+	return l, nil
 }
 
 func (s *Sandbox) save() error {

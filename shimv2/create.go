@@ -3,7 +3,6 @@ package shimv2
 import (
 	"context"
 	"fmt"
-	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
@@ -35,7 +34,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}
 	// Create's work outlives containerd's request only through the
 	// shim's context; the sandbox boot is bounded here.
-	ctx, cancel := context.WithTimeout(ctx, m.Config.Agent.BootTimeout.Duration*m.Accelerator.TimeoutScale()+m.Accelerator.TimeoutScale()*20*time.Second)
+	ctx, cancel := container.CreateContext(ctx, m)
 	defer cancel()
 
 	rootfs, err := mountRootfs(r.Bundle, r.Rootfs)
@@ -65,7 +64,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}
 	p := newProcess(r.ID, "", stdio{stdin: r.Stdin, stdout: r.Stdout, stderr: r.Stderr, terminal: r.Terminal})
 	p.killAllOnExit = !container.PrivateNamespace(b.Spec, specs.PIDNamespace)
-	cr, err := container.Create(ctx, m, container.CreateConfig{
+	c, err := container.Create(ctx, m, container.CreateConfig{
 		ID: r.ID, Bundle: b, Pod: pod, Stdio: p.stdio(), Sandbox: sb,
 		KnownNamespaces: s.podNamespaces(pod.ID),
 	})
@@ -74,24 +73,24 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}
 	defer func() {
 		if retErr != nil {
-			cr.Undo(ctx, nil)
+			c.Undo(ctx, nil)
 		}
 	}()
-	if err := p.attach(ctx, cr.Container); err != nil {
+	if err := p.attach(ctx, c); err != nil {
 		return nil, err
 	}
 	// The process is reported with the VM's PID: its guest PID means
 	// nothing on the host, and the VM is what runs it there.
-	p.pid = uint32(cr.Sandbox().State().VM.PID)
+	p.pid = uint32(c.Sandbox().State().VM.PID)
 
 	s.mu.Lock()
-	if cr.Booted {
-		s.sb = cr.Sandbox()
+	if c.OwnsSandbox {
+		s.sb = c.Sandbox()
 	}
-	s.tasks[r.ID] = &shimTask{id: r.ID, ctr: cr.Container, bundle: r.Bundle, rootfs: rootfs, guestPid: cr.GuestPID, init: p, execs: map[string]*process{}}
+	s.tasks[r.ID] = &task{ctr: c, bundle: r.Bundle, rootfs: rootfs, init: p, execs: map[string]*process{}}
 	s.mu.Unlock()
 	// The init process can be waited for (and killed) from now on.
-	go s.follow(cr.Container, p)
+	go s.follow(c, p)
 
 	s.publish(runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -114,5 +113,5 @@ func (s *Service) podNamespaces(podID string) map[string]string {
 	if t == nil {
 		return nil
 	}
-	return container.GuestNamespacePaths(int(t.init.pid), t.guestPid)
+	return container.GuestNamespacePaths(int(t.init.pid), t.ctr.GuestPID)
 }

@@ -9,12 +9,14 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types/task"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/runtime"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/cocoon-containers/cocoon/container"
 )
 
 // Pids lists the container's processes, with their guest PIDs.
@@ -24,7 +26,7 @@ func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.
 	if err != nil {
 		return nil, err
 	}
-	if err := s.healthy(ctx); err != nil {
+	if err := t.ctr.Ready(ctx); err != nil {
 		return nil, err
 	}
 	procs, err := t.ctr.Processes(ctx)
@@ -33,7 +35,7 @@ func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (_ *taskAPI.
 	}
 	out := &taskAPI.PidsResponse{}
 	for _, p := range procs {
-		out.Processes = append(out.Processes, &task.ProcessInfo{Pid: uint32(p.PID)})
+		out.Processes = append(out.Processes, &tasktypes.ProcessInfo{Pid: uint32(p.PID)})
 	}
 	return out, nil
 }
@@ -54,22 +56,23 @@ func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb
 	if err != nil {
 		return nil, err
 	}
-	if err := s.healthy(ctx); err != nil {
-		return nil, err
-	}
+	op, to, do, topic, event := container.OpResume, container.Running, t.ctr.Resume,
+		runtime.TaskResumedEventTopic, any(&eventstypes.TaskResumed{ContainerID: id})
 	if pause {
-		if err := t.ctr.Pause(ctx); err != nil {
-			return nil, err
-		}
-		p.setStatus(task.Status_PAUSED)
-		s.publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: id})
-		return &emptypb.Empty{}, nil
+		op, to, do, topic, event = container.OpPause, container.Paused, t.ctr.Pause,
+			runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: id}
 	}
-	if err := t.ctr.Resume(ctx); err != nil {
+	if err := p.check(op); err != nil {
 		return nil, err
 	}
-	p.setStatus(task.Status_RUNNING)
-	s.publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: id})
+	if err := t.ctr.Ready(ctx); err != nil {
+		return nil, err
+	}
+	if err := do(ctx); err != nil {
+		return nil, err
+	}
+	p.setStatus(to)
+	s.publish(topic, event)
 	return &emptypb.Empty{}, nil
 }
 
@@ -81,7 +84,7 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAP
 	if err != nil {
 		return nil, err
 	}
-	if err := s.healthy(ctx); err != nil {
+	if err := t.ctr.Ready(ctx); err != nil {
 		return nil, err
 	}
 	data, err := t.ctr.Stats(ctx)

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd/api/types/task"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/fifo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -37,8 +37,10 @@ type process struct {
 	// container's other processes along, as with containerd-shim-runc-v2.
 	killAllOnExit bool
 
-	mu         sync.Mutex
-	status     task.Status
+	mu sync.Mutex
+	// status follows the container layer's state rules (CheckOp); an
+	// exec'd process is never paused.
+	status     container.Status
 	pid        uint32
 	exitStatus uint32
 	exitedAt   time.Time
@@ -56,7 +58,7 @@ func newProcess(containerID, execID string, io stdio) *process {
 		containerID: containerID,
 		execID:      execID,
 		io:          io,
-		status:      task.Status_CREATED,
+		status:      container.Created,
 		exited:      make(chan struct{}),
 		stdinEOF:    make(chan struct{}),
 	}
@@ -72,18 +74,44 @@ func (p *process) id() string {
 }
 
 // state returns the status, the exit status and when it exited.
-func (p *process) state() (task.Status, uint32, time.Time) {
+func (p *process) state() (container.Status, uint32, time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.status, p.exitStatus, p.exitedAt
 }
 
-func (p *process) setStatus(st task.Status) {
+// check says whether op is allowed in the process's status now.
+func (p *process) check(op container.Op) error {
+	st, _, _ := p.state()
+	if err := container.CheckOp(op, p.id(), st); err != nil {
+		return fmt.Errorf("process %s: %w", p.id(), err)
+	}
+	return nil
+}
+
+// setStatus records a status that an operation reached; a stopped process
+// stays stopped.
+func (p *process) setStatus(st container.Status) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.status != task.Status_STOPPED {
+	if p.status != container.Stopped {
 		p.status = st
 	}
+}
+
+// taskStatus is st as containerd's task API says it.
+func taskStatus(st container.Status) tasktypes.Status {
+	switch st {
+	case container.Created:
+		return tasktypes.Status_CREATED
+	case container.Running:
+		return tasktypes.Status_RUNNING
+	case container.Paused:
+		return tasktypes.Status_PAUSED
+	case container.Stopped:
+		return tasktypes.Status_STOPPED
+	}
+	return tasktypes.Status_UNKNOWN
 }
 
 // stdio announces to the agent the streams that attach opens.
@@ -222,9 +250,7 @@ func (p *process) wait(ctx context.Context, c *container.Container, drain time.D
 	}
 	if p.killAllOnExit {
 		// Until they die, they hold the output streams open.
-		if kerr := c.Signal(ctx, "", syscall.SIGKILL, true); kerr != nil && !container.IsGone(kerr) {
-			err = errors.Join(err, fmt.Errorf("killing the container's other processes: %w", kerr))
-		}
+		c.Kill(ctx, "")
 	}
 	if p.attached != nil {
 		dctx, cancel := context.WithTimeout(ctx, drain)
@@ -236,7 +262,7 @@ func (p *process) wait(ctx context.Context, c *container.Container, drain time.D
 	}
 	p.closeFifos()
 	p.mu.Lock()
-	p.status = task.Status_STOPPED
+	p.status = container.Stopped
 	p.exitStatus = uint32(exit.Status)
 	p.exitedAt = exit.At
 	p.mu.Unlock()

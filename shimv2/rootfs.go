@@ -13,18 +13,17 @@ import (
 	"github.com/cocoon-containers/cocoon/container"
 )
 
-// shimTask is one container: its init process and its exec'd processes.
-type shimTask struct {
-	id     string
+// task is containerd's task of one container, as the shim keeps it: the
+// container, its processes (init and exec'd, with their FIFOs and status),
+// and its bundle and rootfs mount.
+type task struct {
 	ctr    *container.Container
 	bundle string
 	// rootfs is where Create mounted containerd's rootfs mounts; empty when
 	// there were none.
 	rootfs string
-	// guestPid is the init process's PID in the guest.
-	guestPid int
-	init     *process
-	execs    map[string]*process
+	init   *process
+	execs  map[string]*process
 }
 
 // mountRootfs mounts containerd's rootfs mounts (a snapshot) on the

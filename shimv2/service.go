@@ -44,7 +44,7 @@ type Service struct {
 	mu      sync.Mutex // guards the fields below
 	manager *sandbox.Manager
 	sb      *sandbox.Sandbox
-	tasks   map[string]*shimTask
+	tasks   map[string]*task
 }
 
 var _ shim.Shim = (*Service)(nil)
@@ -57,7 +57,7 @@ func New(ctx context.Context, id string, publisher shim.Publisher, shutdown func
 		id:        id,
 		publisher: publisher,
 		shutdown:  shutdown,
-		tasks:     map[string]*shimTask{},
+		tasks:     map[string]*task{},
 	}, nil
 }
 
@@ -79,11 +79,10 @@ func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := sandbox.NewManager(cfg, container.ContainerdSandboxRoot(filepath.Dir(cwd)))
+	m, err := sandbox.NewManager(cfg, container.ContainerdSandboxRoot(filepath.Dir(cwd)), log.G(ctx).WithField("namespace", ns))
 	if err != nil {
 		return nil, err
 	}
-	m.Log = m.Log.WithField("namespace", ns)
 	return m, nil
 }
 

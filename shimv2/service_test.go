@@ -12,7 +12,7 @@ import (
 	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types/task"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/events"
 	"github.com/containerd/containerd/namespaces"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -82,7 +82,7 @@ func TestTaskLifecycle(t *testing.T) {
 	pub := &recorder{}
 	shutdown := make(chan struct{})
 	s := &Service{ctx: ctx, id: "c1", publisher: pub, shutdown: func() { close(shutdown) },
-		tasks: map[string]*shimTask{}, manager: sandboxtest.New(t, a).Manager}
+		tasks: map[string]*task{}, manager: sandboxtest.New(t, a).Manager}
 
 	bundle := t.TempDir()
 	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
@@ -113,7 +113,7 @@ func TestTaskLifecycle(t *testing.T) {
 	if _, err := s.Start(ctx, &taskAPI.StartRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != task.Status_RUNNING {
+	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != tasktypes.Status_RUNNING {
 		t.Fatalf("state %v, %v; want running", st, err)
 	}
 	if _, err := s.Delete(ctx, &taskAPI.DeleteRequest{ID: "c1"}); err == nil {
@@ -135,7 +135,7 @@ func TestTaskLifecycle(t *testing.T) {
 	if n, _ := out.Read(buf); string(buf[:n]) != "hello\n" {
 		t.Errorf("stdout FIFO got %q", buf[:n])
 	}
-	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != task.Status_STOPPED || st.ExitStatus != 137 {
+	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != tasktypes.Status_STOPPED || st.ExitStatus != 137 {
 		t.Fatalf("state %v, %v; want stopped with 137", st, err)
 	}
 	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "c1"}); err != nil {

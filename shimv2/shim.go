@@ -16,7 +16,6 @@ import (
 
 	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/oci"
-	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 // StartShim is the shim's start command, run in the bundle directory: it
@@ -125,8 +124,8 @@ func (s *Service) Cleanup(ctx context.Context) (*taskAPI.DeleteResponse, error) 
 	return resp, nil
 }
 
-// cleanupSandbox destroys container id's VM if it owned one, or removes it
-// from its pod's VM.
+// cleanupSandbox removes what container id left in its sandbox, by the
+// container layer's rule for a container whose shim is gone.
 func cleanupSandbox(ctx context.Context, id string, annotations map[string]string) error {
 	pod, err := container.PodOf(id, annotations)
 	if err != nil {
@@ -136,22 +135,5 @@ func cleanupSandbox(ctx context.Context, id string, annotations map[string]strin
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second*m.Accelerator.TimeoutScale())
-	defer cancel()
-	sb, err := m.Load(ctx, pod.SandboxID)
-	if errors.Is(err, sandbox.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !pod.Owns {
-		if err := container.In(sb, id).Remove(ctx, true); err != nil && !errors.Is(err, container.ErrNotFound) {
-			log.G(ctx).WithError(err).Warn("removing the container from its pod")
-		}
-		return sb.Close()
-	}
-	err = sb.Destroy(ctx)
-	container.RemoveEmptyRoot(m.Root)
-	return err
+	return container.Cleanup(ctx, m, id, pod)
 }

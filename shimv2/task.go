@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/protobuf"
 	"github.com/containerd/containerd/runtime"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/oci"
+	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 // drainTimeout bounds, at hardware speed, how long an exited process's
@@ -32,6 +31,9 @@ func toGRPC(err error) error {
 		return nil
 	}
 	switch {
+	case errors.Is(err, container.ErrSandboxGone), errors.Is(err, sandbox.ErrVMGone), errors.Is(err, sandbox.ErrUnresponsive):
+		// Nothing in the pod's VM can be asked.
+		err = fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
 	case errors.Is(err, container.ErrNotFound):
 		err = fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
 	case errors.Is(err, container.ErrAlreadyExists):
@@ -44,14 +46,14 @@ func toGRPC(err error) error {
 	return errdefs.ToGRPC(err)
 }
 
-func (s *Service) lookup(id string) *shimTask {
+func (s *Service) lookup(id string) *task {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tasks[id]
 }
 
-// processOf finds a container and one of its processes.
-func (s *Service) processOf(id, execID string) (*shimTask, *process, error) {
+// processOf finds a container's task and one of its processes.
+func (s *Service) processOf(id, execID string) (*task, *process, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.tasks[id]
@@ -76,36 +78,6 @@ func (s *Service) scaled(d time.Duration) time.Duration {
 		return d
 	}
 	return d * s.manager.Accelerator.TimeoutScale()
-}
-
-// healthy fails at once, saying why, when the pod's sandbox is
-// unresponsive or its VM is gone: nothing in it can be asked.
-func (s *Service) healthy(ctx context.Context) error {
-	s.mu.Lock()
-	sb := s.sb
-	s.mu.Unlock()
-	if sb == nil {
-		return nil
-	}
-	if err := sb.Health(ctx); err != nil {
-		return fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
-	}
-	return nil
-}
-
-// killVM kills the pod's VM, which cannot be asked to stop: every process
-// of the pod ends with it (their waiters see the agent go and report exit
-// status 255). It returns at once, as a signal does: the last delete (or
-// Shutdown) removes the rest, as for a VM that died.
-func (s *Service) killVM(ctx context.Context, why error) error {
-	s.mu.Lock()
-	sb := s.sb
-	s.mu.Unlock()
-	if sb == nil {
-		return nil
-	}
-	log.G(ctx).WithError(why).Warn("killing the pod's VM")
-	return sb.KillVM(ctx)
 }
 
 // follow waits for p's end and publishes it.
@@ -138,17 +110,17 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 	if err != nil {
 		return nil, err
 	}
-	if st, _, _ := p.state(); st != task.Status_CREATED {
-		return nil, fmt.Errorf("starting %s: process is %s: %w", p.id(), strings.ToLower(st.String()), errdefs.ErrFailedPrecondition)
+	if err := p.check(container.OpStart); err != nil {
+		return nil, err
 	}
-	if err := s.healthy(ctx); err != nil {
+	if err := t.ctr.Ready(ctx); err != nil {
 		return nil, err
 	}
 	if r.ExecID == "" {
 		if err := t.ctr.Start(ctx); err != nil {
 			return nil, err
 		}
-		p.setStatus(task.Status_RUNNING)
+		p.setStatus(container.Running)
 		s.publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: r.ID, Pid: p.pid})
 		return &taskAPI.StartResponse{Pid: p.pid}, nil
 	}
@@ -156,10 +128,10 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (_ *taskAP
 		return nil, err
 	}
 	if err := p.attach(ctx, t.ctr); err != nil {
-		t.ctr.Kill(ctx, r.ExecID, s.scaled(time.Second))
+		t.ctr.Kill(ctx, r.ExecID)
 		return nil, fmt.Errorf("starting exec %s: %w", r.ExecID, err)
 	}
-	p.setStatus(task.Status_RUNNING)
+	p.setStatus(container.Running)
 	go s.follow(t.ctr, p)
 	s.publish(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: p.pid})
 	return &taskAPI.StartResponse{Pid: p.pid}, nil
@@ -177,8 +149,8 @@ func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (_ *e
 	if c.execs[r.ExecID] != nil || r.ExecID == "" {
 		return nil, fmt.Errorf("exec %q of container %s: %w", r.ExecID, r.ID, errdefs.ErrAlreadyExists)
 	}
-	if st, _, _ := c.init.state(); st == task.Status_STOPPED {
-		return nil, fmt.Errorf("exec in container %s: container is stopped: %w", r.ID, errdefs.ErrFailedPrecondition)
+	if err := c.init.check(container.OpExec); err != nil {
+		return nil, fmt.Errorf("exec in container %s: %w", r.ID, err)
 	}
 	spec, err := oci.ParseProcess("exec process", r.Spec.GetValue())
 	if err != nil {
@@ -204,7 +176,7 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (_ *taskAP
 		ID:         p.id(),
 		Bundle:     c.bundle,
 		Pid:        p.pid,
-		Status:     st,
+		Status:     taskStatus(st),
 		Stdin:      p.io.stdin,
 		Stdout:     p.io.stdout,
 		Stderr:     p.io.stderr,
@@ -215,31 +187,28 @@ func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (_ *taskAP
 	}, nil
 }
 
-// Kill signals a process, or with All every process of the container.
+// Kill signals a process, or with All every process of the container; a
+// SIGKILL to a pod whose VM cannot be asked kills the VM (the container
+// layer's rule, Container.Signal).
 func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.Empty, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
 	t, p, err := s.processOf(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	st, _, _ := p.state()
-	if st == task.Status_STOPPED && !r.All {
-		return nil, fmt.Errorf("process %s already finished: %w", p.id(), errdefs.ErrNotFound)
+	op := container.OpKill
+	if r.All {
+		op = container.OpKillAll
 	}
-	if err := s.healthy(ctx); err != nil {
-		if r.Signal != uint32(syscall.SIGKILL) {
-			return nil, err
+	if err := p.check(op); err != nil {
+		if errors.Is(err, container.ErrNotRunning) {
+			// containerd's word for it: the process already finished.
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
 		}
-		// What ctr task rm -f, crictl rmp -f and the kubelet send: the
-		// only way to end a process of a sandbox that cannot be asked
-		// is to end the sandbox.
-		if kerr := s.killVM(ctx, err); kerr != nil {
-			return nil, kerr
-		}
-		return &emptypb.Empty{}, nil
+		return nil, err
 	}
 	if err := t.ctr.Signal(ctx, r.ExecID, syscall.Signal(r.Signal), r.All); err != nil {
-		if st == task.Status_STOPPED {
+		if st, _, _ := p.state(); st == container.Stopped {
 			return &emptypb.Empty{}, nil
 		}
 		if container.IsGone(err) {
@@ -268,8 +237,8 @@ func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (_ *taskAPI.
 }
 
 // Delete removes an exited process: an exec from the container's list, a
-// container from the guest (and its rootfs from the host). The last
-// container's delete destroys the VM.
+// container from its sandbox by the pod rules (Container.Delete: the last
+// one destroys the VM) and its rootfs from the host.
 func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *taskAPI.DeleteResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
 	s.createMu.Lock()
@@ -278,10 +247,10 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	if err != nil {
 		return nil, err
 	}
-	st, status, at := p.state()
-	if st != task.Status_STOPPED && st != task.Status_CREATED {
-		return nil, fmt.Errorf("deleting %s: process is %s: %w", p.id(), strings.ToLower(st.String()), errdefs.ErrFailedPrecondition)
+	if err := p.check(container.OpDelete); err != nil {
+		return nil, err
 	}
+	st, status, at := p.state()
 	resp := &taskAPI.DeleteResponse{Pid: p.pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at)}
 	if r.ExecID != "" {
 		s.mu.Lock()
@@ -290,10 +259,11 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 		p.closeFifos()
 		return resp, nil
 	}
-	if err := c.ctr.Remove(ctx, true); err != nil {
+	gone, err := c.ctr.Delete(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if st == task.Status_CREATED {
+	if st == container.Created {
 		// Never started: its waiter goes away with the container.
 		p.closeFifos()
 	}
@@ -302,33 +272,26 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (_ *task
 	}
 	s.mu.Lock()
 	delete(s.tasks, r.ID)
-	last := len(s.tasks) == 0
-	s.mu.Unlock()
-	if last {
-		if err := s.destroySandbox(ctx); err != nil {
-			return nil, err
-		}
+	if gone {
+		s.sb = nil
 	}
+	s.mu.Unlock()
 	s.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
 		ContainerID: r.ID, ID: r.ID, Pid: p.pid, ExitStatus: status, ExitedAt: protobuf.ToTimestamp(at),
 	})
 	return resp, nil
 }
 
-// destroySandbox destroys the pod's VM once no container is left in it.
-func (s *Service) destroySandbox(ctx context.Context) error {
+// destroySandbox destroys the pod's VM (Shutdown: the shim goes, and its
+// pod with it).
+func (s *Service) destroySandbox(ctx context.Context) {
 	s.mu.Lock()
 	sb, m := s.sb, s.manager
 	s.sb = nil
 	s.mu.Unlock()
-	if sb == nil {
-		return nil
+	if sb != nil {
+		container.DestroySandbox(ctx, m, sb)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second*m.Accelerator.TimeoutScale())
-	defer cancel()
-	err := sb.Destroy(ctx)
-	container.RemoveEmptyRoot(m.Root)
-	return err
 }
 
 // Connect reports the shim's and the task's PIDs.
@@ -348,9 +311,7 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 	if n > 0 && !r.Now {
 		return &emptypb.Empty{}, nil
 	}
-	if err := s.destroySandbox(ctx); err != nil {
-		log.G(ctx).WithError(err).Warn("destroying the sandbox at shutdown")
-	}
+	s.destroySandbox(ctx)
 	s.shutdown()
 	// Events are published synchronously: none is pending. Closing the
 	// publisher lets the shim's main loop return.

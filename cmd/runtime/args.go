@@ -36,7 +36,8 @@ func containerID(c *cli.Context) (string, error) {
 
 // loadConfig loads the configuration that --config names (or the
 // default); an explicit path is made absolute first, so that the relative
-// paths in the file resolve against its directory.
+// paths in the file resolve against its directory. Unless --debug, the
+// command's logger takes the configuration's level.
 func loadConfig(c *cli.Context) (*config.Config, error) {
 	path := config.Path(c.String("config"))
 	if abs, err := filepath.Abs(path); err == nil {
@@ -46,10 +47,11 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	l := logger(c)
 	if !c.Bool("debug") {
-		logrus.SetLevel(cfg.Runtime.Level())
+		l.SetLevel(cfg.Runtime.Level())
 	}
-	logrus.WithField("path", path).Debug("configuration loaded")
+	l.WithField("path", path).Debug("configuration loaded")
 	return cfg, nil
 }
 
@@ -62,16 +64,15 @@ func newRuntime(c *cli.Context) (*container.Runtime, error) {
 	}
 	rt := container.NewRuntime(c.String("root"), cfg, container.RelayOptions{
 		LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug"),
-	})
+	}, logrus.NewEntry(logger(c)))
 	rt.SystemdCgroup = c.Bool("systemd-cgroup")
-	rt.OnPoolTake = func(k sandbox.PoolKind) { poolTaken.Store(k) }
 	return rt, nil
 }
 
 // recordsOnly returns the container layer for commands that only read
 // the records (state, list): no configuration is loaded.
 func recordsOnly(c *cli.Context) *container.Runtime {
-	return container.NewRuntime(c.String("root"), nil, container.RelayOptions{})
+	return container.NewRuntime(c.String("root"), nil, container.RelayOptions{}, logrus.NewEntry(logger(c)))
 }
 
 // openContainer opens the container named by the first argument.
@@ -89,4 +90,10 @@ func openContainer(c *cli.Context) (*container.Runtime, *container.Handle, error
 		return rt, nil, err
 	}
 	return rt, h, nil
+}
+
+// newManager returns the manager of the sandboxes of --root (check, probe,
+// factory: commands that work on sandboxes, not containers).
+func newManager(c *cli.Context, cfg *config.Config) (*sandbox.Manager, error) {
+	return sandbox.NewManager(cfg, container.RuntimeSandboxRoot(c.String("root")), logrus.NewEntry(logger(c)))
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/sirupsen/logrus"
 )
 
 // runAppOut runs the CLI and returns what it printed.
@@ -16,7 +17,7 @@ func runAppOut(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var logToFile bool
 	var out bytes.Buffer
-	app := newApp(&logToFile)
+	app := newApp(logrus.New(), &logToFile)
 	app.Writer = &out
 	err := app.Run(append([]string{"cocoon-runtime", "--root", t.TempDir()}, args...))
 	return out.String(), err

@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -59,7 +58,7 @@ func factoryManager(c *cli.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sandbox.NewManager(cfg, container.RuntimeSandboxRoot(c.String("root")))
+	return newManager(c, cfg)
 }
 
 func factoryInit(c *cli.Context) error {

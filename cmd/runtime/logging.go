@@ -9,18 +9,33 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
+// logKey is where the application keeps its logger (cli.App.Metadata): the
+// command's own, never logrus's standard one, so that nothing here sets a
+// process-wide logging state.
+const logKey = "log"
+
+// logger returns the command's logger.
+func logger(c *cli.Context) *logrus.Logger {
+	if l, ok := c.App.Metadata[logKey].(*logrus.Logger); ok {
+		return l
+	}
+	return logrus.StandardLogger()
+}
+
 // setupLogging follows runc: --log sends logs to a file, --log-format json
 // writes one JSON object a line (containerd reads these to report errors).
-func setupLogging(c *cli.Context) error {
-	logrus.SetLevel(logrus.WarnLevel)
+// The level is warn, debug with --debug, or the configuration's
+// (runtime.log_level) once it is loaded.
+func setupLogging(c *cli.Context, l *logrus.Logger) error {
+	l.SetLevel(logrus.WarnLevel)
 	if c.Bool("debug") {
-		logrus.SetLevel(logrus.DebugLevel)
+		l.SetLevel(logrus.DebugLevel)
 	}
 	switch f := c.String("log-format"); f {
 	case "text":
-		logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: c.String("log") == "", TimestampFormat: time.RFC3339Nano})
+		l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: c.String("log") == "", TimestampFormat: time.RFC3339Nano})
 	case "json":
-		logrus.SetFormatter(&logrus.JSONFormatter{})
+		l.SetFormatter(&logrus.JSONFormatter{})
 	default:
 		return fmt.Errorf("unknown log-format %q", f)
 	}
@@ -29,7 +44,7 @@ func setupLogging(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("opening log file: %w", err)
 		}
-		logrus.SetOutput(f)
+		l.SetOutput(f)
 	}
 	return nil
 }

@@ -2,8 +2,8 @@
 // whose containers each run in their own lightweight VM.
 //
 // State lives under --root (default /run/cocoon), one directory per
-// container (see package container); sandbox VMs live under /run/cocoon/.vm
-// (see vmRootBase).
+// container (see package container); sandbox VMs live under /run/cocoon/.vm,
+// one directory per root (container.RuntimeSandboxRoot).
 package main
 
 import (
@@ -23,14 +23,15 @@ func main() {
 	// logToFile is set when --log sends log lines to a file: errors are
 	// then printed to stderr too, as runc prints them.
 	logToFile := false
-	app := newApp(&logToFile)
+	log := logrus.New()
+	app := newApp(log, &logToFile)
 	if err := app.Run(os.Args); err != nil {
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) && err.Error() == "" {
 			// A container's exit status (run, exec), already shown.
 			os.Exit(ec.ExitCode())
 		}
-		logrus.Error(err)
+		log.Error(err)
 		if os.Getenv("COCOON_LOG_TO_STDERR") != "" || logToFile {
 			fmt.Fprintln(os.Stderr, err)
 		}
@@ -38,9 +39,9 @@ func main() {
 	}
 }
 
-// newApp returns the command line application; its Before hook sets
-// *logToFile when --log is given.
-func newApp(logToFile *bool) *cli.App {
+// newApp returns the command line application, which logs to log; its
+// Before hook sets *logToFile when --log is given.
+func newApp(log *logrus.Logger, logToFile *bool) *cli.App {
 	return &cli.App{
 		Name:    "cocoon-runtime",
 		Usage:   "run OCI containers, each in its own lightweight virtual machine",
@@ -55,13 +56,10 @@ func newApp(logToFile *bool) *cli.App {
 			&cli.StringFlag{Name: "criu", Usage: "accepted for compatibility; checkpointing is not supported"},
 			&cli.StringFlag{Name: "config", Usage: "configuration file (default $COCOON_CONFIG or /etc/cocoon/configuration.toml)"},
 		},
+		Metadata: map[string]any{logKey: log},
 		Before: func(c *cli.Context) error {
 			*logToFile = c.String("log") != ""
-			return setupLogging(c)
-		},
-		After: func(c *cli.Context) error {
-			refillPool(c)
-			return nil
+			return setupLogging(c, log)
 		},
 		Commands: []*cli.Command{
 			checkCommand,

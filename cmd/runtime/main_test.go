@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
 
@@ -14,7 +15,7 @@ import (
 func runApp(t *testing.T, root string, args ...string) error {
 	t.Helper()
 	var logToFile bool
-	return newApp(&logToFile).Run(append([]string{"cocoon-runtime", "--root", root}, args...))
+	return newApp(logrus.New(), &logToFile).Run(append([]string{"cocoon-runtime", "--root", root}, args...))
 }
 
 // TestCreateRejectsBadInput checks the errors that come before anything

@@ -2,25 +2,19 @@ package main
 
 import (
 	"path/filepath"
-	"sync/atomic"
 
-	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/container"
-	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
-// poolTaken is the kind of sandbox this command took from the pool
-// (hypervisor.template_pool), if any.
-var poolTaken atomic.Value // sandbox.PoolKind
-
-// refillPool starts the replacement of a sandbox this command took from
-// the pool once the command is done with its container, so as not to slow
-// it down.
-func refillPool(c *cli.Context) {
-	kind, _ := poolTaken.Load().(sandbox.PoolKind)
-	if kind == "" {
+// refillPool starts the replacement of each sandbox that rt took from the
+// pool (hypervisor.template_pool), in the background; create and run call
+// it once their container is created and started, so as not to slow it
+// down.
+func refillPool(c *cli.Context, rt *container.Runtime) {
+	taken := rt.PoolTaken()
+	if len(taken) == 0 {
 		return
 	}
 	f := container.PoolFill{LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug")}
@@ -30,7 +24,9 @@ func refillPool(c *cli.Context) {
 		}
 		f.Config = p
 	}
-	if err := container.StartPoolFill(f, kind); err != nil {
-		logrus.WithError(err).Warn("refilling the sandbox pool")
+	for _, kind := range taken {
+		if err := container.StartPoolFill(f, kind); err != nil {
+			logger(c).WithError(err).Warn("refilling the sandbox pool")
+		}
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/container"
-	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
 var probeCommand = &cli.Command{
@@ -39,7 +38,7 @@ func probe(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := sandbox.NewManager(cfg, container.RuntimeSandboxRoot(c.String("root")))
+	m, err := newManager(c, cfg)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,14 @@ var resumeCommand = &cli.Command{
 	Usage:     "resumes all processes that have been previously paused",
 	ArgsUsage: "<container-id>",
 	Action: func(c *cli.Context) error {
-		return pauseResume(c, false)
+		if err := checkArgs(c, 1, true); err != nil {
+			return err
+		}
+		_, h, err := openContainer(c)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		return h.Resume(c.Context)
 	},
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/container"
@@ -63,7 +62,7 @@ var stateCommand = &cli.Command{
 			return err
 		}
 		if rt.Unresponsive(rec) {
-			logrus.Warnf("container %s: its sandbox %s is unresponsive (its VMM is stopped); state says %s, delete --force %s removes it",
+			logger(c).Warnf("container %s: its sandbox %s is unresponsive (its VMM is stopped); state says %s, delete --force %s removes it",
 				id, rec.SandboxID, rec.CurrentStatus(), id)
 		}
 		data, err := json.MarshalIndent(stateOf(rec), "", "  ")
