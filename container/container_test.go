@@ -13,6 +13,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox/sandboxtest"
 )
@@ -44,9 +45,7 @@ func bundle(t *testing.T, s *specs.Spec) *oci.Bundle {
 // guest), both run through the container operations, and the last removal
 // leaves the sandbox to be destroyed.
 func TestPodLifecycle(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating a container makes bind mounts: run as root")
-	}
+	testutil.RequireRoot(t)
 	var mu sync.Mutex
 	created := map[string]*specs.Spec{}
 	var calls []string

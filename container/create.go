@@ -124,9 +124,10 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Conta
 }
 
 // Undo removes a container that Create made, and the sandbox if Create
-// booted it, best effort: it cleans up after a failure, with deadlines of
-// its own. between runs once the container is gone, before the sandbox
-// goes (the container's relay exits then by itself).
+// booted it or if it is left empty (the pod rule of Delete), best effort:
+// it cleans up after a failure, with deadlines of its own. between runs
+// once the container is gone, before the sandbox goes (the container's
+// relay exits then by itself).
 func (c *Container) Undo(ctx context.Context, between func()) {
 	if c.sb == nil {
 		return
@@ -139,10 +140,16 @@ func (c *Container) Undo(ctx context.Context, between func()) {
 	if between != nil {
 		between()
 	}
-	if c.OwnsSandbox {
-		DestroySandbox(ctx, c.m, c.sb)
-		c.sb = nil
+	if !c.OwnsSandbox {
+		// Deleted now, it is the sandbox's last container if no other is
+		// left in it.
+		if _, err := c.Delete(cctx); err != nil {
+			c.m.Log.WithError(err).Warn("cleaning up a failed create")
+		}
+		return
 	}
+	DestroySandbox(ctx, c.m, c.sb)
+	c.sb = nil
 }
 
 // DestroySandbox destroys sandbox sb of manager m, best effort and with a

@@ -66,16 +66,21 @@ type State struct {
 
 // Cgroup is a sandbox's host cgroup.
 type Cgroup struct {
-	st    State
-	m     cgroups.Manager
-	left  bool
-	saved map[string]string // the calling process's cgroups before Create
+	st State
+	m  cgroups.Manager
+	// res are the limits to set once the cgroup exists.
+	res *cgroups.Resources
+	// applied is set once the cgroup exists: at Create for cgroupfs, at
+	// the first Add for a systemd scope (a scope is made with its first
+	// process).
+	applied bool
 }
 
-// Create creates the cgroup, writes the limits, and moves the calling
-// process into it, so that the processes it starts next (QEMU, the proxy,
-// virtiofsd) start inside it and every page they touch is charged there.
-// Leave moves the caller back once it has started them.
+// Create creates the cgroup and writes the limits. No process joins it,
+// the caller least of all (a long-lived shim must never be charged for a
+// pod): the sandbox's processes are placed in it with Add, by PID, before
+// they run (proc.StartPlaced), so that every page they touch is charged
+// there. Under systemd the scope is made with the first process added.
 func Create(spec Spec) (_ *Cgroup, retErr error) {
 	if spec.Path == "" {
 		return nil, errors.New("creating host cgroup: no cgroups path")
@@ -86,36 +91,43 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 	}
 	res := Resources(spec.Resources, spec.GuestMemoryMiB)
 	cfg.Resources = res
-	saved, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
-	}
 	m, err := manager.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
 	}
-	c := &Cgroup{m: m, saved: saved}
+	c := &Cgroup{m: m, res: res}
 	var parents []string
 	if !cfg.Systemd {
 		parents = missingParents(m.GetPaths())
 	}
+	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Parents: parents}
+	if cfg.Systemd {
+		return c, nil
+	}
 	defer func() {
 		if retErr != nil {
-			_ = c.Leave()
 			_ = m.Destroy()
 			removeEmpty(parents)
 		}
 	}()
-	// Apply creates the cgroup in every hierarchy (the v2 one too on a
-	// hybrid host) and joins this process.
-	if err := m.Apply(os.Getpid()); err != nil {
-		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
-	}
-	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Paths: c.dirs(), Parents: parents}
-	if err := m.Set(res); err != nil {
-		return nil, fmt.Errorf("setting the limits of host cgroup %s: %w", spec.Path, err)
+	if err := c.apply(-1); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// apply creates the cgroup in every hierarchy (the v2 one too on a hybrid
+// host), with pid in it unless it is -1, and writes the limits.
+func (c *Cgroup) apply(pid int) error {
+	if err := c.m.Apply(pid); err != nil {
+		return fmt.Errorf("creating host cgroup %s: %w", c.st.Path, err)
+	}
+	c.applied = true
+	c.st.Paths = c.dirs()
+	if err := c.m.Set(c.res); err != nil {
+		return fmt.Errorf("setting the limits of host cgroup %s: %w", c.st.Path, err)
+	}
+	return nil
 }
 
 // config turns a cgroups path into runc's cgroup configuration, and says
@@ -183,7 +195,7 @@ func Load(st State) (*Cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading host cgroup %s: %w", st.Path, err)
 	}
-	return &Cgroup{st: st, m: m, left: true}, nil
+	return &Cgroup{st: st, m: m, applied: true}, nil
 }
 
 // State returns what to persist.
@@ -204,42 +216,12 @@ func (c *Cgroup) dirs() map[string]string {
 	return dirs
 }
 
-// Leave moves the calling process back to the cgroups it was in before
-// Create; the processes it started meanwhile stay. It is idempotent.
-func (c *Cgroup) Leave() error {
-	if c.left || c.saved == nil {
-		return nil
-	}
-	now, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
-	if err != nil {
-		return fmt.Errorf("leaving host cgroup %s: %w", c.st.Path, err)
-	}
-	var errs []error
-	for ctrl, dir := range c.dirs() {
-		orig, ok := c.saved[ctrl]
-		if !ok {
-			continue
-		}
-		// dir is the hierarchy's mount point joined with the path
-		// this process has in it now.
-		root, ok := strings.CutSuffix(dir, now[ctrl])
-		if !ok {
-			errs = append(errs, fmt.Errorf("cgroup directory %s does not end in %s", dir, now[ctrl]))
-			continue
-		}
-		if err := cgroups.WriteCgroupProc(filepath.Join(root, orig), os.Getpid()); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("leaving host cgroup %s: %w", c.st.Path, err)
-	}
-	c.left = true
-	return nil
-}
-
-// Add moves the process pid (with all its threads) into the cgroup.
+// Add moves the process pid (with all its threads) into the cgroup; the
+// first one makes a systemd scope.
 func (c *Cgroup) Add(pid int) error {
+	if !c.applied {
+		return c.apply(pid)
+	}
 	for _, dir := range c.dirs() {
 		if err := cgroups.WriteCgroupProc(dir, pid); err != nil {
 			return fmt.Errorf("adding process %d to host cgroup %s: %w", pid, c.st.Path, err)
@@ -251,6 +233,10 @@ func (c *Cgroup) Add(pid int) error {
 // Update writes new limits (cocoon-runtime update, a CRI update).
 func (c *Cgroup) Update(r *specs.LinuxResources, guestMemoryMiB int) error {
 	res := Resources(r, guestMemoryMiB)
+	if !c.applied {
+		c.res = res
+		return nil
+	}
 	if err := c.m.Set(res); err != nil {
 		return fmt.Errorf("updating host cgroup %s: %w", c.st.Path, err)
 	}
@@ -280,14 +266,9 @@ func (c *Cgroup) Pids() ([]int, error) {
 }
 
 // Destroy removes the cgroup. Its processes (the sandbox's relays, exiting
-// with their VM) get until ctx's deadline to leave; the calling process, if
-// inside, moves out first. Nothing is killed: a process that stays makes
-// Destroy fail and names it.
+// with their VM) get until ctx's deadline to leave. Nothing is killed: a
+// process that stays makes Destroy fail and names it.
 func (c *Cgroup) Destroy(ctx context.Context) error {
-	if err := c.Leave(); err != nil {
-		return err
-	}
-	self := os.Getpid()
 	for {
 		pids, err := c.Pids()
 		if err != nil {
@@ -295,13 +276,6 @@ func (c *Cgroup) Destroy(ctx context.Context) error {
 		}
 		var others []int
 		for _, pid := range pids {
-			if pid == self {
-				// Joined by Add: out to the parent.
-				for _, dir := range c.dirs() {
-					_ = cgroups.WriteCgroupProc(filepath.Dir(dir), self)
-				}
-				continue
-			}
 			if syscall.Kill(pid, 0) == nil {
 				others = append(others, pid)
 			}

@@ -6,12 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cocoon-containers/cocoon/internal/proc"
 	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -121,9 +123,10 @@ func readFile(t *testing.T, c *Cgroup, ctrl, file string) string {
 
 // TestCreateOnHost creates a real cgroup on this host (both drivers'
 // syntax; systemd's falls back to cgroupfs where systemd does not run),
-// checks its limits, that Create moved this process in and Leave out, that
-// a child started in between stays, that Load finds it from its State, and
-// that Destroy waits for its processes and leaves nothing.
+// checks its limits, that Create leaves this process where it was, that a
+// child placed by Add before it runs (proc.StartPlaced) runs in it from its
+// start, that Load finds it from its State, and that Destroy waits for its
+// processes and leaves nothing.
 func TestCreateOnHost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create cgroups")
@@ -164,7 +167,6 @@ func testCreate(t *testing.T, path, parent string) {
 		paths[k] = v
 	}
 	t.Cleanup(func() {
-		_ = c.Leave()
 		_ = c.Destroy(context.Background())
 		for _, dir := range paths {
 			if root, ok := strings.CutSuffix(dir, c.State().Dir); ok {
@@ -206,19 +208,8 @@ func testCreate(t *testing.T, path, parent string) {
 		}
 	}
 	pids, err := c.Pids()
-	if err != nil || len(pids) != 1 || pids[0] != os.Getpid() {
-		t.Fatalf("after Create: processes %v (%v), want this one", pids, err)
-	}
-	child := exec.Command("sleep", "60")
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Reaped once, by whoever kills it first (a second Wait races).
-	var reapChild sync.Once
-	reap := func(c *exec.Cmd, once *sync.Once) { once.Do(func() { _ = c.Process.Kill(); _ = c.Wait() }) }
-	defer reap(child, &reapChild)
-	if err := c.Leave(); err != nil {
-		t.Fatal(err)
+	if err != nil || len(pids) != 0 {
+		t.Fatalf("after Create: processes %v (%v), want none", pids, err)
 	}
 	after, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
 	if err != nil {
@@ -226,11 +217,41 @@ func testCreate(t *testing.T, path, parent string) {
 	}
 	for k, v := range before {
 		if after[k] != v {
-			t.Errorf("after Leave: %q is in %q, was in %q", k, after[k], v)
+			t.Errorf("after Create: this process's %q cgroup is %q, was %q", k, after[k], v)
 		}
 	}
-	if pids, _ := c.Pids(); len(pids) != 1 || pids[0] != child.Process.Pid {
-		t.Errorf("after Leave: processes %v, want the child %d", pids, child.Process.Pid)
+
+	// A child placed before it runs: its first look at /proc/self/cgroup
+	// (its first command's) already shows the cgroup.
+	seen := filepath.Join(t.TempDir(), "cgroup")
+	child := exec.Command("/bin/sh", "-c", `cat /proc/self/cgroup > "$0"; exec sleep 60`, seen)
+	runtime.LockOSThread()
+	err = proc.StartPlaced(child, c.Add)
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reaped once, by whoever kills it first (a second Wait races).
+	var reapChild sync.Once
+	reap := func(c *exec.Cmd, once *sync.Once) { once.Do(func() { _ = c.Process.Kill(); _ = c.Wait() }) }
+	defer reap(child, &reapChild)
+	deadline := time.Now().Add(5 * time.Second)
+	var first []byte
+	for len(first) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		first, _ = os.ReadFile(seen)
+	}
+	if !strings.Contains(string(first), c.State().Dir) {
+		t.Errorf("the child started outside the cgroup %s:\n%s", c.State().Dir, first)
+	}
+	// Once its cat is gone, the child alone.
+	pids, _ = c.Pids()
+	for len(pids) != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		pids, _ = c.Pids()
+	}
+	if len(pids) != 1 || pids[0] != child.Process.Pid {
+		t.Errorf("after Add: processes %v, want the child %d", pids, child.Process.Pid)
 	}
 
 	// Another process finds it from its state.

@@ -80,6 +80,16 @@ type VMConfig struct {
 	Debug bool
 	// Template, when set, makes the VM a template or a clone of one.
 	Template *Template
+	// Cgroup, when set, receives the VMM's process before it runs its
+	// first instruction (a host cgroup): everything the VMM does, every
+	// page of guest memory it touches, is charged there.
+	Cgroup Placer
+}
+
+// Placer places a process, by PID, where it is to run and be accounted: a
+// host cgroup (hostcgroup.Cgroup).
+type Placer interface {
+	Add(pid int) error
 }
 
 // Template is a VM saved once booted, from which new VMs are restored

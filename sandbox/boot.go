@@ -50,6 +50,7 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 	h := m.Config.Hypervisor
 	cfg := m.vmConfig(s.state.ID, s.dir, s.SharedDir(), nics)
 	cfg.ConsoleLog = s.ConsoleLog()
+	cfg.Cgroup = s.placer()
 	size := s.GuestSize()
 	cfg.VCPUs, cfg.MemoryMiB = size.VCPUs, size.MemoryMiB
 	if s.state.Transport == api.TransportVsock {
@@ -125,7 +126,7 @@ func (s *Sandbox) start(ctx context.Context, cfg hypervisor.VMConfig) error {
 		return err
 	}
 	if s.state.Transport == api.TransportSerial && m.AgentDialer == nil {
-		pid, err := m.startProxy(s.dir)
+		pid, err := m.startProxy(s.dir, s.startPlaced)
 		if err != nil {
 			return err
 		}
@@ -134,8 +135,6 @@ func (s *Sandbox) start(ctx context.Context, cfg hypervisor.VMConfig) error {
 			return err
 		}
 	}
-	// Its host processes are started: this one leaves their cgroup.
-	s.leaveCgroup()
 	c, err := agentclient.WaitReady(ctx, s.dialer(), s.clientOptions())
 	if err != nil {
 		return err
@@ -174,9 +173,10 @@ func (s *Sandbox) undoStart(ctx context.Context) {
 	}
 }
 
-// startProxy starts cocoon-proxy for the VM in dir, detached: it outlives
-// this process and exits by itself when QEMU closes the agent socket.
-func (m *Manager) startProxy(dir string) (int, error) {
+// startProxy starts cocoon-proxy for the VM in dir, detached, with start
+// (a sandbox's startPlaced: in its host cgroup): it outlives this process
+// and exits by itself when QEMU closes the agent socket.
+func (m *Manager) startProxy(dir string, start func(*exec.Cmd) error) (int, error) {
 	path, err := m.proxyPath()
 	if err != nil {
 		return 0, err
@@ -188,7 +188,7 @@ func (m *Manager) startProxy(dir string) (int, error) {
 	)
 	// Own session, no inherited descriptors beyond /dev/null stdio.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return 0, fmt.Errorf("starting proxy: %w", err)
 	}
 	pid := cmd.Process.Pid

@@ -3,11 +3,15 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"runtime"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-containers/cocoon/hostcgroup"
+	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
 // Cgroup is the host cgroup that a sandbox's host processes run in.
@@ -40,8 +44,9 @@ func WithCgroup(cg Cgroup) CreateOption {
 	return func(o *createOptions) { o.cgroup = cg }
 }
 
-// createCgroup creates the host cgroup and moves this process into it until
-// leaveCgroup, so that the processes boot starts begin their lives there.
+// createCgroup creates the host cgroup; the processes boot starts are
+// placed in it before they run (startPlaced, VMConfig.Cgroup), and this
+// process never joins it.
 func (s *Sandbox) createCgroup(cg Cgroup) error {
 	if cg.Path == "" {
 		return nil
@@ -60,14 +65,25 @@ func (s *Sandbox) createCgroup(cg Cgroup) error {
 	return nil
 }
 
-// leaveCgroup moves this process back out of the host cgroup.
-func (s *Sandbox) leaveCgroup() {
+// placer is where the VMM is placed before it runs: the host cgroup, or
+// nil for none (never a nil *hostcgroup.Cgroup in the interface).
+func (s *Sandbox) placer() hypervisor.Placer {
 	if s.cgroup == nil {
-		return
+		return nil
 	}
-	if err := s.cgroup.Leave(); err != nil {
-		s.m.Log.WithError(err).Warn("leaving the sandbox's host cgroup")
+	return s.cgroup
+}
+
+// startPlaced starts one of the sandbox's host processes (the proxy,
+// virtiofsd), in its host cgroup from its first instruction when it has
+// one.
+func (s *Sandbox) startPlaced(cmd *exec.Cmd) error {
+	if s.cgroup == nil {
+		return cmd.Start()
 	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return proc.StartPlaced(cmd, s.cgroup.Add)
 }
 
 // hostCgroup returns the sandbox's host cgroup, nil when it has none.

@@ -19,8 +19,9 @@ import (
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
-// TestHostCgroup: Create makes the host cgroup with the limits, starts the
-// VM from inside it (its processes begin their lives there) and leaves it;
+// TestHostCgroup: Create makes the host cgroup with the limits and hands it
+// to the hypervisor to place the VMM in before it runs, without ever
+// joining it itself (a long-lived shim must not be charged for a pod);
 // another process's manager finds it from the state and adds a process;
 // Destroy refuses while that process lives, keeping the state, and removes
 // the cgroup once it has gone.
@@ -32,10 +33,12 @@ func TestHostCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var atStart map[string]string
+	var placer hypervisor.Placer
 	h := f.m.Hypervisor.(*hypervisortest.Hypervisor)
 	start := h.StartFunc
 	h.StartFunc = func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
 		atStart, _ = cgroups.ParseCgroupFile("/proc/self/cgroup")
+		placer = vc.Cgroup
 		return start(ctx, vc)
 	}
 	limit := int64(32 << 20)
@@ -55,9 +58,12 @@ func TestHostCgroup(t *testing.T) {
 			_ = os.Remove(dir)
 		}
 	})
+	if placer == nil {
+		t.Error("the VM was started without its host cgroup to be placed in")
+	}
 	for ctrl, dir := range st.Paths {
-		if atStart[ctrl] != path {
-			t.Errorf("%s: the VM started in %q, want %q", ctrl, atStart[ctrl], path)
+		if atStart[ctrl] != before[ctrl] {
+			t.Errorf("%s: this process was in %q while starting the VM, want %q (its own)", ctrl, atStart[ctrl], before[ctrl])
 		}
 		if !strings.HasSuffix(dir, path) {
 			t.Errorf("%s: cgroup directory %s", ctrl, dir)

@@ -348,7 +348,6 @@ func (m *Manager) adopt(ctx context.Context, id, dir string, o createOptions) (_
 		return nil, err
 	}
 	if s.cgroup != nil {
-		s.leaveCgroup()
 		for _, pid := range []int{s.state.VM.PID, s.state.ProxyPID} {
 			if pid > 0 {
 				if err := s.cgroup.Add(pid); err != nil {

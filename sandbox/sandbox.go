@@ -221,7 +221,6 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
 	err = s.boot(ctx, nics)
-	s.leaveCgroup()
 	// QEMU holds the taps now (or failed): this process's copies go.
 	network.Close(links)
 	if err != nil {

@@ -453,7 +453,7 @@ func (m *Manager) makeTemplate(ctx context.Context, cfg hypervisor.VMConfig, key
 	if !ok {
 		return nil, errors.New("making template: the hypervisor cannot save vms")
 	}
-	if proxyPID, err = m.startProxy(tmp); err != nil {
+	if proxyPID, err = m.startProxy(tmp, (*exec.Cmd).Start); err != nil {
 		return nil, fmt.Errorf("making template: %w", err)
 	}
 	opts := agentclient.Options{

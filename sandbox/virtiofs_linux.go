@@ -81,7 +81,7 @@ func (s *Sandbox) startVirtiofsd(ctx context.Context) error {
 	// Own session: it outlives this process, which may be a short-lived
 	// runtime CLI, and no terminal signal reaches it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := s.startPlaced(cmd); err != nil {
 		return fmt.Errorf("starting virtiofsd %s: %w", path, err)
 	}
 	s.state.VirtiofsdPID = cmd.Process.Pid

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/sandbox/sandboxtest"
 )
 
@@ -47,9 +48,7 @@ func (r *recorder) Close() error {
 // fake agent: create (stdout to a FIFO), start, kill, wait, state, delete,
 // shutdown; the VM goes with the last container.
 func TestTaskLifecycle(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating a container makes bind mounts: run as root")
-	}
+	testutil.RequireRoot(t)
 	exited := make(chan struct{})
 	var once sync.Once
 	a := &clienttest.Agent{

@@ -159,6 +159,13 @@ func (m *Machine) Exit() {
 	}
 }
 
+// Freeze makes the VM's VMM stop answering, as a SIGSTOP of its process
+// would: its status is hypervisor.Frozen until Thaw.
+func (m *Machine) Freeze() { _ = m.set("freeze", hypervisor.Frozen) }
+
+// Thaw undoes Freeze.
+func (m *Machine) Thaw() { _ = m.set("thaw", hypervisor.Running) }
+
 // Exited is closed once the VM has stopped.
 func (m *Machine) Exited() <-chan struct{} {
 	return m.exited

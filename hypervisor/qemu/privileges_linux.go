@@ -10,6 +10,9 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
 // VMMCapabilities are the only capabilities QEMU keeps (effective,
@@ -55,9 +58,10 @@ var hostReadWrite = []string{"/dev/null", "/dev/zero", "/dev/urandom", "/dev/ran
 // where the kernel has Landlock, c enforced. The changes are made to one
 // OS thread, locked for the purpose and never unlocked (the Go runtime then
 // ends it), which starts cmd: the child inherits that thread's credentials,
-// and this process's other threads keep theirs. It returns the Landlock ABI
+// and this process's other threads keep theirs. With place, the child is
+// placed before it runs (proc.StartPlaced). It returns the Landlock ABI
 // version enforced, 0 when the kernel has none.
-func startConfined(cmd *exec.Cmd, c confinement) (int, error) {
+func startConfined(cmd *exec.Cmd, c confinement, place hypervisor.Placer) (int, error) {
 	type result struct {
 		abi int
 		err error
@@ -67,7 +71,11 @@ func startConfined(cmd *exec.Cmd, c confinement) (int, error) {
 		runtime.LockOSThread()
 		// No UnlockOSThread: the thread's credentials are changed for good.
 		abi, err := confineThread(c)
-		if err == nil {
+		switch {
+		case err != nil:
+		case place != nil:
+			err = proc.StartPlaced(cmd, place.Add)
+		default:
 			err = cmd.Start()
 		}
 		done <- result{abi, err}

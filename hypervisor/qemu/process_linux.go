@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cocoon-containers/cocoon/hypervisor"
 )
 
 // pollInterval is how often Wait looks at a process it cannot block on.
@@ -35,13 +37,13 @@ type process struct {
 
 // startDetached starts cmd in a session of its own, so that it outlives the
 // caller and gets none of its terminal's signals, and reaps it when it exits.
-// cmd runs confined to c (see startConfined).
-func startDetached(cmd *exec.Cmd, c confinement) (*process, error) {
+// cmd runs confined to c (see startConfined), placed by place when set.
+func startDetached(cmd *exec.Cmd, c confinement, place hypervisor.Placer) (*process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := closeInheritedOnExec(); err != nil {
 		return nil, err
 	}
-	abi, err := startConfined(cmd, c)
+	abi, err := startConfined(cmd, c, place)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func TestStartDetached(t *testing.T) {
 
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command("/bin/sh", "-c", `ls -l /proc/$$/fd > "$1"; echo sid=$(cut -d" " -f6 /proc/$$/stat) pid=$$ >> "$1"`, "sh", out)
-	p, err := startDetached(cmd, confinement{readOnly: []string{"/"}, readWrite: []string{dir, os.DevNull}})
+	p, err := startDetached(cmd, confinement{readOnly: []string{"/"}, readWrite: []string{dir, os.DevNull}}, nil)
 	if err != nil {
 		t.Fatalf("startDetached: %v", err)
 	}
@@ -133,7 +133,7 @@ echo x > "$3/inside" && echo wrote-inside >> "$1"`
 	}
 	defer devnull.Close()
 	cmd.Stdin = devnull
-	abi, err := startConfined(cmd, confinement{readOnly: []string{"/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/proc"}, readWrite: []string{dir, os.DevNull}})
+	abi, err := startConfined(cmd, confinement{readOnly: []string{"/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/proc"}, readWrite: []string{dir, os.DevNull}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -228,7 +228,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 		cmd.ExtraFiles = append(cmd.ExtraFiles, sf)
 	}
 	log.WithField("args", strings.Join(args, " ")).Debug("starting qemu")
-	p, err := startDetached(cmd, vmConfinement(cfg, binary, f))
+	p, err := startDetached(cmd, vmConfinement(cfg, binary, f), cfg.Cgroup)
 	if err != nil {
 		return nil, fmt.Errorf("starting vm %q: %w", cfg.ID, err)
 	}

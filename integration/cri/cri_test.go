@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -290,4 +291,127 @@ func TestHungPod(t *testing.T) {
 	if q := qemus(t); len(q) != 0 {
 		t.Errorf("QEMU left: %v", q)
 	}
+}
+
+// TestShimStaysInItsCgroup: the pod's host cgroup (the pod config's
+// cgroup_parent) holds the pod's VM and proxy, placed there before they
+// run, and never the shim: while the pod starts, runs a container and
+// execs, the pod's cgroups are read every few milliseconds, and so is the
+// shim's own /proc/<pid>/cgroup once it runs.
+func TestShimStaysInItsCgroup(t *testing.T) {
+	dir := t.TempDir()
+	parent := fmt.Sprintf("/cocoon-cri-test-%d", os.Getpid())
+	podJSON := podConfig(t, dir, "cgroup-pod")
+	data, err := os.ReadFile(podJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["linux"].(map[string]any)["cgroup_parent"] = parent
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(podJSON, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, root := range cgroupRoots() {
+			_ = os.Remove(root + parent)
+		}
+	})
+
+	shimCmd := "containerd-shim-cocoon-v2 -namespace " + namespace + " -address " + daemon.Socket
+	stop := make(chan struct{})
+	found := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(found)
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if bad := shimInCgroup(parent, shimCmd); bad != "" {
+				found <- bad
+				close(found)
+				<-stop
+				return
+			}
+		}
+	}()
+	pod := runPod(t, "cocoon", podJSON)
+	c := startContainer(t, pod, containerConfig(t, dir, "c", "sleep", "1004"), podJSON)
+	mustCrictl(t, "exec", "-s", c, "true")
+	close(stop)
+	if bad := <-found; bad != "" {
+		t.Error(bad)
+	}
+
+	q := qemus(t)
+	if len(q) != 1 {
+		t.Fatalf("QEMU processes %v, want one", q)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(q[0], "%d:", &pid); err != nil {
+		t.Fatal(err)
+	}
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !strings.Contains(string(cg), parent+"/") {
+		t.Errorf("the pod's QEMU is not in the pod's cgroup %s:\n%s", parent, cg)
+	}
+	shims := containerdtest.Processes(shimCmd)
+	if len(shims) != 1 {
+		t.Fatalf("shims %v, want one", shims)
+	}
+	var shim int
+	if _, err := fmt.Sscanf(shims[0], "%d:", &shim); err != nil {
+		t.Fatal(err)
+	}
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", shim)); strings.Contains(string(cg), parent) {
+		t.Errorf("the shim is in the pod's cgroup:\n%s", cg)
+	}
+	mustCrictl(t, "stopp", pod)
+	mustCrictl(t, "rmp", pod)
+}
+
+// cgroupRoots are the mount points of this host's cgroup hierarchies.
+func cgroupRoots() []string {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	var roots []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) && strings.HasPrefix(f[i+1], "cgroup") {
+				roots = append(roots, f[4])
+			}
+		}
+	}
+	return roots
+}
+
+// shimInCgroup says which shim process (whose command line holds shimCmd)
+// some hierarchy's cgroups under parent hold, if any.
+func shimInCgroup(parent, shimCmd string) string {
+	for _, root := range cgroupRoots() {
+		var bad string
+		_ = filepath.WalkDir(root+parent, func(path string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() || bad != "" {
+				return nil
+			}
+			procs, _ := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+			for _, p := range strings.Fields(string(procs)) {
+				cl, _ := os.ReadFile("/proc/" + p + "/cmdline")
+				if strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), shimCmd) {
+					bad = fmt.Sprintf("the shim (pid %s) is in the pod's cgroup %s", p, path)
+				}
+			}
+			return nil
+		})
+		if bad != "" {
+			return bad
+		}
+	}
+	return ""
 }

@@ -105,6 +105,14 @@ func New(tb testing.TB, a *clienttest.Agent) *Fakes {
 	return f
 }
 
+// Machine returns the machine of the fake VM started for the sandbox in dir
+// (sandbox.Sandbox.Dir), nil if none was.
+func (f *Fakes) Machine(dir string) *hypervisortest.Machine {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.machines[dir]
+}
+
 // Started returns how many VMs the manager has started.
 func (f *Fakes) Started() int {
 	f.mu.Lock()
