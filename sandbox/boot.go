@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -152,7 +151,7 @@ func (s *Sandbox) undoStart(ctx context.Context) {
 		s.m.Log.WithError(err).Debug("closing the agent connection")
 	}
 	if s.vm != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.Scaled(stopGrace))
 		if err := s.vm.Stop(sctx); err != nil {
 			s.m.Log.WithError(err).Warn("stopping the vm of a failed restore")
 		}
@@ -161,7 +160,7 @@ func (s *Sandbox) undoStart(ctx context.Context) {
 		s.state.VM = hypervisor.State{}
 	}
 	if pid := s.state.ProxyPID; pid > 0 {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.Scaled(stopGrace))
 		if err := proc.Terminate(pctx, pid); err != nil {
 			s.m.Log.WithError(err).Warn("stopping the proxy of a failed restore")
 		}

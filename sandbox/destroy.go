@@ -34,7 +34,7 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		// (Kill) is killed at once.
 		grace := time.Duration(0)
 		if graceful {
-			grace = s.m.Scaled(time.Second)
+			grace = s.m.Scaled(stopGrace)
 		}
 		sctx, cancel := context.WithTimeout(ctx, grace)
 		if err := s.vm.Stop(sctx); err != nil {
@@ -48,9 +48,9 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	}
 	if pid := s.state.ProxyPID; pid > 0 {
 		// The proxy exits by itself once QEMU has closed the agent socket.
-		pctx, cancel := context.WithTimeout(ctx, s.m.Scaled(200*time.Millisecond))
+		pctx, cancel := context.WithTimeout(ctx, s.m.Scaled(exitGrace))
 		if err := proc.Wait(pctx, pid); err != nil {
-			tctx, tcancel := context.WithTimeout(ctx, time.Second)
+			tctx, tcancel := context.WithTimeout(ctx, s.m.Scaled(stopGrace))
 			if err := proc.Terminate(tctx, pid); err != nil {
 				errs = append(errs, fmt.Errorf("stopping proxy: %w", err))
 			}

@@ -367,7 +367,7 @@ func (m *Manager) adopt(ctx context.Context, id, dir string, o createOptions) (_
 
 // destroyPooled destroys a pooled sandbox that could not be taken.
 func (s *Sandbox) destroyPooled(ctx context.Context) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.Scaled(3*time.Second))
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.m.Scaled(undoTimeout))
 	defer cancel()
 	if err := s.teardown(cctx, false); err != nil {
 		s.m.Log.WithError(err).Warn("destroying a pooled sandbox")

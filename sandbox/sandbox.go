@@ -1,8 +1,11 @@
-// Package sandbox is cocoon's host-side orchestration: a sandbox is one VM,
-// the proxy that multiplexes its agent channel, and the connection to the
-// agent inside it. Creation has two phases, boot (nothing container-specific:
-// kernel, initrd, agent ready) and attach (a container's share, NIC, limits),
-// so that pre-booted VMs can later serve the second phase.
+// Package sandbox is cocoon's host-side sandbox: one VM, the proxy that
+// multiplexes its agent channel, and the connection to the agent inside it,
+// with its share, NICs and host cgroup. Creation has two phases, boot
+// (nothing container-specific: kernel, initrd, agent ready; or a restore
+// from a VM template, or a sandbox taken ready from the pool) and attach (a
+// container's share, hostname, NIC configuration). Which containers a
+// sandbox holds, and when it goes, are the container layer's pod rules
+// (package container).
 package sandbox
 
 import (
@@ -199,7 +202,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	}}
 	defer func() {
 		if retErr != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Scaled(3*time.Second))
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Scaled(undoTimeout))
 			defer cancel()
 			if err := s.teardown(cctx, false /* graceful */); err != nil {
 				m.Log.WithError(err).Warn("cleaning up a failed sandbox")

@@ -28,23 +28,6 @@ import (
 	"github.com/cocoon-containers/cocoon/network"
 )
 
-// VM templates (warm start). A template is a guest booted to a ready
-// agent, with nothing container-specific (no share mounted, no container,
-// its NIC unconfigured), saved once per TemplateKey under the configured
-// template directory (hypervisor.template_dir, /run/cocoon/.templates):
-//
-//	<template_dir>/<key hash>/memory         the guest's RAM
-//	<template_dir>/<key hash>/state          QEMU's device state
-//	<template_dir>/<key hash>/template.json  the key and the NICs' MACs
-//
-// A sandbox restores a private copy-on-write mapping of the memory and
-// loads the device state instead of booting, then reseeds the guest's
-// CRNG, sets its clock (Restored) and, at attach, gives its NICs their own
-// MAC addresses. Templates are made by `cocoon-runtime factory init`, or
-// by the first sandbox of a key that finds none (it makes the template,
-// then restores from it). Anything wrong with a template means a cold
-// boot with one warning, never a failed sandbox.
-
 // File names inside a template directory.
 const (
 	templateMemory = "memory"
@@ -147,6 +130,23 @@ func templateKey(cfg hypervisor.VMConfig, sharedFS string) (TemplateKey, error) 
 }
 
 // Template is a saved VM that sandboxes are restored from.
+//
+// A template (warm start) is a guest booted to a ready
+// agent, with nothing container-specific (no share mounted, no container,
+// its NIC unconfigured), saved once per TemplateKey under the configured
+// template directory (hypervisor.template_dir, /run/cocoon/.templates):
+//
+//	<template_dir>/<key hash>/memory         the guest's RAM
+//	<template_dir>/<key hash>/state          QEMU's device state
+//	<template_dir>/<key hash>/template.json  the key and the NICs' MACs
+//
+// A sandbox restores a private copy-on-write mapping of the memory and
+// loads the device state instead of booting, then reseeds the guest's
+// CRNG, sets its clock (Restored) and, at attach, gives its NICs their own
+// MAC addresses. Templates are made by `cocoon-runtime factory init`, or
+// by the first sandbox of a key that finds none (it makes the template,
+// then restores from it). Anything wrong with a template means a cold
+// boot with one warning, never a failed sandbox.
 type Template struct {
 	// Dir holds the template's files.
 	Dir string `json:"-"`
@@ -392,7 +392,7 @@ func (m *Manager) makeTemplate(ctx context.Context, cfg hypervisor.VMConfig, key
 		vm       hypervisor.VM
 	)
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Scaled(templateUndoTimeout))
 		defer cancel()
 		if vm != nil {
 			if err := vm.Stop(cctx); err != nil {
@@ -479,7 +479,7 @@ func (m *Manager) makeTemplate(ctx context.Context, cfg hypervisor.VMConfig, key
 	c.Close()
 	// The guest's agent sees the next host (a clone's proxy) as a new
 	// connection: it spots the stream IDs that start over.
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	pctx, cancel := context.WithTimeout(ctx, m.Scaled(stopGrace))
 	err = proc.Terminate(pctx, proxyPID)
 	cancel()
 	if err != nil {

@@ -122,12 +122,12 @@ func (s *Sandbox) stopVirtiofsd(ctx context.Context) error {
 	if pid <= 0 || !s.isVirtiofsd(pid) {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.m.Scaled(200*time.Millisecond))
+	wctx, cancel := context.WithTimeout(ctx, s.m.Scaled(exitGrace))
 	defer cancel()
 	if err := proc.Wait(wctx, pid); err == nil {
 		return nil
 	}
-	tctx, tcancel := context.WithTimeout(ctx, time.Second)
+	tctx, tcancel := context.WithTimeout(ctx, s.m.Scaled(stopGrace))
 	defer tcancel()
 	if err := proc.Terminate(tctx, pid); err != nil {
 		return fmt.Errorf("stopping virtiofsd: %w", err)

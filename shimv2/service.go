@@ -1,10 +1,12 @@
 // Package shimv2 is cocoon's containerd shim v2 task service: containerd
-// drives it as it drives containerd-shim-runc-v2, and it runs the tasks in
-// a cocoon sandbox (VM) through package sandbox. One shim serves a pod: the
-// pod's sandbox (pause) container creates the VM, and the containers whose
-// CRI annotations name that sandbox join it (StartShim returns the running
-// shim's address for them). A container outside a pod (ctr run) gets a
-// shim and a VM of its own.
+// drives it as it drives containerd-shim-runc-v2, and it adapts the task API
+// to the container layer (package container), which runs the tasks in a
+// cocoon sandbox (VM) and owns the pod and state rules; this package keeps
+// containerd's side of a task: its processes' FIFOs and events, and the
+// rootfs mount. One shim serves a pod: the pod's sandbox (pause) container
+// creates the VM, and the containers whose CRI annotations name that
+// sandbox join it (StartShim returns the running shim's address for them).
+// A container outside a pod (ctr run) gets a shim and a VM of its own.
 //
 // The shim reaches the agent through the sandbox's cocoon-proxy, as every
 // other host process does: one code path, the proxy already multiplexes

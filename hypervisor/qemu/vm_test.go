@@ -118,7 +118,21 @@ func fakeQEMU(t *testing.T, dir string) *exec.Cmd {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	return cmd
+	// Start returns once the exec is past its point of no return, a moment
+	// before the kernel sets the new command line: until then the process
+	// is not recognizably this QEMU, as a real one always is by the time
+	// another process attaches to it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		args, err := procCmdline(cmd.Process.Pid)
+		if err == nil && isQEMUFor(args, dir) {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fake QEMU's command line is %q (%v)", args, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func testLogger() *logrus.Entry {
