@@ -141,11 +141,12 @@ func (c *Container) Exec(ctx context.Context, execID string, p *specs.Process, s
 // its health check. The pod rule for a sandbox that cannot be asked: a
 // SIGKILL (what docker kill, ctr task kill, crictl rmp -f and the kubelet
 // send) kills its VM, the only way to end a process in it, and every
-// process of the pod ends with it; Delete then removes the rest. Any other
-// signal fails with Ready's error.
+// process of the pod ends with it (one whose VM is gone already has
+// ended); Delete then removes the rest. Any other signal fails with
+// Ready's error.
 func (c *Container) Signal(ctx context.Context, execID string, sig unix.Signal, all bool) error {
 	if err := c.Ready(ctx); err != nil {
-		if sig != unix.SIGKILL || !errors.Is(err, sandbox.ErrUnresponsive) {
+		if sig != unix.SIGKILL || !(errors.Is(err, sandbox.ErrUnresponsive) || errors.Is(err, sandbox.ErrVMGone)) {
 			return err
 		}
 		c.m.Log.WithError(err).Warnf("container %s: killing its sandbox's VM", c.ID)
