@@ -5,6 +5,7 @@ import (
 	"path"
 	"strconv"
 
+	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/configs/validate"
@@ -75,6 +76,7 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 		return nil, err
 	}
 	dropBindData(config, m.cfg.Log.WithField("container", id))
+	fifoWithoutNumbers(config)
 	bindSysfs(config, m.cfg.Log.WithField("container", id))
 	if err := validate.Validate(config); err != nil {
 		return nil, fmt.Errorf("checking spec: %w: %w", ErrInvalidArgument, err)
@@ -139,6 +141,23 @@ func dropBindData(config *configs.Config, log *logrus.Entry) {
 			log.WithFields(logrus.Fields{"destination": m.Destination, "options": m.Data}).
 				Debug("ignoring file system options of a bind mount, as runc 1.1 does")
 			m.Data = ""
+		}
+	}
+}
+
+// fifoWithoutNumbers clears the major and minor numbers of the FIFOs in
+// linux.devices. A FIFO has none: mknod(2) ignores them and the node reads
+// 0:0, which libcontainer 1.4 then refuses as a mismatch ("new p device
+// inode ... has incorrect major:minor: 0:0 doesn't match expected 8:666").
+// runc 1.1 makes such a FIFO, and the spec lets a device of type p carry
+// numbers, so they are dropped rather than refused. The device is
+// copied: specconv shares its default devices between configurations.
+func fifoWithoutNumbers(config *configs.Config) {
+	for i, d := range config.Devices {
+		if d.Type == devices.FifoDevice && (d.Major != 0 || d.Minor != 0) {
+			fifo := *d
+			fifo.Major, fifo.Minor = 0, 0
+			config.Devices[i] = &fifo
 		}
 	}
 }

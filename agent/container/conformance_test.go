@@ -95,6 +95,33 @@ func TestDeviceNodesOffTheShare(t *testing.T) {
 	}
 }
 
+// TestFifoDevice checks that a FIFO in linux.devices is made whatever
+// numbers it carries (issue 23): a FIFO has none, and libcontainer 1.4
+// refused the node mknod made because its 0:0 did not match them. On the
+// spec's /dev tmpfs libcontainer makes it; without one, the agent does.
+func TestFifoDevice(t *testing.T) {
+	for _, devTmpfs := range []bool{true, false} {
+		t.Run(fmt.Sprintf("devTmpfs=%v", devTmpfs), func(t *testing.T) {
+			spec := testSpec("sh", "-c", "stat -c '%t:%T %F %a %u:%g' /dev/test3 /dev/fifo0; echo through > /dev/fifo0 & cat /dev/fifo0; wait")
+			spec.Root.Path = privateRootfs(t)
+			if !devTmpfs {
+				withoutMount(spec, "/dev")
+			}
+			mode := os.FileMode(0o640)
+			one, two := uint32(1), uint32(2)
+			spec.Linux.Devices = []specs.LinuxDevice{
+				{Path: "/dev/test3", Type: "p", Major: 8, Minor: 666, FileMode: &mode, UID: &one, GID: &two},
+				{Path: "/dev/fifo0", Type: "p"},
+			}
+			stdout, stderr, st := run(t, as9p(newManager(t)), "fifo", spec)
+			want := "0:0 fifo 640 1:2\n0:0 fifo 666 0:0\nthrough\n"
+			if stdout != want || stderr != "" || st.Code != 0 {
+				t.Errorf("stdout %q, stderr %q, status %d; want %q", stdout, stderr, st.Code, want)
+			}
+		})
+	}
+}
+
 func TestReadonlyDeviceOnTheShare(t *testing.T) {
 	rootfs := privateRootfs(t)
 	if err := unix.Mknod(filepath.Join(rootfs, "readonly-device"), unix.S_IFBLK|0o600, int(unix.Mkdev(8, 666))); err != nil {
