@@ -66,10 +66,13 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 		return nil, fmt.Errorf("converting spec: %w", errSpecconv(err))
 	}
 	// Exec'd processes that set no rlimits of their own get the
-	// container's (runc passes them on the init process only).
-	if config.Rlimits, err = convertRlimits(spec.Process.Rlimits); err != nil {
+	// container's (runc passes them on the init process only), and the
+	// agent's for what the spec leaves out (see ownRlimits).
+	rls, err := convertRlimits(spec.Process.Rlimits)
+	if err != nil {
 		return nil, err
 	}
+	config.Rlimits = withInherited(rls, m.inherited)
 	// The container's RLIMIT_AS, which exec'd processes get, is the init
 	// process's: Create takes it from newProcess.
 	if config.Rlimits, _, err = deferAddressSpace(config.Rlimits); err != nil {
@@ -87,8 +90,9 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 // newProcess builds libcontainer's Process from an OCI process, as runc's
 // newProcess does, and returns its RLIMIT_AS apart (nil when it sets none):
 // the caller applies it once the process is started (see
-// deferAddressSpace).
-func newProcess(p *specs.Process) (*libcontainer.Process, *unix.Rlimit, error) {
+// deferAddressSpace). A process that sets rlimits gets inherited for the
+// resources it leaves out; one that sets none gets the container's.
+func newProcess(p *specs.Process, inherited []configs.Rlimit) (*libcontainer.Process, *unix.Rlimit, error) {
 	lp := &libcontainer.Process{
 		Args:            p.Args,
 		Env:             p.Env,
@@ -116,9 +120,13 @@ func newProcess(p *specs.Process) (*libcontainer.Process, *unix.Rlimit, error) {
 	for _, g := range p.User.AdditionalGids {
 		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
 	}
-	var err error
-	if lp.Rlimits, err = convertRlimits(p.Rlimits); err != nil {
+	rls, err := convertRlimits(p.Rlimits)
+	if err != nil {
 		return nil, nil, err
+	}
+	if len(rls) > 0 {
+		// libcontainer uses them instead of the container's, not on top.
+		lp.Rlimits = withInherited(rls, inherited)
 	}
 	var as *unix.Rlimit
 	if lp.Rlimits, as, err = deferAddressSpace(lp.Rlimits); err != nil {
