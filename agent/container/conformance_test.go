@@ -284,6 +284,43 @@ func TestBindMountDataOptionsIgnored(t *testing.T) {
 	}
 }
 
+// TestMountOrder checks that the container's mounts are made in the order
+// the spec lists them (issue 23), as /proc/self/mountinfo shows: tmpfs
+// mounts, then bind mounts with every propagation option and file system
+// options (which dropBindData clears), then mounts inside earlier ones,
+// with a device node that the agent bind-mounts from the guest (on a
+// file system that cannot hold it), after them.
+func TestMountOrder(t *testing.T) {
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "in-volume"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("sh", "-c", `awk '$5 ~ "^/(mnt/order/|dev/test-full)" { print $5 }' /proc/self/mountinfo; ls /mnt/order/t1/in`)
+	spec.Root.Path = privateRootfs(t)
+	withoutMount(spec, "/dev")
+	var want []string
+	add := func(m specs.Mount) {
+		spec.Mounts = append(spec.Mounts, m)
+		want = append(want, m.Destination)
+	}
+	for _, name := range []string{"t1", "t2"} {
+		add(specs.Mount{Destination: "/mnt/order/" + name, Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=755", "size=1k"}})
+	}
+	for _, prop := range []string{"shared", "slave", "private", "unbindable"} {
+		add(specs.Mount{Destination: "/mnt/order/bind-" + prop, Type: "bind", Source: vol, Options: []string{"bind", prop, "mode=755", "size=1k"}})
+		add(specs.Mount{Destination: "/mnt/order/rbind-r" + prop, Type: "bind", Source: vol, Options: []string{"rbind", "r" + prop, "mode=755", "size=1k"}})
+	}
+	add(specs.Mount{Destination: "/mnt/order/t1/in", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate"}})
+	add(specs.Mount{Destination: "/mnt/order/rbind-rshared/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1k"}})
+	full := os.FileMode(0o666)
+	spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/test-full", Type: "c", Major: 1, Minor: 7, FileMode: &full}}
+	stdout, stderr, st := run(t, as9p(newManager(t)), "mount-order", spec)
+	wantOut := strings.Join(want, "\n") + "\n/dev/test-full\nin-volume\ntmp\n"
+	if stdout != wantOut || stderr != "" || st.Code != 0 {
+		t.Errorf("stdout %q, stderr %q, status %d; want %q", stdout, stderr, st.Code, wantOut)
+	}
+}
+
 func TestUnderlying(t *testing.T) {
 	config := &configs.Config{
 		Rootfs: "/share/c/rootfs",
