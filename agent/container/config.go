@@ -157,9 +157,10 @@ func dropBindData(config *configs.Config, log *logrus.Entry) {
 // linux.devices. A FIFO has none: mknod(2) ignores them and the node reads
 // 0:0, which libcontainer 1.4 then refuses as a mismatch ("new p device
 // inode ... has incorrect major:minor: 0:0 doesn't match expected 8:666").
-// runc 1.1 makes such a FIFO, and the spec lets a device of type p carry
-// numbers, so they are dropped rather than refused. The device is
-// copied: specconv shares its default devices between configurations.
+// The runtime spec requires numbers of every device type but p, and runc
+// 1.1 makes such a FIFO, so they are dropped rather than refused. The
+// device is copied: specconv shares its default devices between
+// configurations.
 func fifoWithoutNumbers(config *configs.Config) {
 	for i, d := range config.Devices {
 		if d.Type == devices.FifoDevice && (d.Major != 0 || d.Minor != 0) {
