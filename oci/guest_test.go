@@ -117,6 +117,32 @@ func TestForGuest(t *testing.T) {
 				{Source: h.hosts, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4", File: true},
 			},
 		},
+		"mounts keep the listed order: tmpfs, then binds with propagation and file system options": {
+			edit: func(s *specs.Spec) {
+				s.Mounts = []specs.Mount{
+					{Destination: "/t1", Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=755", "size=1k"}},
+					{Destination: "/t2", Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=755", "size=1k"}},
+					{Destination: "/b1", Type: "bind", Source: h.volume, Options: []string{"bind", "shared", "mode=755", "size=1k"}},
+					{Destination: "/b2", Type: "bind", Source: h.volume, Options: []string{"rbind", "runbindable"}},
+					{Destination: "/t1/in", Type: "bind", Source: h.volume, Options: []string{"rbind", "rslave"}},
+				}
+			},
+			wantSpec: func(s *specs.Spec) {
+				s.Mounts = []specs.Mount{
+					{Destination: "/t1", Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=755", "size=1k"}},
+					{Destination: "/t2", Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=755", "size=1k"}},
+					{Destination: "/b1", Type: "bind", Source: "/run/cocoon/shared/c1/mounts/2", Options: []string{"bind", "shared", "mode=755", "size=1k"}},
+					{Destination: "/b2", Type: "bind", Source: "/run/cocoon/shared/c1/mounts/3", Options: []string{"rbind", "runbindable"}},
+					{Destination: "/t1/in", Type: "bind", Source: "/run/cocoon/shared/c1/mounts/4", Options: []string{"rbind", "rslave"}},
+				}
+			},
+			wantBinds: []Bind{
+				rootBind,
+				{Source: h.volume, Target: "/sb/shared/c1/mounts/2", Guest: "/run/cocoon/shared/c1/mounts/2"},
+				{Source: h.volume, Target: "/sb/shared/c1/mounts/3", Guest: "/run/cocoon/shared/c1/mounts/3"},
+				{Source: h.volume, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4"},
+			},
+		},
 		"network namespace path dropped, new namespaces kept": {
 			edit: func(s *specs.Spec) {
 				s.Linux.Namespaces = []specs.LinuxNamespace{

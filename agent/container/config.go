@@ -5,6 +5,7 @@ import (
 	"path"
 	"strconv"
 
+	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/configs/validate"
@@ -65,16 +66,20 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 		return nil, fmt.Errorf("converting spec: %w", errSpecconv(err))
 	}
 	// Exec'd processes that set no rlimits of their own get the
-	// container's (runc passes them on the init process only).
-	if config.Rlimits, err = convertRlimits(spec.Process.Rlimits); err != nil {
+	// container's (runc passes them on the init process only), and the
+	// agent's for what the spec leaves out (see ownRlimits).
+	rls, err := convertRlimits(spec.Process.Rlimits)
+	if err != nil {
 		return nil, err
 	}
+	config.Rlimits = withInherited(rls, m.inherited)
 	// The container's RLIMIT_AS, which exec'd processes get, is the init
 	// process's: Create takes it from newProcess.
 	if config.Rlimits, _, err = deferAddressSpace(config.Rlimits); err != nil {
 		return nil, err
 	}
 	dropBindData(config, m.cfg.Log.WithField("container", id))
+	fifoWithoutNumbers(config)
 	bindSysfs(config, m.cfg.Log.WithField("container", id))
 	if err := validate.Validate(config); err != nil {
 		return nil, fmt.Errorf("checking spec: %w: %w", ErrInvalidArgument, err)
@@ -85,8 +90,9 @@ func (m *Manager) newConfig(id string, spec *specs.Spec) (*configs.Config, error
 // newProcess builds libcontainer's Process from an OCI process, as runc's
 // newProcess does, and returns its RLIMIT_AS apart (nil when it sets none):
 // the caller applies it once the process is started (see
-// deferAddressSpace).
-func newProcess(p *specs.Process) (*libcontainer.Process, *unix.Rlimit, error) {
+// deferAddressSpace). A process that sets rlimits gets inherited for the
+// resources it leaves out; one that sets none gets the container's.
+func newProcess(p *specs.Process, inherited []configs.Rlimit) (*libcontainer.Process, *unix.Rlimit, error) {
 	lp := &libcontainer.Process{
 		Args:            p.Args,
 		Env:             p.Env,
@@ -114,9 +120,13 @@ func newProcess(p *specs.Process) (*libcontainer.Process, *unix.Rlimit, error) {
 	for _, g := range p.User.AdditionalGids {
 		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
 	}
-	var err error
-	if lp.Rlimits, err = convertRlimits(p.Rlimits); err != nil {
+	rls, err := convertRlimits(p.Rlimits)
+	if err != nil {
 		return nil, nil, err
+	}
+	if len(rls) > 0 {
+		// libcontainer uses them instead of the container's, not on top.
+		lp.Rlimits = withInherited(rls, inherited)
 	}
 	var as *unix.Rlimit
 	if lp.Rlimits, as, err = deferAddressSpace(lp.Rlimits); err != nil {
@@ -139,6 +149,24 @@ func dropBindData(config *configs.Config, log *logrus.Entry) {
 			log.WithFields(logrus.Fields{"destination": m.Destination, "options": m.Data}).
 				Debug("ignoring file system options of a bind mount, as runc 1.1 does")
 			m.Data = ""
+		}
+	}
+}
+
+// fifoWithoutNumbers clears the major and minor numbers of the FIFOs in
+// linux.devices. A FIFO has none: mknod(2) ignores them and the node reads
+// 0:0, which libcontainer 1.4 then refuses as a mismatch ("new p device
+// inode ... has incorrect major:minor: 0:0 doesn't match expected 8:666").
+// The runtime spec requires numbers of every device type but p, and runc
+// 1.1 makes such a FIFO, so they are dropped rather than refused. The
+// device is copied: specconv shares its default devices between
+// configurations.
+func fifoWithoutNumbers(config *configs.Config) {
+	for i, d := range config.Devices {
+		if d.Type == devices.FifoDevice && (d.Major != 0 || d.Minor != 0) {
+			fifo := *d
+			fifo.Major, fifo.Minor = 0, 0
+			config.Devices[i] = &fifo
 		}
 	}
 }

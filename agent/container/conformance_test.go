@@ -95,6 +95,33 @@ func TestDeviceNodesOffTheShare(t *testing.T) {
 	}
 }
 
+// TestFifoDevice checks that a FIFO in linux.devices is made whatever
+// numbers it carries (issue 23): a FIFO has none, and libcontainer 1.4
+// refused the node mknod made because its 0:0 did not match them. On the
+// spec's /dev tmpfs libcontainer makes it; without one, the agent does.
+func TestFifoDevice(t *testing.T) {
+	for _, devTmpfs := range []bool{true, false} {
+		t.Run(fmt.Sprintf("devTmpfs=%v", devTmpfs), func(t *testing.T) {
+			spec := testSpec("sh", "-c", "stat -c '%t:%T %F %a %u:%g' /dev/test3 /dev/fifo0; echo through > /dev/fifo0 & cat /dev/fifo0; wait")
+			spec.Root.Path = privateRootfs(t)
+			if !devTmpfs {
+				withoutMount(spec, "/dev")
+			}
+			mode := os.FileMode(0o640)
+			one, two := uint32(1), uint32(2)
+			spec.Linux.Devices = []specs.LinuxDevice{
+				{Path: "/dev/test3", Type: "p", Major: 8, Minor: 666, FileMode: &mode, UID: &one, GID: &two},
+				{Path: "/dev/fifo0", Type: "p"},
+			}
+			stdout, stderr, st := run(t, as9p(newManager(t)), "fifo", spec)
+			want := "0:0 fifo 640 1:2\n0:0 fifo 666 0:0\nthrough\n"
+			if stdout != want || stderr != "" || st.Code != 0 {
+				t.Errorf("stdout %q, stderr %q, status %d; want %q", stdout, stderr, st.Code, want)
+			}
+		})
+	}
+}
+
 func TestReadonlyDeviceOnTheShare(t *testing.T) {
 	rootfs := privateRootfs(t)
 	if err := unix.Mknod(filepath.Join(rootfs, "readonly-device"), unix.S_IFBLK|0o600, int(unix.Mkdev(8, 666))); err != nil {
@@ -254,6 +281,43 @@ func TestBindMountDataOptionsIgnored(t *testing.T) {
 	stdout, stderr, st := run(t, newManager(t), "bind-data", spec)
 	if stdout != "1\nin-volume\n" || stderr != "" || st.Code != 0 {
 		t.Errorf("stdout %q, stderr %q, status %d", stdout, stderr, st.Code)
+	}
+}
+
+// TestMountOrder checks that the container's mounts are made in the order
+// the spec lists them (issue 23), as /proc/self/mountinfo shows: tmpfs
+// mounts, then bind mounts with every propagation option and file system
+// options (which dropBindData clears), then mounts inside earlier ones,
+// with a device node that the agent bind-mounts from the guest (on a
+// file system that cannot hold it), after them.
+func TestMountOrder(t *testing.T) {
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "in-volume"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("sh", "-c", `awk '$5 ~ "^/(mnt/order/|dev/test-full)" { print $5 }' /proc/self/mountinfo; ls /mnt/order/t1/in`)
+	spec.Root.Path = privateRootfs(t)
+	withoutMount(spec, "/dev")
+	var want []string
+	add := func(m specs.Mount) {
+		spec.Mounts = append(spec.Mounts, m)
+		want = append(want, m.Destination)
+	}
+	for _, name := range []string{"t1", "t2"} {
+		add(specs.Mount{Destination: "/mnt/order/" + name, Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=755", "size=1k"}})
+	}
+	for _, prop := range []string{"shared", "slave", "private", "unbindable"} {
+		add(specs.Mount{Destination: "/mnt/order/bind-" + prop, Type: "bind", Source: vol, Options: []string{"bind", prop, "mode=755", "size=1k"}})
+		add(specs.Mount{Destination: "/mnt/order/rbind-r" + prop, Type: "bind", Source: vol, Options: []string{"rbind", "r" + prop, "mode=755", "size=1k"}})
+	}
+	add(specs.Mount{Destination: "/mnt/order/t1/in", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate"}})
+	add(specs.Mount{Destination: "/mnt/order/rbind-rshared/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"size=1k"}})
+	full := os.FileMode(0o666)
+	spec.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/test-full", Type: "c", Major: 1, Minor: 7, FileMode: &full}}
+	stdout, stderr, st := run(t, as9p(newManager(t)), "mount-order", spec)
+	wantOut := strings.Join(want, "\n") + "\n/dev/test-full\nin-volume\ntmp\n"
+	if stdout != wantOut || stderr != "" || st.Code != 0 {
+		t.Errorf("stdout %q, stderr %q, status %d; want %q", stdout, stderr, st.Code, wantOut)
 	}
 }
 

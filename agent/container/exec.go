@@ -17,7 +17,7 @@ func (c *Container) Exec(ctx context.Context, execID string, spec *specs.Process
 	if err := checkProcess(spec); err != nil {
 		return nil, fmt.Errorf("exec %s in container %s: %w", execID, c.id, err)
 	}
-	lp, as, err := newProcess(spec)
+	lp, as, err := newProcess(spec, c.m.inherited)
 	if err != nil {
 		return nil, fmt.Errorf("exec %s in container %s: %w", execID, c.id, err)
 	}

@@ -13,6 +13,7 @@ import (
 	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup managers
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 
@@ -57,6 +58,10 @@ type Manager struct {
 	// noNodes reports whether the file system of a guest directory
 	// cannot hold device nodes (the 9p share); tests replace it.
 	noNodes func(dir string) bool
+	// inherited are the agent's limits when the manager was made, which
+	// its processes get for the resources their specs leave out (see
+	// ownRlimits).
+	inherited []configs.Rlimit
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil value: being created
@@ -82,7 +87,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating container manager: %w", err)
 	}
-	return &Manager{cfg: cfg, noNodes: on9p, containers: make(map[string]*Container)}, nil
+	inherited, err := ownRlimits()
+	if err != nil {
+		return nil, fmt.Errorf("creating container manager: %w", err)
+	}
+	return &Manager{cfg: cfg, noNodes: on9p, inherited: inherited, containers: make(map[string]*Container)}, nil
 }
 
 // Create creates container id from spec (whose paths are guest paths): its
@@ -149,7 +158,7 @@ func (m *Manager) create(id string, spec *specs.Spec, stdio StdioConfig) (_ *Con
 	if err != nil {
 		return nil, err
 	}
-	lp, as, err := newProcess(spec.Process)
+	lp, as, err := newProcess(spec.Process, m.inherited)
 	if err != nil {
 		return nil, err
 	}
