@@ -13,6 +13,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -46,9 +47,11 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 	mc.Config, mw.Config = &cold, &warm
 	mc.Root, mw.Root = filepath.Join(b.work, "cold"), filepath.Join(b.work, "warm")
 
+	f := factory.New("", b.m.Log)
+	mw.Factory = f
 	res := &templateResults{}
 	start := time.Now()
-	if _, err := mw.InitTemplates(ctx); err != nil {
+	if _, err := f.Init(ctx, &mw); err != nil {
 		return nil, err
 	}
 	res.made = time.Since(start)

@@ -36,12 +36,12 @@ type Runtime struct {
 	SystemdCgroup bool
 	// Log receives the runtime's diagnostics (and its sandboxes').
 	Log *logrus.Entry
+	// Factory, when set, gives the sandboxes templates and ready sandboxes
+	// (package factory).
+	Factory sandbox.Factory
 
 	mu       sync.Mutex
 	managers map[string]*sandbox.Manager
-	// taken are the kinds of sandbox this runtime took from the pool
-	// (hypervisor.template_pool): PoolTaken.
-	taken []sandbox.PoolKind
 }
 
 // NewRuntime returns the runtime of root with configuration cfg, logging
@@ -51,14 +51,6 @@ func NewRuntime(root string, cfg *config.Config, relay RelayOptions, log *logrus
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	return &Runtime{Root: root, Config: cfg, Relay: relay, Log: log, managers: map[string]*sandbox.Manager{}}
-}
-
-// PoolTaken returns the kinds of sandbox that this runtime took from the
-// pool, one entry per sandbox: the pool is short of them until refilled.
-func (r *Runtime) PoolTaken() []sandbox.PoolKind {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sandbox.PoolKind(nil), r.taken...)
 }
 
 func (r *Runtime) records() *RecordStore { return &RecordStore{Root: r.Root} }
@@ -74,11 +66,7 @@ func (r *Runtime) Manager(root string) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.OnPoolTake = func(k sandbox.PoolKind) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.taken = append(r.taken, k)
-	}
+	m.Factory = r.Factory
 	r.managers[root] = m
 	return m, nil
 }

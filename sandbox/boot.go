@@ -42,12 +42,12 @@ func ResolveTransport(configured string) string {
 const AgentAPIVersion = api.APIVersion
 
 // boot is the container-independent phase: VM, proxy, agent ready.
-// nics are the guest's network interfaces. With templates on, the VM is
-// restored from its template when it can be, and booted when not.
+// nics are the guest's network interfaces. With a factory, the VM is
+// restored from the image it gives when it can be, and booted when not.
 func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 	m := s.m
 	h := m.Config.Hypervisor
-	cfg := m.vmConfig(s.state.ID, s.dir, s.SharedDir(), nics)
+	cfg := m.VMConfig(s.state.ID, s.dir, s.SharedDir(), nics)
 	cfg.ConsoleLog = s.ConsoleLog()
 	cfg.Cgroup = s.placer()
 	size := s.GuestSize()
@@ -75,23 +75,36 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 		}
 		cfg.SharedDirs[0].Socket = s.virtiofsdSocketPath()
 	}
-	if t := s.template(ctx, cfg); t != nil {
-		err := s.restore(ctx, cfg, t)
-		if err == nil {
-			return nil
+	if s.image != nil {
+		// Booted to be saved (AsImage). The memory file is made here, root's
+		// alone: QEMU may only write the files that exist when it starts
+		// outside its directory.
+		f, err := os.OpenFile(s.image.MemoryFile, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("guest image: %w", err)
 		}
-		m.Log.WithError(err).WithFields(logrus.Fields{"sandbox": s.state.ID, "template": t.Dir}).Warn("restoring the sandbox from its template failed, booting it cold; the template is removed")
-		s.undoStart(ctx)
-		if err := t.Remove(); err != nil {
-			m.Log.WithError(err).Debug("removing a failed template")
+		f.Close()
+		cfg.Template = s.image
+		return s.start(ctx, cfg)
+	}
+	if f := m.Factory; f != nil {
+		if img := f.Image(ctx, m, cfg); img != nil {
+			err := s.restore(ctx, cfg, img)
+			if err == nil {
+				return nil
+			}
+			m.Log.WithError(err).WithFields(logrus.Fields{"sandbox": s.state.ID, "image": img.Dir}).Warn("restoring the sandbox from its template failed, booting it cold; the template is dropped")
+			s.undoStart(ctx)
+			f.Failed(img, err)
 		}
 	}
 	return s.start(ctx, cfg)
 }
 
-// vmConfig is the VM of a sandbox (or template) in dir, sharing
-// sharedDir, before its agent channel is chosen.
-func (m *Manager) vmConfig(id, dir, sharedDir string, nics []hypervisor.NIC) hypervisor.VMConfig {
+// VMConfig is the VM of a sandbox in dir, sharing sharedDir, with the
+// configured size and kernel parameters, before its agent channel is
+// chosen: what a factory's images are made of and keyed by.
+func (m *Manager) VMConfig(id, dir, sharedDir string, nics []hypervisor.NIC) hypervisor.VMConfig {
 	h := m.Config.Hypervisor
 	params := append([]string{}, h.KernelParams...)
 	params = append(params, api.KernelParamLogLevel+"="+m.Config.Agent.LogLevel)

@@ -41,7 +41,7 @@ func CgroupOf(spec *specs.Spec, systemd bool) Cgroup {
 // Create and removed by Destroy, as Kata's sandbox_cgroup_only does; a cg
 // without a path makes none.
 func WithCgroup(cg Cgroup) CreateOption {
-	return func(o *createOptions) { o.cgroup = cg }
+	return func(o *Options) { o.Cgroup = cg }
 }
 
 // createCgroup creates the host cgroup; the processes boot starts are

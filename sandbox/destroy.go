@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/cocoon-containers/cocoon/api"
@@ -76,13 +75,15 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		// it: that would delete a container's root file system or volumes.
 		errs = append(errs, fmt.Errorf("removing sandbox directory: %w", err))
 	} else if link := s.m.dir(s.state.ID); link != s.dir {
-		// Taken from the pool: its name links to its directory.
+		// Adopted: its name links to its directory.
 		if target, err := os.Readlink(link); err == nil && target == s.dir {
 			if err := os.Remove(link); err != nil {
 				errs = append(errs, fmt.Errorf("removing sandbox link: %w", err))
 			}
 		}
-		removeDisabledPool(filepath.Dir(s.dir))
+		if s.m.Factory != nil {
+			s.m.Factory.Released(s.dir)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroying sandbox %s: %w", s.state.ID, err)

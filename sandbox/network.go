@@ -66,12 +66,19 @@ func hasNetworkHooks(h *specs.Hooks) bool {
 }
 
 // CreateOption configures Create.
-type CreateOption func(*createOptions)
+type CreateOption func(*Options)
 
-type createOptions struct {
-	network Network
-	cgroup  Cgroup
-	size    Size
+// Options are what Create's options set: what a sandbox is made for. A
+// Factory reads them to give a ready sandbox that fits.
+type Options struct {
+	// Network is the guest's network (WithNetwork).
+	Network Network
+	// Cgroup is the host cgroup of its processes (WithCgroup).
+	Cgroup Cgroup
+	// Size is the guest's size (WithSize).
+	Size Size
+	// image is where the guest is to be saved (AsImage).
+	image *hypervisor.Template
 }
 
 // Size is a sandbox's guest: vCPUs and memory. Zero fields take the
@@ -84,13 +91,13 @@ type Size struct {
 // WithSize gives the sandbox's guest size z instead of the configured
 // default.
 func WithSize(z Size) CreateOption {
-	return func(o *createOptions) { o.size = z }
+	return func(o *Options) { o.Size = z }
 }
 
 // WithNetwork gives the sandbox the network n (see Network); without it the
 // guest has only loopback.
 func WithNetwork(n Network) CreateOption {
-	return func(o *createOptions) { o.network = n }
+	return func(o *Options) { o.Network = n }
 }
 
 // NetworkState is what is persisted about a sandbox's network so that

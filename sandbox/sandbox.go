@@ -102,10 +102,9 @@ type Manager struct {
 	// no proxy is started and every stream to the agent is opened with it.
 	// Unit tests set it to a clienttest fake.
 	AgentDialer agentclient.Dialer
-	// OnPoolTake, when set, runs after Create took a sandbox of kind k
-	// from the pool (hypervisor.template_pool): the caller starts a
-	// replacement.
-	OnPoolTake func(k PoolKind)
+	// Factory, when set, spares Create a cold boot where it can: a ready
+	// sandbox, or an image to restore the VM from (package factory).
+	Factory Factory
 }
 
 // Sandbox is a running VM with its agent channel.
@@ -119,6 +118,8 @@ type Sandbox struct {
 	agent *agentclient.Client // shared connection, see Client
 
 	cgroup *hostcgroup.Cgroup // the host cgroup, once created or loaded
+	// image is where a sandbox made AsImage is to be saved.
+	image *hypervisor.Template
 	// gone is set once the sandbox has been torn down: what is left of
 	// it (this value) answers as a sandbox whose VM is gone.
 	gone bool
@@ -169,7 +170,7 @@ func (m *Manager) Scaled(d time.Duration) time.Duration {
 // everything Create started or created is removed again. WithNetwork gives
 // the guest the NICs of a network namespace.
 func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (_ *Sandbox, retErr error) {
-	var o createOptions
+	var o Options
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -183,8 +184,10 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	if _, err := os.Lstat(dir); err == nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, ErrExists)
 	}
-	if s := m.take(ctx, id, o); s != nil {
-		return s, nil
+	if m.Factory != nil && o.image == nil {
+		if s := m.Factory.Take(ctx, m, id, o); s != nil {
+			return s, nil
+		}
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -197,9 +200,9 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 		Accelerator: m.Accelerator,
 		Transport:   m.transport(),
 		SharedFS:    m.Config.Hypervisor.SharedFS,
-		Size:        o.size,
+		Size:        o.Size,
 		Created:     time.Now().UTC(),
-	}}
+	}, image: o.image}
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.Scaled(undoTimeout))
@@ -215,11 +218,11 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	if err := shareMount(s.SharedDir(), s.virtioFS()); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
-	links, nics, err := s.setupNetwork(o.network)
+	links, nics, err := s.setupNetwork(o.Network)
 	if err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
-	if err := s.createCgroup(o.cgroup); err != nil {
+	if err := s.createCgroup(o.Cgroup); err != nil {
 		network.Close(links)
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}

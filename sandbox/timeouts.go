@@ -15,6 +15,6 @@ const (
 	// undoTimeout bounds undoing what a failed create, restore or take
 	// from the pool left.
 	undoTimeout = 3 * time.Second
-	// templateUndoTimeout bounds undoing what a failed template left.
-	templateUndoTimeout = 5 * time.Second
+	// saveTimeout bounds saving a guest's device state (SaveImage).
+	saveTimeout = 5 * time.Second
 )

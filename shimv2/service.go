@@ -26,6 +26,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -81,10 +82,14 @@ func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := sandbox.NewManager(cfg, container.ContainerdSandboxRoot(filepath.Dir(cwd)), log.G(ctx).WithField("namespace", ns))
+	l := log.G(ctx).WithField("namespace", ns)
+	m, err := sandbox.NewManager(cfg, container.ContainerdSandboxRoot(filepath.Dir(cwd)), l)
 	if err != nil {
 		return nil, err
 	}
+	// The configuration the shim loaded ($COCOON_CONFIG or the default),
+	// which the pool's refills load too.
+	m.Factory = factory.New(os.Getenv(config.EnvPath), l)
 	return m, nil
 }
 
@@ -100,14 +105,6 @@ func (s *Service) getManager(ctx context.Context) (*sandbox.Manager, error) {
 		return nil, fmt.Errorf("loading cocoon's configuration: %w", err)
 	}
 	m.Log = m.Log.WithField("shim", s.id)
-	m.OnPoolTake = func(k sandbox.PoolKind) {
-		// The replacement of a sandbox taken from the pool, made by
-		// cocoon-runtime with the shim's configuration ($COCOON_CONFIG
-		// or the default), in the background.
-		if err := container.StartPoolFill(container.PoolFill{}, k); err != nil {
-			m.Log.WithError(err).Warn("refilling the sandbox pool")
-		}
-	}
 	s.manager = m
 	return m, nil
 }

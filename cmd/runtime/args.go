@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -66,6 +67,7 @@ func newRuntime(c *cli.Context) (*container.Runtime, error) {
 		LogPath: c.String("log"), LogFormat: c.String("log-format"), Debug: c.Bool("debug"),
 	}, logrus.NewEntry(logger(c)))
 	rt.SystemdCgroup = c.Bool("systemd-cgroup")
+	rt.Factory = newFactory(c)
 	return rt, nil
 }
 
@@ -96,4 +98,17 @@ func openContainer(c *cli.Context) (*container.Runtime, *container.Handle, error
 // factory: commands that work on sandboxes, not containers).
 func newManager(c *cli.Context, cfg *config.Config) (*sandbox.Manager, error) {
 	return sandbox.NewManager(cfg, container.RuntimeSandboxRoot(c.String("root")), logrus.NewEntry(logger(c)))
+}
+
+// newFactory returns the factory of the configuration that --config names:
+// templates and ready sandboxes, and the refills it starts load the same
+// file.
+func newFactory(c *cli.Context) *factory.Factory {
+	path := c.String("config")
+	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+	}
+	return factory.New(path, logrus.NewEntry(logger(c)))
 }

@@ -65,7 +65,6 @@ container's; "start" runs the user's program.`,
 			return fmt.Errorf("cocoon-runtime create failed: %w", err)
 		}
 		h.Close()
-		refillPool(c, rt)
 		return nil
 	},
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -50,19 +51,27 @@ them, destroy removes them all and the pool's ready sandboxes.`,
 	},
 }
 
-func factoryManager(c *cli.Context) (*sandbox.Manager, error) {
+// factoryOf returns the factory of the current configuration and a
+// manager to use it with.
+func factoryOf(c *cli.Context) (*factory.Factory, *sandbox.Manager, error) {
 	if c.NArg() != 0 {
-		return nil, fmt.Errorf("factory %s takes no arguments", c.Command.Name)
+		return nil, nil, fmt.Errorf("factory %s takes no arguments", c.Command.Name)
 	}
 	cfg, err := loadConfig(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return newManager(c, cfg)
+	m, err := newManager(c, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := newFactory(c)
+	m.Factory = f
+	return f, m, nil
 }
 
 func factoryInit(c *cli.Context) error {
-	m, err := factoryManager(c)
+	f, m, err := factoryOf(c)
 	if err != nil {
 		return err
 	}
@@ -71,53 +80,59 @@ func factoryInit(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
 	defer stop()
-	ts, err := m.InitTemplates(ctx)
+	ts, err := f.Init(ctx, m)
 	for _, t := range ts {
 		fmt.Fprintf(c.App.Writer, "%s\t%d nic(s)\n", t.Dir, t.Key.NICs)
 	}
 	if err != nil {
 		return fmt.Errorf("factory init: %w", err)
 	}
-	if _, err := m.FillPool(ctx, true, sandbox.PoolKinds...); err != nil {
-		return fmt.Errorf("factory init: %w", err)
-	}
 	return nil
 }
 
 func factoryFill(c *cli.Context) error {
-	m, err := factoryManager(c)
+	f, m, err := factoryOf(c)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
 	defer stop()
-	kinds := sandbox.PoolKinds
+	kinds := factory.Kinds
 	if ks := c.StringSlice("kind"); len(ks) > 0 {
 		kinds = nil
 		for _, k := range ks {
-			if !slices.Contains(sandbox.PoolKinds, sandbox.PoolKind(k)) {
-				return fmt.Errorf("factory fill: unknown kind %q (want one of %v)", k, sandbox.PoolKinds)
+			if !slices.Contains(factory.Kinds, factory.Kind(k)) {
+				return fmt.Errorf("factory fill: unknown kind %q (want one of %v)", k, factory.Kinds)
 			}
-			kinds = append(kinds, sandbox.PoolKind(k))
+			kinds = append(kinds, factory.Kind(k))
 		}
 	}
-	_, err = m.FillPool(ctx, false, kinds...)
-	return err
+	if _, err := f.Fill(ctx, m, kinds...); err != nil {
+		return fmt.Errorf("factory fill: %w", err)
+	}
+	return nil
 }
 
 func factoryStatus(c *cli.Context) error {
-	m, err := factoryManager(c)
+	f, m, err := factoryOf(c)
 	if err != nil {
 		return err
 	}
-	ts, err := m.Templates()
+	ts, err := factory.Templates(m)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "templates: %t, directory: %s\n", m.Config.Hypervisor.Templates, m.Config.Hypervisor.TemplateDir)
-	ready, other := m.PoolStatus()
-	fmt.Fprintf(c.App.Writer, "pool: %d of %d ready without nic, %d of %d with a network of its own, %d taken or being made\n",
-		ready[sandbox.PoolNoNIC], m.Config.Hypervisor.TemplatePool, ready[sandbox.PoolNewNetwork], m.Config.Hypervisor.TemplatePool, other)
+	st := f.Status(m)
+	state := ""
+	if st.Disabled {
+		state = " (disabled by factory destroy; factory init enables it)"
+	}
+	fmt.Fprintf(c.App.Writer, "pool: %d of %d ready without nic, %d of %d with a network of its own, %d taken or being made%s\n",
+		st.Ready[factory.NoNIC], st.Size, st.Ready[factory.NewNetwork], st.Size, st.Other, state)
+	if st.LastError != "" {
+		fmt.Fprintf(c.App.Writer, "pool: the last refill failed: %s\n", st.LastError)
+	}
 	for _, t := range ts {
 		if t.Err != nil {
 			fmt.Fprintf(c.App.Writer, "%s\tbroken: %v\n", t.Dir, t.Err)
@@ -133,12 +148,12 @@ func factoryStatus(c *cli.Context) error {
 }
 
 func factoryDestroy(c *cli.Context) error {
-	m, err := factoryManager(c)
+	f, m, err := factoryOf(c)
 	if err != nil {
 		return err
 	}
-	if err := m.DestroyPool(c.Context); err != nil {
-		return err
+	if err := f.Destroy(c.Context, m); err != nil {
+		return fmt.Errorf("factory destroy: %w", err)
 	}
-	return m.DestroyTemplates()
+	return nil
 }

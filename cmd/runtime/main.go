@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
@@ -19,6 +20,9 @@ import (
 var version = "dev"
 
 func main() {
+	// A refill of the sandbox pool that a command of this program started
+	// runs here, and exits.
+	factory.Main()
 	closeOnExecInherited()
 	// logToFile is set when --log sends log lines to a file: errors are
 	// then printed to stderr too, as runc prints them.

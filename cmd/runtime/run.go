@@ -44,9 +44,6 @@ func run(c *cli.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Once the container is done with: a replacement for a sandbox it
-	// took from the pool.
-	defer refillPool(c, rt)
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
 	h, err := rt.Create(ctx, o)
 	stop()

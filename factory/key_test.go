@@ -1,4 +1,4 @@
-package sandbox
+package factory
 
 import (
 	"os"
@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
@@ -43,11 +42,11 @@ func keyFixture(t *testing.T) hypervisor.VMConfig {
 // shape, the kernel parameters, the shared file system.
 func TestTemplateKey(t *testing.T) {
 	base := keyFixture(t)
-	k0, err := templateKey(base, "9p")
+	k0, err := keyOf(base, "9p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k1, _ := templateKey(base, "9p"); k1.Hash() != k0.Hash() {
+	if k1, _ := keyOf(base, "9p"); k1.Hash() != k0.Hash() {
 		t.Fatalf("the key of one config changed: %s, %s", k0.Hash(), k1.Hash())
 	}
 	// A new guest ABI (CPU model, fixed devices) must not restore an old
@@ -93,12 +92,12 @@ func TestTemplateKey(t *testing.T) {
 	}
 	for name, change := range changes {
 		c := keyFixture(t)
-		k, err := templateKey(c, "9p")
+		k, err := keyOf(c, "9p")
 		if err != nil {
 			t.Fatal(err)
 		}
 		fs := change(&c)
-		k2, err := templateKey(c, fs)
+		k2, err := keyOf(c, fs)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -108,7 +107,7 @@ func TestTemplateKey(t *testing.T) {
 	}
 	c := keyFixture(t)
 	c.Kernel = filepath.Join(t.TempDir(), "missing")
-	if _, err := templateKey(c, "9p"); err == nil {
+	if _, err := keyOf(c, "9p"); err == nil {
 		t.Error("a missing kernel gave a key")
 	}
 }
@@ -116,7 +115,7 @@ func TestTemplateKey(t *testing.T) {
 // TestReadTemplate: a template is found only whole.
 func TestReadTemplate(t *testing.T) {
 	dir := t.TempDir()
-	key, err := templateKey(keyFixture(t), "9p")
+	key, err := keyOf(keyFixture(t), "9p")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,33 +147,5 @@ func TestReadTemplate(t *testing.T) {
 	}
 	if _, err := readTemplate(dir); err == nil || !strings.Contains(err.Error(), "macs") {
 		t.Errorf("a template with no mac for its nic: %v", err)
-	}
-}
-
-// TestTemplatesApply: what never restores from a template, and why.
-func TestTemplatesApply(t *testing.T) {
-	cfg, err := config.Parse(config.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &Manager{Config: cfg}
-	h := cfg.Hypervisor
-	vm := hypervisor.VMConfig{VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, SharedDirs: []hypervisor.SharedDir{{Tag: ShareTag, HostPath: "/s"}}}
-	if ok, why := m.templatesApply(vm); ok || why != "templates are off" {
-		t.Errorf("templates off: %t %q", ok, why)
-	}
-	cfg.Hypervisor.Templates = true
-	if ok, why := m.templatesApply(vm); !ok {
-		t.Errorf("templates on: refused: %s", why)
-	}
-	for name, c := range map[string]hypervisor.VMConfig{
-		"vsock":     {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, VsockCID: 9},
-		"virtio-fs": {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, SharedDirs: []hypervisor.SharedDir{{Tag: ShareTag, HostPath: "/s", Socket: "/s.sock"}}},
-		"two nics":  {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, NICs: make([]hypervisor.NIC, 2)},
-		"sized":     {VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB + 256},
-	} {
-		if ok, _ := m.templatesApply(c); ok {
-			t.Errorf("%s: restored from a template", name)
-		}
 	}
 }
