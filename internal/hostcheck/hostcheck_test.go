@@ -179,7 +179,7 @@ func TestFailures(t *testing.T) {
 		"no cgroups":    {func(h *Host, in *Input) { h.Mounts = h.CPUInfo }, "cgroups", "cgroup2"},
 		"vsock forced":  {func(h *Host, in *Input) { in.Config.Agent.Transport = "vsock" }, "vhost-vsock", "modprobe vhost_vsock"},
 		"no 9p on q35":  {func(h *Host, in *Input) { in.Config.Hypervisor.Machine = "q35" }, "qemu-agent", "qemu-system-x86"},
-		"missing relay":  {func(h *Host, in *Input) { in.Helpers = []Helper{{Name: "cocoon-relay", Err: errors.New("not found")}} }, "cocoon-relay", "make install"},
+		"missing relay": {func(h *Host, in *Input) { in.Helpers = []Helper{{Name: "cocoon-relay", Err: errors.New("not found")}} }, "cocoon-relay", "make install"},
 		"replaced kern": {func(h *Host, in *Input) { in.Config.Hypervisor.Kernel, _ = fakeImages(t, "6.1.2", "6.1.1", "v1") }, "kernel", "make"},
 	} {
 		t.Run(name, func(t *testing.T) {
