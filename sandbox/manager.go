@@ -27,7 +27,7 @@ func NewManager(cfg *config.Config, root string, log *logrus.Entry) (*Manager, e
 	return &Manager{
 		Root:        root,
 		Config:      cfg,
-		Hypervisor:  qemu.New(qemu.WithLogger(log.WithField("hypervisor", qemu.Name))),
+		Hypervisor:  qemu.New(qemu.WithLogger(log.WithField("hypervisor", qemu.Name)), qemu.WithVersionCache(qemu.VersionCacheDir)),
 		Accelerator: accel,
 		Log:         log,
 	}, nil

@@ -51,6 +51,12 @@ type Features struct {
 	// QBoot is the qboot firmware used to boot a PVH vmlinux on q35; empty
 	// leaves QEMU's default BIOS, which is slower but works.
 	QBoot string
+	// Version is the QEMU binary's; the zero Version is taken for the
+	// oldest supported (7.2).
+	Version Version
+	// DataDir is the firmware directory of a QEMU unpacked beside the
+	// system's (DataDir), given to it with -L; empty for the system's.
+	DataDir string
 }
 
 // Kernel parameters that every guest gets. panic=1 turns a guest panic into
@@ -174,12 +180,18 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		// A template's RAM is its memory file, shared so that the file
 		// receives the guest's writes; a clone maps it privately
 		// (copy-on-write), so the template never changes and its pages
-		// are shared between the clones.
-		share := "on"
-		if t.Restore {
-			share = "off"
+		// are shared between the clones. From QEMU 8.2 a clone opens the
+		// file read-only (readonly=on), its private mapping still being
+		// writable RAM (rom=off): the template cannot be written through
+		// it whatever the clone's QEMU does.
+		opts := "share=on"
+		switch {
+		case t.Restore && f.Version.ReadOnlyTemplates():
+			opts = "share=off,readonly=on,rom=off"
+		case t.Restore:
+			opts = "share=off"
 		}
-		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s", memoryBackendID, cfg.MemoryMiB, escape(t.MemoryFile), share))
+		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,%s", memoryBackendID, cfg.MemoryMiB, escape(t.MemoryFile), opts))
 	case shared:
 		args = append(args, "-object", fmt.Sprintf("memory-backend-memfd,id=%s,size=%dM,share=on", memoryBackendID, cfg.MemoryMiB))
 	}
@@ -253,8 +265,14 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 	if cfg.Template != nil && cfg.Template.Restore {
 		// The device state is loaded once QMP has set the migration
 		// capabilities (see restore): QEMU 7.2 cannot set them on its
-		// command line.
+		// command line. From 9.1 it comes from a file in an fdset.
+		if f.Version.fileMigration() {
+			args = append(args, "-add-fd", fmt.Sprintf("fd=%d,set=%d", templateFD(cfg), templateFDSet))
+		}
 		args = append(args, "-incoming", "defer")
+	}
+	if f.DataDir != "" {
+		args = append(args, "-L", f.DataDir)
 	}
 
 	args = append(args,
@@ -289,6 +307,10 @@ const NICFirstFD = 3
 // templateFD is the descriptor number, in QEMU, of a template's state file
 // (written by Save, read by a restore): it follows the taps.
 func templateFD(cfg hypervisor.VMConfig) int { return NICFirstFD + len(cfg.NICs) }
+
+// templateFDSet is the fdset that holds a template's state file for a
+// "file:" migration (QEMU 9.1 and later).
+const templateFDSet = 7
 
 // nicDevice is the -device value of the i-th NIC.
 func nicDevice(driver string, i int, nic hypervisor.NIC) string {

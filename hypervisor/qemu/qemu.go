@@ -90,10 +90,14 @@ type Hypervisor struct {
 	qboot string
 	// tsc overrides the host TSC probe when non-zero.
 	tsc uint64
+	// versionCache is where binaries' versions are cached (WithVersionCache).
+	versionCache string
 
 	mu sync.Mutex
 	// sandbox caches, per QEMU binary, whether it supports -sandbox.
 	sandbox map[string]bool
+	// versions caches, per QEMU binary, its version.
+	versions map[string]Version
 	// hostTSC caches the probed host TSC rate.
 	hostTSC uint64
 }
@@ -119,9 +123,15 @@ func WithTSCkHz(khz uint64) Option {
 	return func(h *Hypervisor) { h.tsc = khz }
 }
 
+// WithVersionCache keeps the versions of the QEMU binaries it asks in dir
+// (VersionCacheDir), for the next processes: asking costs 20-40 ms.
+func WithVersionCache(dir string) Option {
+	return func(h *Hypervisor) { h.versionCache = dir }
+}
+
 // New returns a QEMU Hypervisor.
 func New(opts ...Option) *Hypervisor {
-	h := &Hypervisor{sandbox: map[string]bool{}}
+	h := &Hypervisor{sandbox: map[string]bool{}, versions: map[string]Version{}}
 	if _, err := os.Stat(DefaultQBoot); err == nil {
 		h.qboot = DefaultQBoot
 	}
@@ -205,6 +215,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 	defer devnull.Close()
 
 	cmd := exec.Command(binary, args...)
+	cmd.Env = Environ(binary)
 	cmd.Stdin = devnull
 	cmd.Stdout = qlog
 	cmd.Stderr = qlog
@@ -243,6 +254,7 @@ func (h *Hypervisor) Start(ctx context.Context, cfg hypervisor.VMConfig) (hyperv
 	if cfg.Template != nil && !cfg.Template.Restore {
 		vm.saveFD = templateFD(cfg)
 	}
+	vm.version = f.Version
 	err = vm.awaitQMP(ctx)
 	if err == nil && cfg.Template != nil && cfg.Template.Restore {
 		err = vm.restore(ctx, templateFD(cfg))
@@ -285,7 +297,7 @@ func vmConfinement(cfg hypervisor.VMConfig, binary string, f Features) confineme
 		readOnly:  append(append([]string(nil), hostReadOnly...), binary, cfg.Kernel),
 		readWrite: append([]string{cfg.Dir}, hostReadWrite...),
 	}
-	for _, p := range []string{cfg.Initrd, f.QBoot} {
+	for _, p := range []string{cfg.Initrd, f.QBoot, f.DataDir, moduleDir(binary)} {
 		if p != "" {
 			c.readOnly = append(c.readOnly, p)
 		}
@@ -294,10 +306,15 @@ func vmConfinement(cfg hypervisor.VMConfig, binary string, f Features) confineme
 		c.readWrite = append(c.readWrite, cfg.ConsoleLog)
 	}
 	if t := cfg.Template; t != nil {
-		// QEMU 7.2 opens a memory-backend-file read-write even for the
+		// A clone reads its template's memory (QEMU 8.2 and later open
+		// it read-only); QEMU 7.2 opens it read-write even for the
 		// private mapping of a clone (its readonly=on would make the RAM
 		// a ROM). The state file is passed as a descriptor.
-		c.readWrite = append(c.readWrite, t.MemoryFile)
+		if t.Restore && f.Version.ReadOnlyTemplates() {
+			c.readOnly = append(c.readOnly, t.MemoryFile)
+		} else {
+			c.readWrite = append(c.readWrite, t.MemoryFile)
+		}
 	}
 	for _, sd := range cfg.SharedDirs {
 		if sd.Socket != "" {
@@ -334,10 +351,24 @@ func (h *Hypervisor) features(ctx context.Context, binary string, cfg hypervisor
 	if err != nil {
 		return Features{}, fmt.Errorf("inspecting kernel: %w", err)
 	}
-	f := Features{KernelELF: elf, QBoot: h.qboot, TSCkHz: h.tsc}
+	f := Features{KernelELF: elf, QBoot: h.qboot, TSCkHz: h.tsc, DataDir: DataDir(binary)}
+	if f.DataDir != "" {
+		// A QEMU unpacked beside the system's boots with its own firmware.
+		if q := filepath.Join(f.DataDir, filepath.Base(DefaultQBoot)); fileExists(q) {
+			f.QBoot = q
+		}
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	version, ok := h.versions[binary]
+	if !ok {
+		if version, err = BinaryVersion(ctx, binary, h.versionCache); err != nil {
+			return Features{}, err
+		}
+		h.versions[binary] = version
+	}
+	f.Version = version
 	sandbox, ok := h.sandbox[binary]
 	if !ok {
 		if sandbox, err = supportsSandbox(ctx, binary); err != nil {

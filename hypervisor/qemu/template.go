@@ -78,9 +78,11 @@ func (v *VM) Save(ctx context.Context) error {
 	}
 }
 
-// migrateToFile starts the migration into the state file. QEMU 7.2's
-// outgoing fd: migration takes only a descriptor passed over the monitor
-// (getfd), on the connection that then runs migrate.
+// migrateToFile starts the migration into the state file, whose
+// descriptor is passed over the monitor connection that then runs migrate:
+// into an fdset (add-fd) for a "file:" migration from QEMU 9.1, as a named
+// descriptor (getfd) for QEMU 7.2's "fd:" one, which 9.1 deprecates for
+// plain files.
 func (v *VM) migrateToFile(ctx context.Context) error {
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", v.proc.pid, v.saveFD), os.O_WRONLY, 0)
 	if err != nil {
@@ -141,6 +143,12 @@ func (v *VM) migrateToFile(ctx context.Context) error {
 	if err := send("qmp_capabilities", map[string]any{}, nil); err != nil {
 		return err
 	}
+	if v.version.fileMigration() {
+		if err := send("add-fd", map[string]any{"fdset-id": templateFDSet}, f); err != nil {
+			return err
+		}
+		return send("migrate", map[string]any{"uri": fmt.Sprintf("file:/dev/fdset/%d", templateFDSet)}, nil)
+	}
 	if err := send("getfd", map[string]any{"fdname": "template"}, f); err != nil {
 		return err
 	}
@@ -154,7 +162,12 @@ func (v *VM) restore(ctx context.Context, fd int) error {
 	if err := executeArgs(ctx, v.dial, "migrate-set-capabilities", ignoreShared, nil); err != nil {
 		return fmt.Errorf("restoring vm: %w", err)
 	}
-	if err := executeArgs(ctx, v.dial, "migrate-incoming", map[string]any{"uri": "fd:" + strconv.Itoa(fd)}, nil); err != nil {
+	uri := "fd:" + strconv.Itoa(fd)
+	if v.version.fileMigration() {
+		// The descriptor is in the fdset that -add-fd made.
+		uri = fmt.Sprintf("file:/dev/fdset/%d", templateFDSet)
+	}
+	if err := executeArgs(ctx, v.dial, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
 		return fmt.Errorf("restoring vm: %w", err)
 	}
 	for {

@@ -33,6 +33,8 @@ type VM struct {
 	// saveFD is QEMU's descriptor of the template state file that Save
 	// writes; 0 for a VM that is not a template.
 	saveFD int
+	// version is the QEMU's, for a VM that Start started.
+	version Version
 }
 
 // State returns what Attach needs to find this VM again.

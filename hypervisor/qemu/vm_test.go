@@ -373,7 +373,7 @@ func TestStartReportsQEMUErrors(t *testing.T) {
 	// A "QEMU" that complains and exits: Start must quote its log.
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "qemu-system-fake")
-	script := "#!/bin/sh\ncase \"$1\" in -help) echo '-sandbox on'; exit 0;; esac\necho 'qemu-system-fake: -foo: invalid option' >&2\nexit 1\n"
+	script := "#!/bin/sh\ncase \"$1\" in -help) echo '-sandbox on'; exit 0;; --version) echo 'QEMU emulator version 7.2.0'; exit 0;; esac\necho 'qemu-system-fake: -foo: invalid option' >&2\nexit 1\n"
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
