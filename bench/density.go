@@ -80,7 +80,7 @@ func (b *bench) density(ctx context.Context, cfg *config.Config, bin, chartDir s
 	}
 	defer os.RemoveAll(tdir)
 	warm := *cfg
-	warm.Hypervisor.Templates = true
+	warm.Hypervisor.Templates = config.On
 	warm.Hypervisor.TemplateDir = tdir
 	conf := filepath.Join(b.work, "density.toml")
 	if err := encodeConfig(conf, &warm); err != nil {

@@ -39,9 +39,9 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 	}
 	defer os.RemoveAll(tdir)
 	cold := *cfg
-	cold.Hypervisor.Templates = false
+	cold.Hypervisor.Templates = config.Off
 	warm := *cfg
-	warm.Hypervisor.Templates = true
+	warm.Hypervisor.Templates = config.On
 	warm.Hypervisor.TemplateDir = tdir
 	mc, mw := *b.m, *b.m
 	mc.Config, mw.Config = &cold, &warm

@@ -69,8 +69,9 @@ type Hypervisor struct {
 	// Debug keeps guest kernel messages on the console log.
 	Debug bool `toml:"debug_console" json:"debug_console"`
 	// Templates restores sandboxes from VM templates (warm start) instead
-	// of booting them.
-	Templates bool `toml:"templates" json:"templates"`
+	// of booting them: "auto" (on where QEMU maps a template read-only
+	// for its clones, 8.2 and later), true or false.
+	Templates Toggle `toml:"templates" json:"templates"`
 	// TemplateDir holds the templates, one directory per key.
 	TemplateDir string `toml:"template_dir" json:"template_dir"`
 	// TemplatePool is how many sandboxes, restored from their template
@@ -293,7 +294,10 @@ func (c *Config) Validate() error {
 	if h.TemplatePool < 0 || h.TemplatePool > maxTemplatePool {
 		return fmt.Errorf("hypervisor.template_pool: %d is not between 0 and %d", h.TemplatePool, maxTemplatePool)
 	}
-	if h.Templates && !filepath.IsAbs(h.TemplateDir) {
+	if err := oneOf("hypervisor.templates", string(h.Templates), string(Auto), string(On), string(Off)); err != nil {
+		return err
+	}
+	if h.Templates != Off && !filepath.IsAbs(h.TemplateDir) {
 		return fmt.Errorf("hypervisor.template_dir: %q is not an absolute path", h.TemplateDir)
 	}
 	if h.MemoryMiB < 64 {
@@ -335,15 +339,33 @@ func (r Runtime) Level() logrus.Level {
 	return l
 }
 
-// VirtiofsdPackage names the packages that ship virtiofsd: QEMU's own
-// (C) daemon in Debian 12, the Rust one in later Debian and Ubuntu releases.
-const VirtiofsdPackage = `"qemu-system-x86" (Debian 12, /usr/lib/qemu/virtiofsd) or "virtiofsd" (Debian 13, Ubuntu 24.04, /usr/libexec/virtiofsd)`
+// VirtiofsdPackage says where a virtiofsd comes from: the Rust daemon's
+// own package in Debian 13 and Ubuntu 24.04; QEMU up to 7.2 shipped a C
+// one (QEMU 8.0 dropped it), which Debian 12 still has in QEMU 7.2's
+// qemu-system-common, and Debian 12 has no other.
+const VirtiofsdPackage = `the "virtiofsd" package (Debian 13, Ubuntu 24.04: /usr/libexec/virtiofsd); on Debian 12 with QEMU 10, which has none, QEMU 7.2's (qemu-system-common 7.2: /usr/lib/qemu/virtiofsd), named in hypervisor.virtiofsd`
+
+// virtiofsdPaths are where the packages put virtiofsd, the Rust daemon's
+// first: an empty hypervisor.virtiofsd takes the first that exists.
+var virtiofsdPaths = []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"}
 
 // CheckSharedFS checks what the shared file system needs on this host:
-// nothing for 9p; for virtio-fs, the virtiofsd executable.
+// nothing for 9p; for virtio-fs, the virtiofsd executable (an empty
+// hypervisor.virtiofsd becomes the installed one).
 func (c *Config) CheckSharedFS() error {
 	if c.Hypervisor.SharedFS != "virtio-fs" {
 		return nil
+	}
+	if c.Hypervisor.Virtiofsd == "" {
+		for _, p := range virtiofsdPaths {
+			if _, err := os.Stat(p); err == nil {
+				c.Hypervisor.Virtiofsd = p
+				break
+			}
+		}
+		if c.Hypervisor.Virtiofsd == "" {
+			return fmt.Errorf("hypervisor.shared_fs = \"virtio-fs\" needs virtiofsd, and none is installed (%s): install %s", strings.Join(virtiofsdPaths, ", "), VirtiofsdPackage)
+		}
 	}
 	fi, err := os.Stat(c.Hypervisor.Virtiofsd)
 	if err != nil {
@@ -362,4 +384,42 @@ func oneOf(key, v string, allowed ...string) error {
 		}
 	}
 	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+}
+
+// Toggle is a setting that cocoon may decide by itself: "auto", or on or
+// off (TOML takes true, false, or the string "auto").
+type Toggle string
+
+// The values of a Toggle.
+const (
+	Auto Toggle = "auto"
+	On   Toggle = "true"
+	Off  Toggle = "false"
+)
+
+// UnmarshalTOML reads a boolean or "auto".
+func (t *Toggle) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case bool:
+		*t = Off
+		if x {
+			*t = On
+		}
+		return nil
+	case string:
+		switch Toggle(x) {
+		case Auto, On, Off:
+			*t = Toggle(x)
+			return nil
+		}
+	}
+	return fmt.Errorf("%v is not true, false or \"auto\"", v)
+}
+
+// MarshalTOML writes a boolean, or "auto".
+func (t Toggle) MarshalTOML() ([]byte, error) {
+	if t == Auto || t == "" {
+		return []byte(`"auto"`), nil
+	}
+	return []byte(string(t)), nil
 }

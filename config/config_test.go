@@ -47,7 +47,7 @@ func TestLoadErrors(t *testing.T) {
 		"zero timeout":    {"[agent]\ncall_timeout = \"0s\"\n", "agent.call_timeout: 0s is not positive"},
 		"template dir":    {"[hypervisor]\ntemplates = true\ntemplate_dir = \"templates\"\n", `hypervisor.template_dir: "templates" is not an absolute path`},
 		"no virtiofsd": {"[hypervisor]\nshared_fs = \"virtio-fs\"\nvirtiofsd = \"/nonexistent/virtiofsd\"\n",
-			`needs virtiofsd, but hypervisor.virtiofsd /nonexistent/virtiofsd is missing: install "qemu-system-x86"`},
+			`needs virtiofsd, but hypervisor.virtiofsd /nonexistent/virtiofsd is missing: install the "virtiofsd" package`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".toml")

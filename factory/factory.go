@@ -24,12 +24,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -45,7 +49,21 @@ type Factory struct {
 
 	once    sync.Once
 	poolKey string // the pool's directory name, "" when no key can be made
+
+	onOnce       sync.Once
+	templatesOn  bool
+	templatesWhy string
+
+	// makeNow is set where templates are made when missing (factory init,
+	// a refill); elsewhere a missing template is made in the background,
+	// and the sandbox boots cold meanwhile.
+	makeNow bool
 }
+
+// MakeTemplatesNow makes the factory make a missing template when a
+// sandbox needs it, and restore the sandbox from it, rather than boot it
+// cold and make the template in the background (factory init, fill).
+func (f *Factory) MakeTemplatesNow() { f.makeNow = true }
 
 // New returns the factory of the configuration in configPath (empty: the
 // default one), logging to log.
@@ -56,15 +74,78 @@ func New(configPath string, log *logrus.Entry) *Factory {
 	return &Factory{configPath: configPath, log: log}
 }
 
-// Image gives a VM of configuration cfg the template it is restored from,
-// making it first if there is none; nil (boot cold) when templates do not
-// apply, or after a warning when the template cannot be made.
+// versionCache is where QEMU versions are cached (tests use their own).
+var versionCache = qemu.VersionCacheDir
+
+// TemplatesOn says whether sandboxes of configuration cfg are restored from
+// templates, and why: hypervisor.templates decides, or, set to "auto", the
+// QEMU: one that maps a template from a file opened read-only for its
+// clones (8.2 and later), so that no clone can write the template shared
+// by all, gets them; an older one boots every sandbox.
+func TemplatesOn(ctx context.Context, cfg *config.Config) (bool, string) {
+	switch cfg.Hypervisor.Templates {
+	case config.On:
+		return true, "hypervisor.templates = true"
+	case config.Off:
+		return false, "hypervisor.templates = false"
+	}
+	binary := cfg.Hypervisor.Path
+	if binary == "" {
+		binary = qemu.DefaultBinary
+	}
+	path, err := exec.LookPath(binary)
+	if err != nil {
+		return false, fmt.Sprintf("no QEMU to ask (%v)", err)
+	}
+	v, err := qemu.BinaryVersion(ctx, path, versionCache)
+	if err != nil {
+		return false, err.Error()
+	}
+	if !v.ReadOnlyTemplates() {
+		return false, fmt.Sprintf("QEMU %s opens a template's memory read-write for its clones (8.2 and later open it read-only): install QEMU 8.2 or later (Debian 12: bookworm-backports), or set hypervisor.templates = true to use them anyway", v)
+	}
+	return true, fmt.Sprintf("QEMU %s maps templates read-only for the sandboxes restored from them", v)
+}
+
+// on says, once per factory, whether m's sandboxes are restored from
+// templates (TemplatesOn).
+func (f *Factory) on(m *sandbox.Manager) bool {
+	f.onOnce.Do(func() {
+		f.templatesOn, f.templatesWhy = TemplatesOn(context.Background(), m.Config)
+		f.log.Debugf("templates on: %t (%s)", f.templatesOn, f.templatesWhy)
+	})
+	return f.templatesOn
+}
+
+// Image gives a VM of configuration cfg the template it is restored from;
+// nil (boot cold) when templates do not apply, or when there is none yet:
+// a refill then makes it in the background (MakeTemplatesNow: it is made
+// first, and a warning says when it cannot be).
 func (f *Factory) Image(ctx context.Context, m *sandbox.Manager, cfg hypervisor.VMConfig) *sandbox.Image {
-	if ok, why := applies(m, cfg); !ok {
-		if m.Config.Hypervisor.Templates {
-			f.log.Debugf("booting cold: %s", why)
-		}
+	if !f.on(m) {
 		return nil
+	}
+	if ok, why := applies(m, cfg); !ok {
+		f.log.Debugf("booting cold: %s", why)
+		return nil
+	}
+	if !f.makeNow {
+		key, err := keyOf(cfg, m.Config.Hypervisor.SharedFS)
+		if err != nil {
+			f.log.WithError(err).Warn("no vm template, booting cold")
+			return nil
+		}
+		t, err := readTemplate(filepath.Join(templateDir(m), key.Hash()))
+		if err != nil || t.Key.Hash() != key.Hash() {
+			f.log.Debug("no vm template yet: booting cold, a refill makes it")
+			k := NoNIC
+			if len(cfg.NICs) > 0 {
+				k = NewNetwork
+			}
+			f.startRefill(m, f.poolDir(m), k)
+			return nil
+		}
+		return t.image()
 	}
 	t, err := f.ensureTemplate(ctx, m, cfg)
 	if err != nil {
@@ -84,12 +165,10 @@ func (f *Factory) Failed(img *sandbox.Image, err error) {
 }
 
 // applies says whether a VM of configuration cfg can be restored from a
-// template, and if not, why.
+// template (templates being on), and if not, why.
 func applies(m *sandbox.Manager, cfg hypervisor.VMConfig) (bool, string) {
 	h := m.Config.Hypervisor
 	switch {
-	case !h.Templates:
-		return false, "templates are off"
 	case m.AgentDialer != nil:
 		return false, "the agent is reached through a test dialer"
 	case cfg.VsockCID != 0:
@@ -137,6 +216,19 @@ func (f *Factory) Init(ctx context.Context, m *sandbox.Manager) ([]*Template, er
 	if m.Config.Hypervisor.SharedFS != "9p" {
 		return nil, fmt.Errorf("making templates: shared_fs %q: templates need 9p", m.Config.Hypervisor.SharedFS)
 	}
+	out, err := f.ensureTemplates(ctx, m)
+	if err != nil {
+		return out, err
+	}
+	if err := f.enablePool(m); err != nil {
+		return out, err
+	}
+	_, err = f.Fill(ctx, m, Kinds...)
+	return out, err
+}
+
+// ensureTemplates makes the templates of every shape that do not exist yet.
+func (f *Factory) ensureTemplates(ctx context.Context, m *sandbox.Manager) ([]*Template, error) {
 	var out []*Template
 	for _, cfg := range shapes(m) {
 		t, err := f.ensureTemplate(ctx, m, cfg)
@@ -145,11 +237,7 @@ func (f *Factory) Init(ctx context.Context, m *sandbox.Manager) ([]*Template, er
 		}
 		out = append(out, t)
 	}
-	if err := f.enablePool(m); err != nil {
-		return out, err
-	}
-	_, err := f.Fill(ctx, m, Kinds...)
-	return out, err
+	return out, nil
 }
 
 // Destroy disables the pool and destroys its ready sandboxes (those taken

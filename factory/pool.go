@@ -72,8 +72,8 @@ var Kinds = []Kind{NoNIC, NewNetwork}
 
 // poolSize is how many ready sandboxes of each kind the pool keeps: none
 // unless templates are on.
-func poolSize(m *sandbox.Manager) int {
-	if !m.Config.Hypervisor.Templates {
+func (f *Factory) poolSize(m *sandbox.Manager) int {
+	if !f.on(m) {
 		return 0
 	}
 	return m.Config.Hypervisor.TemplatePool
@@ -138,7 +138,7 @@ func kindOf(m *sandbox.Manager, o sandbox.Options) Kind {
 // none there, one found dead), a refill starts: one bad sandbox never
 // turns warm starts off for good.
 func (f *Factory) Take(ctx context.Context, m *sandbox.Manager, id string, o sandbox.Options) *sandbox.Sandbox {
-	size := poolSize(m)
+	size := f.poolSize(m)
 	if size == 0 || m.AgentDialer != nil {
 		return nil
 	}
@@ -216,7 +216,7 @@ func (f *Factory) enablePool(m *sandbox.Manager) error {
 // ready nor taken) and ready sandboxes that died. A disabled pool stays
 // empty.
 func (f *Factory) Fill(ctx context.Context, m *sandbox.Manager, kinds ...Kind) (int, error) {
-	size := poolSize(m)
+	size := f.poolSize(m)
 	if size == 0 {
 		return 0, nil
 	}
@@ -422,7 +422,7 @@ type PoolStatus struct {
 // Status tells how full m's pool is.
 func (f *Factory) Status(m *sandbox.Manager) PoolStatus {
 	dir := f.poolDir(m)
-	st := PoolStatus{Size: poolSize(m), Ready: map[Kind]int{}}
+	st := PoolStatus{Size: f.poolSize(m), Ready: map[Kind]int{}}
 	n := 0
 	for _, k := range Kinds {
 		st.Ready[k] = len(readyEntries(dir, k))

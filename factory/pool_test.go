@@ -1,14 +1,51 @@
 package factory
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
+
+// TestTemplatesOn: true and false decide; "auto" asks the QEMU whether it
+// maps a template read-only for its clones.
+func TestTemplatesOn(t *testing.T) {
+	dir := t.TempDir()
+	versionCache = filepath.Join(dir, "cache")
+	defer func() { versionCache = qemu.VersionCacheDir }()
+	cfg, err := config.Parse(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hypervisor.Templates != config.Auto || cfg.Hypervisor.TemplatePool != 1 {
+		t.Errorf("defaults: templates %q, pool %d; want auto, 1", cfg.Hypervisor.Templates, cfg.Hypervisor.TemplatePool)
+	}
+	for version, want := range map[string]bool{"7.2.22": false, "8.2.0": true, "10.0.2": true} {
+		bin := filepath.Join(dir, "qemu-"+version)
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'QEMU emulator version "+version+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Hypervisor.Path = bin
+		cfg.Hypervisor.Templates = config.Auto
+		if on, why := TemplatesOn(context.Background(), cfg); on != want || !strings.Contains(why, version) {
+			t.Errorf("auto with QEMU %s: %t (%s), want %t", version, on, why, want)
+		}
+		cfg.Hypervisor.Templates = config.On
+		if on, _ := TemplatesOn(context.Background(), cfg); !on {
+			t.Errorf("true with QEMU %s: off", version)
+		}
+		cfg.Hypervisor.Templates = config.Off
+		if on, _ := TemplatesOn(context.Background(), cfg); on {
+			t.Errorf("false with QEMU %s: on", version)
+		}
+	}
+}
 
 // TestApplies: what never restores from a template, and why.
 func TestApplies(t *testing.T) {
@@ -16,14 +53,9 @@ func TestApplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Hypervisor.Templates = false
 	m := &sandbox.Manager{Config: cfg}
 	h := cfg.Hypervisor
 	vm := hypervisor.VMConfig{VCPUs: h.VCPUs, MemoryMiB: h.MemoryMiB, SharedDirs: []hypervisor.SharedDir{{Tag: sandbox.ShareTag, HostPath: "/s"}}}
-	if ok, why := applies(m, vm); ok || why != "templates are off" {
-		t.Errorf("templates off: %t %q", ok, why)
-	}
-	cfg.Hypervisor.Templates = true
 	if ok, why := applies(m, vm); !ok {
 		t.Errorf("templates on: refused: %s", why)
 	}
@@ -64,8 +96,8 @@ func TestKindOf(t *testing.T) {
 			t.Errorf("%s: kind %q, want %q", name, k, tc.want)
 		}
 	}
-	h.Templates, h.TemplatePool = false, 1
-	if n := poolSize(m); n != 0 {
+	h.Templates, h.TemplatePool = config.Off, 1
+	if n := New("", nil).poolSize(m); n != 0 {
 		t.Errorf("templates off, pool on: size %d", n)
 	}
 }
@@ -78,7 +110,7 @@ func TestPoolEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Hypervisor.Templates, cfg.Hypervisor.TemplatePool = true, 2
+	cfg.Hypervisor.Templates, cfg.Hypervisor.TemplatePool = config.On, 2
 	cfg.Hypervisor.TemplateDir = t.TempDir()
 	m := &sandbox.Manager{Config: cfg}
 	f := New("", nil)

@@ -94,6 +94,7 @@ func refill(kinds, path string) int {
 		return 1
 	}
 	m.Factory = f
+	f.MakeTemplatesNow()
 	dir := f.poolDir(m)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		fmt.Fprintln(os.Stderr, "cocoon pool refill:", err)
@@ -109,6 +110,16 @@ func refill(kinds, path string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.Scaled(fillTimeout))
 	defer cancel()
+	if !f.on(m) {
+		return 0
+	}
+	// The templates first: a pool of none (template_pool = 0) still
+	// restores from them.
+	if _, err := f.ensureTemplates(ctx, m); err != nil {
+		log.WithError(err).Error("making the vm templates")
+		_ = os.WriteFile(filepath.Join(dir, failedFile), []byte(err.Error()+"\n"), 0o600)
+		return 1
+	}
 	if _, err := f.Fill(ctx, m, ks...); err != nil {
 		log.WithError(err).Error("refilling the sandbox pool")
 		return 1

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/container"
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/internal/hostcheck"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -72,6 +73,7 @@ func runChecks(c *cli.Context) checkReport {
 		rep.Checks = append(rep.Checks, hostcheck.Result{Name: "config", Status: hostcheck.Pass, Detail: rep.Configuration + configOrigin(rep.Configuration)})
 	}
 	in := hostcheck.Input{Config: cfg, RuntimeVersion: version}
+	in.Templates, in.TemplatesWhy = factory.TemplatesOn(c.Context, cfg)
 	in.Accelerator, in.Why, in.Err = sandbox.ResolveAccelerator(cfg.Hypervisor.Accelerator)
 	relay, relayErr := container.RelayPath()
 	proxy, proxyErr := sandbox.HelperPath(cfg.Runtime.ProxyPath, "cocoon-proxy")

@@ -66,6 +66,7 @@ func factoryOf(c *cli.Context) (*factory.Factory, *sandbox.Manager, error) {
 		return nil, nil, err
 	}
 	f := newFactory(c)
+	f.MakeTemplatesNow()
 	m.Factory = f
 	return f, m, nil
 }
@@ -75,8 +76,8 @@ func factoryInit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if !m.Config.Hypervisor.Templates {
-		fmt.Fprintln(c.App.ErrWriter, "warning: hypervisor.templates is false: sandboxes will not use these templates")
+	if on, why := factory.TemplatesOn(c.Context, m.Config); !on {
+		fmt.Fprintf(c.App.ErrWriter, "warning: templates are off (%s): sandboxes will not use these templates\n", why)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, unix.SIGTERM)
 	defer stop()
@@ -122,7 +123,8 @@ func factoryStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "templates: %t, directory: %s\n", m.Config.Hypervisor.Templates, m.Config.Hypervisor.TemplateDir)
+	on, why := factory.TemplatesOn(c.Context, m.Config)
+	fmt.Fprintf(c.App.Writer, "templates: %t (%s), directory: %s\n", on, why, m.Config.Hypervisor.TemplateDir)
 	st := f.Status(m)
 	state := ""
 	if st.Disabled {

@@ -147,6 +147,14 @@ func CommandLine(cfg hypervisor.VMConfig, f Features) ([]string, error) {
 		// guest needs no PIT: it gets the TSC rate from tsc_early_khz
 		// and its timer from the APIC; boot was no slower without it.
 		args = append(args, "-M", "microvm,rtc=on,pit=off"+machineOpts)
+		if f.QBoot != "" {
+			// microvm's firmware is qboot, which QEMU finds as
+			// bios-microvm.bin in its data directory; Debian 13's QEMU
+			// 10 ships qboot.rom without that name, and then falls back
+			// to SeaBIOS, whose tables leave a Linux guest hung in its
+			// ACPI setup. Named, it is found on every release.
+			args = append(args, "-bios", f.QBoot)
+		}
 		if shared {
 			// QEMU's virtio-mmio transport is legacy (version 1) by
 			// default, which vhost-user daemons refuse ("virtio legacy

@@ -52,7 +52,7 @@ func TestCommandLineFull(t *testing.T) {
 				"-name", "sb1",
 				"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 				"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-				"-M", "microvm,rtc=on,pit=off",
+				"-M", "microvm,rtc=on,pit=off", "-bios", "/usr/share/qemu/qboot.rom",
 				"-accel", "tcg,tb-size=256", "-cpu", "qemu64,+arat",
 				"-smp", "1", "-m", "2048",
 				"-kernel", "/usr/share/cocoon/vmlinux",
@@ -75,7 +75,7 @@ func TestCommandLineFull(t *testing.T) {
 				"-name", "sb1",
 				"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 				"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-				"-M", "microvm,rtc=on,pit=off,memory-backend=mem",
+				"-M", "microvm,rtc=on,pit=off,memory-backend=mem", "-bios", "/usr/share/qemu/qboot.rom",
 				"-global", "virtio-mmio.force-legacy=false",
 				"-accel", "tcg,tb-size=256", "-cpu", "qemu64,+arat",
 				"-smp", "1", "-m", "2048",
@@ -266,8 +266,9 @@ func TestCommandLineVariants(t *testing.T) {
 			edit:    func(_ *hypervisor.VMConfig, f *Features) { f.KernelELF = false },
 			absent:  []string{"-bios"},
 		},
-		"microvm never gets qboot": {
+		"microvm without qboot": {
 			machine: MachineMicroVM,
+			edit:    func(_ *hypervisor.VMConfig, f *Features) { f.QBoot = "" },
 			absent:  []string{"-bios"},
 		},
 		"no sandbox support": {

@@ -71,8 +71,9 @@ func ParseVersion(banner string) (Version, error) {
 
 // VersionCacheDir is where the versions of the QEMU binaries that were
 // asked are kept between processes, by file identity: asking QEMU costs
-// 20-40 ms, which a short-lived runtime would pay on every sandbox.
-const VersionCacheDir = "/run/cocoon/.qemu"
+// 20-40 ms, which a short-lived runtime would pay on every sandbox. A
+// cache, not state: removing it costs one question per binary.
+const VersionCacheDir = "/var/cache/cocoon/qemu"
 
 // versionCacheEntry is one binary's cached version.
 type versionCacheEntry struct {

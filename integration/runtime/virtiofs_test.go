@@ -21,8 +21,12 @@ import (
 func virtioFSConfig(t *testing.T, extra ...string) string {
 	t.Helper()
 	out := filepath.Dir(e.config)
-	text := fmt.Sprintf("[hypervisor]\nshared_fs = \"virtio-fs\"\nkernel = %q\ninitrd = %q\n%s\n[runtime]\nproxy_path = %q\n",
-		filepath.Join(out, "vmlinux"), filepath.Join(out, "initrd.img"), strings.Join(extra, "\n"),
+	virtiofsd, err := testutil.Virtiofsd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := fmt.Sprintf("[hypervisor]\nshared_fs = \"virtio-fs\"\nvirtiofsd = %q\nkernel = %q\ninitrd = %q\n%s\n[runtime]\nproxy_path = %q\n",
+		virtiofsd, filepath.Join(out, "vmlinux"), filepath.Join(out, "initrd.img"), strings.Join(extra, "\n"),
 		filepath.Join(filepath.Dir(e.runtime), "cocoon-proxy"))
 	p := filepath.Join(t.TempDir(), "virtiofs.toml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {

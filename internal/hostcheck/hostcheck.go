@@ -14,6 +14,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 )
 
 // Status is the outcome of one check.
@@ -70,7 +71,10 @@ func (h Host) withDefaults() Host {
 	}
 	if h.Command == nil {
 		h.Command = func(ctx context.Context, name string, args ...string) ([]byte, error) {
-			return exec.CommandContext(ctx, name, args...).Output()
+			cmd := exec.CommandContext(ctx, name, args...)
+			// A QEMU unpacked beside the system's loads its own modules.
+			cmd.Env = qemu.Environ(name)
+			return cmd.Output()
 		}
 	}
 	return h
@@ -91,6 +95,10 @@ type Input struct {
 	// Helpers are cocoon's helper binaries by name, each with its path or
 	// the error finding it.
 	Helpers []Helper
+	// Templates says whether sandboxes are restored from VM templates, and
+	// TemplatesWhy why (factory.TemplatesOn).
+	Templates    bool
+	TemplatesWhy string
 }
 
 // Helper is one helper binary that the runtime starts.
@@ -109,7 +117,7 @@ func Run(ctx context.Context, h Host, in Input) []Result {
 	q := probeQEMU(ctx, h, cfg.Hypervisor.Path)
 	rs = append(rs, q.versionResult(), q.acceleratorResult(in.Accelerator), q.sharedFSResult(cfg))
 	rs = append(rs, checkVirtiofsd(cfg)...)
-	rs = append(rs, q.transportResult(cfg))
+	rs = append(rs, q.transportResult(cfg), checkTemplates(in))
 	rs = append(rs, checkKernel(cfg.Hypervisor.Kernel), checkInitrd(cfg.Hypervisor.Initrd, in.RuntimeVersion))
 	rs = append(rs, checkVsock(h, cfg.Agent.Transport), checkTun(h), checkTC(h), checkCgroups(h))
 	for _, hp := range in.Helpers {

@@ -113,7 +113,8 @@ func TestTCGHostRunsWithWarnings(t *testing.T) {
 	cfg := defaults(t)
 	cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = fakeImages(t, "6.1.192-cocoon", "6.1.192-cocoon", "v1")
 	in := Input{Config: cfg, Accelerator: hypervisor.TCG, Why: "no vmx/svm in /proc/cpuinfo", RuntimeVersion: "v1",
-		Helpers: []Helper{{Name: "cocoon-relay", Path: "/usr/local/bin/cocoon-relay"}}}
+		Helpers:      []Helper{{Name: "cocoon-relay", Path: "/usr/local/bin/cocoon-relay"}},
+		TemplatesWhy: "QEMU 7.2.22 opens a template's memory read-write for its clones"}
 	rs := Run(context.Background(), h, in)
 	if !OK(rs) {
 		t.Fatalf("a TCG host must be able to run cocoon: %+v", rs)
@@ -122,7 +123,7 @@ func TestTCGHostRunsWithWarnings(t *testing.T) {
 	want := map[string]Status{
 		"cpu": Warn, "kvm": Warn, "accelerator": Warn, "qemu": Pass, "qemu-accel": Pass, "qemu-9p": Pass,
 		"qemu-agent": Pass, "kernel": Pass, "initrd": Pass, "vhost-vsock": Warn, "tun": Pass, "tc": Pass,
-		"cgroups": Pass, "cocoon-relay": Pass,
+		"cgroups": Pass, "cocoon-relay": Pass, "templates": Warn,
 	}
 	for name, st := range want {
 		if got[name].Status != st {
@@ -134,6 +135,9 @@ func TestTCGHostRunsWithWarnings(t *testing.T) {
 	}
 	if len(rs) != len(want) {
 		t.Errorf("got %d results, want %d", len(rs), len(want))
+	}
+	if d := got["templates"].Detail; !strings.Contains(d, "off: QEMU 7.2.22") {
+		t.Errorf("templates: %q, want off, saying why", d)
 	}
 	if d := got["accelerator"].Detail; !strings.Contains(d, "tcg") || !strings.Contains(d, "vmx/svm") {
 		t.Errorf("accelerator warning must say tcg and name vmx/svm: %q", d)
@@ -147,7 +151,8 @@ func TestKVMHostPasses(t *testing.T) {
 	h := fakeHost(t, "vmx", []string{"kvm", "tun", "vhost-vsock"}, "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n")
 	cfg := defaults(t)
 	cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd = fakeImages(t, "6.1.1", "6.1.1", "v1")
-	rs := Run(context.Background(), h, Input{Config: cfg, Accelerator: hypervisor.KVM, Why: "cpu has vmx", RuntimeVersion: "v1"})
+	rs := Run(context.Background(), h, Input{Config: cfg, Accelerator: hypervisor.KVM, Why: "cpu has vmx", RuntimeVersion: "v1",
+		Templates: true, TemplatesWhy: "QEMU 10.0.2 maps templates read-only"})
 	for _, r := range rs {
 		if r.Status != Pass {
 			t.Errorf("%s: %s %s", r.Name, r.Status, r.Detail)
@@ -166,7 +171,7 @@ func TestFailures(t *testing.T) {
 				return nil, errors.New("exec: not found")
 			}
 		}, "qemu", "qemu-system-x86"},
-		"old qemu": {func(h *Host, in *Input) { h.Command = fakeQEMU("QEMU emulator version 4.1.0\n") }, "qemu", "7.2"},
+		"old qemu": {func(h *Host, in *Input) { h.Command = fakeQEMU("QEMU emulator version 4.1.0\n") }, "qemu", "10.0"},
 		"kvm forced": {func(h *Host, in *Input) {
 			in.Config.Hypervisor.Accelerator = "kvm"
 			in.Accelerator, in.Err = "", errors.New("accelerator kvm is configured but unusable")
@@ -211,7 +216,7 @@ func TestVirtioFS(t *testing.T) {
 		fix                string
 	}{
 		"microvm with virtiofsd": {"microvm", daemon, map[string]Status{"qemu-virtio-fs": Pass, "virtiofsd": Pass}, ""},
-		"no virtiofsd":           {"microvm", "/nonexistent/virtiofsd", map[string]Status{"qemu-virtio-fs": Pass, "virtiofsd": Fail}, "qemu-system-x86"},
+		"no virtiofsd":           {"microvm", "/nonexistent/virtiofsd", map[string]Status{"qemu-virtio-fs": Pass, "virtiofsd": Fail}, `"virtiofsd" package`},
 		"no pci device on q35":   {"q35", daemon, map[string]Status{"qemu-virtio-fs": Fail, "virtiofsd": Pass}, "vhost-user-fs"},
 	} {
 		t.Run(name, func(t *testing.T) {

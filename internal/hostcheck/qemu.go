@@ -15,10 +15,13 @@ import (
 
 const fixQEMU = "apt-get install qemu-system-x86 (Debian/Ubuntu), or set hypervisor.path"
 
-// Oldest QEMU that has the microvm machine; oldest tested.
+// Oldest QEMU that has the microvm machine; the releases tested: 7.2
+// (Debian 12's, cold boots) and 10.0 and later (Debian 13's, bookworm-
+// backports': cocoon is built and tested on it).
 var (
 	minQEMU    = [2]int{4, 2}
 	testedQEMU = [2]int{7, 2}
+	builtQEMU  = [2]int{10, 0}
 )
 
 // qemuInfo is what the QEMU binary says about itself.
@@ -96,20 +99,24 @@ func (q qemuInfo) versionResult() Result {
 	minor, _ := strconv.Atoi(m[2])
 	older := func(v [2]int) bool { return major < v[0] || major == v[0] && minor < v[1] }
 	r.Detail = fmt.Sprintf("%s: %s", q.path, q.banner)
+	tested := major == testedQEMU[0] && minor == testedQEMU[1] || !older(builtQEMU)
 	switch {
 	case older(minQEMU):
 		r.Status = Fail
 		r.Detail += fmt.Sprintf(" (older than %d.%d, which brought the microvm machine)", minQEMU[0], minQEMU[1])
-		r.Fix = "install QEMU 7.2 or later (Debian 12: apt-get install qemu-system-x86)"
-	case older(testedQEMU):
+		r.Fix = fixNewQEMU
+	case !tested:
 		r.Status = Warn
-		r.Detail += fmt.Sprintf(" (cocoon is tested with %d.%d and later)", testedQEMU[0], testedQEMU[1])
-		r.Fix = "install QEMU 7.2 or later"
+		r.Detail += fmt.Sprintf(" (cocoon is tested with %d.%d and with %d.%d and later)", testedQEMU[0], testedQEMU[1], builtQEMU[0], builtQEMU[1])
+		r.Fix = fixNewQEMU
 	default:
 		r.Status = Pass
 	}
 	return r
 }
+
+// fixNewQEMU says how to get the QEMU cocoon is built on.
+const fixNewQEMU = "install QEMU 10.0 or later (Debian 13: apt-get install qemu-system-x86; Debian 12: from bookworm-backports, which packaging/setup-host.sh adds)"
 
 func (q qemuInfo) acceleratorResult(a hypervisor.Accelerator) Result {
 	r := Result{Name: "qemu-accel"}
@@ -207,4 +214,27 @@ func keys(m map[string]bool) string {
 func QEMUVersion(ctx context.Context, path string) (version, banner string, err error) {
 	q := probeQEMUVersion(ctx, Host{}.withDefaults(), path)
 	return q.version, q.banner, q.err
+}
+
+// checkTemplates says whether sandboxes are restored from VM templates
+// (warm start), and why: a warning where the QEMU decided against them, or
+// where they are on with a QEMU whose clones open the template read-write.
+func checkTemplates(in Input) Result {
+	cfg := in.Config.Hypervisor
+	r := Result{Name: "templates", Status: Pass}
+	switch {
+	case in.Templates && cfg.Templates == config.On && strings.Contains(in.TemplatesWhy, "read-write"):
+		r.Status = Warn
+		r.Detail = "on (hypervisor.templates = true), with a QEMU whose clones open the template read-write"
+		r.Fix = fixNewQEMU
+	case in.Templates:
+		r.Detail = fmt.Sprintf("on: %s; %d ready sandbox(es) of each kind kept (hypervisor.template_pool)", in.TemplatesWhy, cfg.TemplatePool)
+	case cfg.Templates == config.Off:
+		r.Detail = "off (hypervisor.templates = false): every sandbox boots"
+	default:
+		r.Status = Warn
+		r.Detail = "off: " + in.TemplatesWhy + "; every sandbox boots (slower)"
+		r.Fix = fixNewQEMU
+	}
+	return r
 }

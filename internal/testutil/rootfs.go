@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -71,4 +72,21 @@ func copyFile(from, to string, mode os.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// Virtiofsd returns a virtio-fs daemon for the suites' virtio-fs tests: the
+// installed one (the Rust virtiofsd package's, or QEMU 7.2's), else QEMU
+// 7.2's unpacked under $COCOON_CACHE by packaging/deps.sh (Debian 12 has
+// no package of it beside QEMU 10).
+func Virtiofsd() (string, error) {
+	cache := os.Getenv("COCOON_CACHE")
+	if cache == "" {
+		cache = "/var/cache/cocoon"
+	}
+	for _, p := range []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", filepath.Join(cache, "qemu-7.2/usr/lib/qemu/virtiofsd")} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("no virtiofsd: make deps (packaging/deps.sh) unpacks QEMU 7.2's")
 }

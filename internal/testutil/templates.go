@@ -55,7 +55,7 @@ func NewTemplates(runtime, src, dir string) (*Templates, error) {
 		Dir:        filepath.Join(dir, "templates"),
 		root:       filepath.Join(dir, "factory-root"),
 	}
-	cfg.Hypervisor.Templates = true
+	cfg.Hypervisor.Templates = config.On
 	cfg.Hypervisor.TemplateDir = ts.Dir
 	if err := writeConfig(ts.Config, cfg); err != nil {
 		return nil, err
