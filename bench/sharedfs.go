@@ -130,8 +130,20 @@ func realTimes(out string) []float64 {
 // writeConfig writes cfg's assets with shared_fs fs as a configuration
 // file, with absolute paths.
 func writeConfig(dir string, cfg *config.Config, fs string) (string, error) {
-	text := fmt.Sprintf("[hypervisor]\nshared_fs = %q\nvirtiofsd = %q\nkernel = %q\ninitrd = %q\nmachine = %q\n[runtime]\nproxy_path = %q\n",
-		fs, cfg.Hypervisor.Virtiofsd, cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd, cfg.Hypervisor.Machine, cfg.Runtime.ProxyPath)
+	virtiofsd, qemu := cfg.Hypervisor.Virtiofsd, cfg.Hypervisor.Path
+	if virtiofsd == "" {
+		d, q, err := testutil.Virtiofsd()
+		if err != nil {
+			return "", err
+		}
+		virtiofsd = d
+		if q != "" {
+			qemu = q
+		}
+	}
+	// Cold boots: what the shared file system costs, not the pool.
+	text := fmt.Sprintf("[hypervisor]\npath = %q\nshared_fs = %q\nvirtiofsd = %q\nkernel = %q\ninitrd = %q\nmachine = %q\ntemplates = false\n[runtime]\nproxy_path = %q\n",
+		qemu, fs, virtiofsd, cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd, cfg.Hypervisor.Machine, cfg.Runtime.ProxyPath)
 	p := filepath.Join(dir, "config-"+fs+".toml")
 	return p, os.WriteFile(p, []byte(text), 0o644)
 }

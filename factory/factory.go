@@ -155,12 +155,19 @@ func (f *Factory) Image(ctx context.Context, m *sandbox.Manager, cfg hypervisor.
 	return t.image()
 }
 
-// Failed drops a template that a VM could not be restored from: the next
-// sandbox makes a new one.
-func (f *Factory) Failed(img *sandbox.Image, err error) {
+// Failed drops a template that a VM of m could not be restored from, and
+// starts a refill, which makes it again (and refills the pool).
+func (f *Factory) Failed(m *sandbox.Manager, img *sandbox.Image, err error) {
 	f.log.WithError(err).WithField("template", img.Dir).Debug("removing a template that a vm could not be restored from")
 	if err := os.RemoveAll(img.Dir); err != nil {
 		f.log.WithError(err).Debug("removing a failed template")
+	}
+	if !f.makeNow {
+		k := NoNIC
+		if len(img.MACs) > 0 {
+			k = NewNetwork
+		}
+		f.startRefill(m, f.poolDir(m), k)
 	}
 }
 

@@ -95,7 +95,7 @@ func (s *Sandbox) boot(ctx context.Context, nics []hypervisor.NIC) error {
 			}
 			m.Log.WithError(err).WithFields(logrus.Fields{"sandbox": s.state.ID, "image": img.Dir}).Warn("restoring the sandbox from its template failed, booting it cold; the template is dropped")
 			s.undoStart(ctx)
-			f.Failed(img, err)
+			f.Failed(m, img, err)
 		}
 	}
 	return s.start(ctx, cfg)

@@ -31,8 +31,8 @@ type Factory interface {
 	// Image returns the saved VM that a VM of configuration cfg is
 	// restored from, made first if need be, or nil: the VM then boots.
 	Image(ctx context.Context, m *Manager, cfg hypervisor.VMConfig) *Image
-	// Failed says that restoring a VM from img failed with err.
-	Failed(img *Image, err error)
+	// Failed says that restoring a VM of m from img failed with err.
+	Failed(m *Manager, img *Image, err error)
 	// Released says that a sandbox that Take gave, whose files are in dir,
 	// is gone.
 	Released(dir string)

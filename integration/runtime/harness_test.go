@@ -65,6 +65,17 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if q := os.Getenv("COCOON_TEST_QEMU"); q != "" {
+		// The suite again with another QEMU (make integration runs it
+		// with Debian 12's 7.2 beside the system's 10).
+		c, err := testutil.WithQEMU(e.config, q, tmp)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		e.config = c
+		fmt.Printf("QEMU: %s\n", q)
+	}
 	return testutil.RunAdopting(m, leftovers)
 }
 

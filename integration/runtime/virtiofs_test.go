@@ -13,6 +13,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
@@ -20,13 +21,26 @@ import (
 // hypervisor.shared_fs = "virtio-fs" and extra lines for [hypervisor].
 func virtioFSConfig(t *testing.T, extra ...string) string {
 	t.Helper()
-	out := filepath.Dir(e.config)
-	virtiofsd, err := testutil.Virtiofsd()
+	base, err := config.Load(e.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := fmt.Sprintf("[hypervisor]\nshared_fs = \"virtio-fs\"\nvirtiofsd = %q\nkernel = %q\ninitrd = %q\n%s\n[runtime]\nproxy_path = %q\n",
-		virtiofsd, filepath.Join(out, "vmlinux"), filepath.Join(out, "initrd.img"), strings.Join(extra, "\n"),
+	lines := strings.Join(extra, "\n")
+	virtiofsd, qemu, err := testutil.Virtiofsd()
+	if qemu == "" {
+		qemu = base.Hypervisor.Path
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(lines, "virtiofsd =") {
+		lines += fmt.Sprintf("\nvirtiofsd = %q", virtiofsd)
+	}
+	if qemu != "" && !strings.Contains(lines, "path =") && !strings.Contains(lines, "\npath =") {
+		lines += fmt.Sprintf("\npath = %q", qemu)
+	}
+	text := fmt.Sprintf("[hypervisor]\nshared_fs = \"virtio-fs\"\ntemplates = false\nkernel = %q\ninitrd = %q\n%s\n[runtime]\nproxy_path = %q\n",
+		base.Hypervisor.Kernel, base.Hypervisor.Initrd, lines,
 		filepath.Join(filepath.Dir(e.runtime), "cocoon-proxy"))
 	p := filepath.Join(t.TempDir(), "virtiofs.toml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {

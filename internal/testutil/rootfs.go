@@ -74,19 +74,29 @@ func copyFile(from, to string, mode os.FileMode) error {
 	return out.Close()
 }
 
-// Virtiofsd returns a virtio-fs daemon for the suites' virtio-fs tests: the
-// installed one (the Rust virtiofsd package's, or QEMU 7.2's), else QEMU
-// 7.2's unpacked under $COCOON_CACHE by packaging/deps.sh (Debian 12 has
-// no package of it beside QEMU 10).
-func Virtiofsd() (string, error) {
+// Virtiofsd returns a virtio-fs daemon for the suites' virtio-fs tests, and
+// the QEMU to use it with ("" for the configured one): the installed daemon
+// (the Rust virtiofsd package's, or a QEMU 7.2's own) with the system's
+// QEMU, else QEMU 7.2's, unpacked under $COCOON_CACHE by packaging/deps.sh
+// (Debian 12 has no package of it beside QEMU 10), with that QEMU 7.2: the C
+// daemon that QEMU 8.0 dropped corrupts what a QEMU 10 guest reads through
+// it (programs die of illegal instructions).
+func Virtiofsd() (daemon, qemu string, err error) {
+	for _, p := range []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, "", nil
+		}
+	}
 	cache := os.Getenv("COCOON_CACHE")
 	if cache == "" {
 		cache = "/var/cache/cocoon"
 	}
-	for _, p := range []string{"/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd", filepath.Join(cache, "qemu-7.2/usr/lib/qemu/virtiofsd")} {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
+	daemon = filepath.Join(cache, "qemu-7.2/usr/lib/qemu/virtiofsd")
+	qemu = filepath.Join(cache, "qemu-7.2/usr/bin/qemu-system-x86_64")
+	for _, p := range []string{daemon, qemu} {
+		if _, err := os.Stat(p); err != nil {
+			return "", "", errors.New("no virtiofsd: make deps (packaging/deps.sh) unpacks QEMU 7.2's")
 		}
 	}
-	return "", errors.New("no virtiofsd: make deps (packaging/deps.sh) unpacks QEMU 7.2's")
+	return daemon, qemu, nil
 }

@@ -57,6 +57,7 @@ func NewTemplates(runtime, src, dir string) (*Templates, error) {
 	}
 	cfg.Hypervisor.Templates = config.On
 	cfg.Hypervisor.TemplateDir = ts.Dir
+	cfg.Hypervisor.TemplatePool = 0
 	if err := writeConfig(ts.Config, cfg); err != nil {
 		return nil, err
 	}
@@ -226,4 +227,20 @@ func (ts *Templates) factoryWith(conf, cmd string) (string, error) {
 		return stdout.String(), fmt.Errorf("factory %s: %w: %s", cmd, err, stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// WithQEMU writes, into dir, the configuration src (the development
+// out/configuration.toml) with hypervisor.path = qemu, and returns its
+// path: a suite run again with another QEMU.
+func WithQEMU(src, qemu, dir string) (string, error) {
+	cfg, err := config.Load(src)
+	if err != nil {
+		return "", fmt.Errorf("qemu configuration: %w", err)
+	}
+	cfg.Hypervisor.Path = qemu
+	p := filepath.Join(dir, "configuration-qemu.toml")
+	if err := writeConfig(p, cfg); err != nil {
+		return "", err
+	}
+	return p, nil
 }
