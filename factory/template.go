@@ -137,7 +137,7 @@ func (f *Factory) makeTemplate(ctx context.Context, m *sandbox.Manager, key Key,
 	if key.NICs > 0 {
 		opts = append(opts, sandbox.WithNetwork(sandbox.Network{New: true}))
 	}
-	sb, err := tm.Create(ctx, "template", opts...)
+	sb, err := tm.Create(ctx, "template-"+key.Hash()[:12], opts...)
 	if err != nil {
 		return nil, fmt.Errorf("making template: %w", err)
 	}

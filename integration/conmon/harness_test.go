@@ -62,6 +62,9 @@ func testMain(m *testing.M) int {
 	// VM templates on, in a template directory of the suite's own: every
 	// sandbox is restored from the template that the first one made.
 	templates, err := testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), filepath.Join(out, "configuration.toml"), tmp)
+	if err == nil {
+		err = templates.Init()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

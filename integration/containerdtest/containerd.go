@@ -99,7 +99,10 @@ func Start(o Options) (*Daemon, error) {
 	}
 	config := filepath.Join(out, "configuration.toml")
 	if o.Templates > 0 {
-		if d.Templates, err = testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), config, dir); err != nil {
+		if d.Templates, err = testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), config, dir); err == nil {
+			err = d.Templates.Init()
+		}
+		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}

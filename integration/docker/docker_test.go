@@ -88,6 +88,9 @@ func testMain(m *testing.M) int {
 	// The suite runs with VM templates on, in a template directory of
 	// its own: every sandbox is restored from a template.
 	templates, err = testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), filepath.Join(out, "configuration.toml"), tmp)
+	if err == nil {
+		err = templates.Init()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -34,9 +34,20 @@ type Templates struct {
 	// root is the --root of the factory commands (they need one; no
 	// sandbox lives there).
 	root string
-	// pool is set once EnablePool filled the pool: factory init made the
-	// templates of both shapes.
-	pool bool
+	// pool is set once EnablePool filled the pool, made once Init made
+	// the templates: factory init made the templates of both shapes.
+	pool, made bool
+}
+
+// Init makes the templates of both shapes (factory init with Config), so
+// that every sandbox of the suite is restored from one: a sandbox that
+// finds none boots cold while a refill makes it in the background.
+func (ts *Templates) Init() error {
+	if _, err := ts.factoryWith(ts.Config, "init"); err != nil {
+		return err
+	}
+	ts.made = true
+	return nil
 }
 
 // NewTemplates writes, into dir, the configuration src (the development
@@ -178,7 +189,7 @@ func (ts *Templates) Restored(pid int) error {
 // left: the template directory, a process or a mount naming it.
 func (ts *Templates) Destroy(current int) error {
 	var problems []string
-	if ts.pool {
+	if ts.pool || ts.made {
 		// factory init made both shapes.
 		current = 2
 	}
