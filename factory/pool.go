@@ -308,7 +308,13 @@ func (f *Factory) destroyEntry(ctx context.Context, pm *sandbox.Manager, entry s
 	defer cancel()
 	sb, err := pm.Load(cctx, filepath.Base(entry))
 	if err == nil {
-		err = sb.Kill(cctx)
+		// A sandbox that serves powers off (no killed QEMU to warn of);
+		// one that does not is killed.
+		if sb.Health(cctx) == nil {
+			err = sb.Destroy(cctx)
+		} else {
+			err = sb.Kill(cctx)
+		}
 	} else if errors.Is(err, sandbox.ErrNotFound) {
 		// Made before its state: nothing runs.
 		err = os.RemoveAll(entry)
