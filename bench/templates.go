@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -26,6 +27,9 @@ type templateResults struct {
 	coldTrue, warmTrue   []time.Duration
 	poolTrue             []time.Duration // warm, taking a sandbox of the pool
 	refill               []time.Duration // a taken sandbox's replacement ready
+	defaultFirst         time.Duration   // the default configuration's first run (cold; starts the refill)
+	defaultTrue          []time.Duration // the default configuration's later runs
+	readyPSS, readyCPU   []float64       // a ready sandbox of the pool: QEMU PSS (MiB), idle CPU (millicores)
 	coldPSS, warmPSS     []float64       // QEMU PSS, one sandbox alone
 	coldPSS2, warmPSS2   []float64       // QEMU PSS of each of two sandboxes
 }
@@ -82,8 +86,19 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 	}
 	pool := warm
 	pool.Hypervisor.TemplatePool = 1
+	// What an install gets: the embedded defaults (templates "auto",
+	// template_pool 1), but for the assets and a template directory of
+	// the bench's own. Nothing is made beforehand: its first run boots
+	// cold and starts the refill that makes the templates and the pool.
+	def, err := config.Parse(config.Default())
+	if err != nil {
+		return nil, err
+	}
+	def.Hypervisor.Kernel, def.Hypervisor.Initrd, def.Hypervisor.Path = cfg.Hypervisor.Kernel, cfg.Hypervisor.Initrd, cfg.Hypervisor.Path
+	def.Runtime.ProxyPath = cfg.Runtime.ProxyPath
+	def.Hypervisor.TemplateDir = filepath.Join(tdir, "default")
 	confs := map[string]string{}
-	for name, c := range map[string]*config.Config{"cold": &cold, "warm": &warm, "pool": &pool} {
+	for name, c := range map[string]*config.Config{"cold": &cold, "warm": &warm, "pool": &pool, "default": def} {
 		p := filepath.Join(b.work, name+".toml")
 		if err := encodeConfig(p, c); err != nil {
 			return nil, err
@@ -107,11 +122,12 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 		}
 		return time.Since(start), nil
 	}
-	// poolReady waits for the pool to hold its ready sandbox again.
-	poolReady := func() (time.Duration, error) {
+	// poolReadyOf waits for the pool of configuration conf to hold its
+	// ready sandbox again.
+	poolReadyOf := func(conf string) (time.Duration, error) {
 		start := time.Now()
 		for time.Since(start) < 2*time.Minute {
-			o, err := rt(confs["pool"], "factory", "status")
+			o, err := rt(conf, "factory", "status")
 			if err != nil {
 				return 0, err
 			}
@@ -122,6 +138,7 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 		}
 		return 0, errors.New("the sandbox pool was not refilled within 2 minutes")
 	}
+	poolReady := func() (time.Duration, error) { return poolReadyOf(confs["pool"]) }
 	if _, err := rt(confs["pool"], "factory", "init"); err != nil {
 		return nil, err
 	}
@@ -129,6 +146,20 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 		_, _ = rt(confs["pool"], "factory", "destroy")
 	}()
 	if _, err := poolReady(); err != nil {
+		return nil, err
+	}
+	// What a ready sandbox costs while it waits: its QEMU's PSS, and its
+	// idle CPU over 10 s.
+	for _, pid := range readyQEMUs(tdir) {
+		res.readyPSS = append(res.readyPSS, pssMiB(pid))
+		before := cpuTicks([]int{pid})
+		time.Sleep(10 * time.Second)
+		res.readyCPU = append(res.readyCPU, float64(cpuTicks([]int{pid})-before)*1000/clockTicks/10)
+	}
+	defer func() {
+		_, _ = rt(confs["default"], "factory", "destroy")
+	}()
+	if res.defaultFirst, err = timeRun(confs["default"], "default-first"); err != nil {
 		return nil, err
 	}
 	for i := 0; i < runs; i++ {
@@ -151,8 +182,35 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 			return nil, err
 		}
 		res.refill = append(res.refill, d)
+		// The default configuration, once its pool is full: a user's
+		// next command, a moment after the last.
+		if _, err := poolReadyOf(confs["default"]); err != nil {
+			return nil, err
+		}
+		if d, err = timeRun(confs["default"], fmt.Sprintf("default-true-%d", i)); err != nil {
+			return nil, err
+		}
+		res.defaultTrue = append(res.defaultTrue, d)
 	}
 	return res, nil
+}
+
+// readyQEMUs lists the QEMU processes of the ready sandboxes of the pools
+// under template directory dir.
+func readyQEMUs(dir string) []int {
+	var pids []int
+	names, _ := filepath.Glob(filepath.Join(dir, ".pool", "*", "pool-*", "ready"))
+	for _, n := range names {
+		var st struct {
+			VM struct {
+				PID int `json:"pid"`
+			} `json:"vm"`
+		}
+		if data, err := os.ReadFile(filepath.Join(filepath.Dir(n), "state.json")); err == nil && json.Unmarshal(data, &st) == nil && st.VM.PID > 0 {
+			pids = append(pids, st.VM.PID)
+		}
+	}
+	return pids
 }
 
 // createPair times the creation of a sandbox of m, measures its QEMU's PSS
@@ -187,6 +245,10 @@ func templateRows(r *templateResults) {
 	row("warm: cocoon-runtime run of busybox true (s)", seconds(r.warmTrue))
 	row("warm, from the pool: run of busybox true (s)", seconds(r.poolTrue))
 	row("pool: replacement ready after the run (s)", seconds(r.refill))
+	row("default config: first run of true, cold (s)", seconds([]time.Duration{r.defaultFirst}))
+	row("default config: later runs of true, pool (s)", seconds(r.defaultTrue))
+	row("pool: a ready sandbox's QEMU PSS (MiB)", r.readyPSS)
+	row("pool: a ready sandbox's idle CPU (millicores)", r.readyCPU)
 	row("cold: QEMU PSS, one sandbox (MiB)", r.coldPSS)
 	row("warm: QEMU PSS, one sandbox (MiB)", r.warmPSS)
 	row("cold: QEMU PSS, each of two sandboxes (MiB)", r.coldPSS2)
