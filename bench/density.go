@@ -82,6 +82,8 @@ func (b *bench) density(ctx context.Context, cfg *config.Config, bin, chartDir s
 	warm := *cfg
 	warm.Hypervisor.Templates = config.On
 	warm.Hypervisor.TemplateDir = tdir
+	// Restored containers only: no ready sandboxes idling beside them.
+	warm.Hypervisor.TemplatePool = 0
 	conf := filepath.Join(b.work, "density.toml")
 	if err := encodeConfig(conf, &warm); err != nil {
 		return nil, err

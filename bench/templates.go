@@ -47,6 +47,8 @@ func (b *bench) templates(ctx context.Context, cfg *config.Config, bin string, r
 	warm := *cfg
 	warm.Hypervisor.Templates = config.On
 	warm.Hypervisor.TemplateDir = tdir
+	// Restored, never taken from a pool: the pool is its own row.
+	warm.Hypervisor.TemplatePool = 0
 	mc, mw := *b.m, *b.m
 	mc.Config, mw.Config = &cold, &warm
 	mc.Root, mw.Root = filepath.Join(b.work, "cold"), filepath.Join(b.work, "warm")
