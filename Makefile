@@ -18,7 +18,7 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image crictl run test unit integration bench bench-density install uninstall register unregister docker-register docker-unregister clean proto
+.PHONY: all deps build kernel image crictl run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
 
 all: build
 
@@ -104,6 +104,14 @@ bench: deps kernel image crictl
 DENSITY_MAX ?= 100
 bench-density: deps kernel image
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN) -density -density-max $(DENSITY_MAX)
+
+# The guest kernel section alone (it is also part of bench): out/vmlinux
+# beside the kernel that kernel/fragments built before their last change
+# (built into $(COCOON_CACHE) by kernel/build.sh; KERNEL_BASE=<git rev>
+# picks another): boot, restore from a template, idle PSS.
+KERNEL_BASE ?=
+bench-kernels: deps kernel image
+	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN) -kernels -kernel-base '$(KERNEL_BASE)'
 
 # Binaries to $(PREFIX)/bin (containerd-shim-cocoon-v2 too when it is
 # built), the guest kernel and initrd to $(SHAREDIR), the configuration to

@@ -3,6 +3,9 @@
 // kernel whose /init powers off at once (the VM floor), and the memory an
 // idle sandbox costs the host; last, how many idle sandboxes the host holds
 // (density, -density alone; its chart goes to <out>/bench/density.png).
+// The guest kernel section (-kernels alone) sets the configured kernel
+// beside an older one (by default the one kernel/fragments built before
+// their last change): boot, restore from a template, idle memory.
 // `make bench` runs it; it prints tables.
 package main
 
@@ -37,9 +40,13 @@ func main() {
 	tmplOnly := flag.Bool("templates", false, "only the VM template bench: warm start against cold boot")
 	densOnly := flag.Bool("density", false, "only the density bench: many idle containers from VM templates")
 	densMax := flag.Int("density-max", 100, "the most idle containers the density bench starts (0: no density bench)")
+	kernOnly := flag.Bool("kernels", false, "only the guest kernel bench: the configured kernel against an older one")
+	kernBase := flag.String("kernel-base", "", "git revision whose kernel/fragments build the older kernel (default: the parent of the last commit that changed them)")
+	oldKernel := flag.String("old-kernel", "", "the older kernel's vmlinux, instead of building it (-kernel-base)")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
-	sel := selection{net: *netOnly, sharedFS: *fsOnly, templates: *tmplOnly, density: *densOnly, densityMax: *densMax}
+	sel := selection{net: *netOnly, sharedFS: *fsOnly, templates: *tmplOnly, density: *densOnly, densityMax: *densMax,
+		kernels: *kernOnly, kernelBase: *kernBase, oldKernel: *oldKernel}
 	if err := run(context.Background(), *out, *bin, *runs, sel); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -48,7 +55,9 @@ func main() {
 
 // selection says which benches run: one section alone, or all of them.
 type selection struct {
-	net, sharedFS, templates, density bool
+	net, sharedFS, templates, density, kernels bool
+	// kernelBase and oldKernel pick the kernels bench's older kernel.
+	kernelBase, oldKernel string
 	// densityMax bounds the density bench; 0 leaves it out of a full run.
 	densityMax int
 }
@@ -100,6 +109,9 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 		fmt.Printf("cocoon template bench: %s, machine %s, %d MiB, %d runs, interleaved\n\n", accel, cfg.Hypervisor.Machine, cfg.Hypervisor.MemoryMiB, runs)
 		templateRows(res)
 		return nil
+	}
+	if sel.kernels {
+		return b.kernelSection(ctx, cfg, sel, runs)
 	}
 	if sel.sharedFS {
 		res, err := b.sharedFS(ctx, cfg, bin, runs)
@@ -185,10 +197,26 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	sharedFSRows(fsRes)
 	fmt.Println()
 	templateRows(tmplRes)
+	fmt.Println()
+	if err := b.kernelSection(ctx, cfg, sel, runs); err != nil {
+		return err
+	}
 	if sel.densityMax > 0 {
 		fmt.Println()
 		return b.densitySection(ctx, cfg, out, bin, sel.densityMax)
 	}
+	return nil
+}
+
+// kernelSection runs the guest kernel bench and prints its table.
+func (b *bench) kernelSection(ctx context.Context, cfg *config.Config, sel selection, runs int) error {
+	res, what, err := b.kernels(ctx, cfg, sel.kernelBase, sel.oldKernel, runs)
+	if err != nil {
+		return fmt.Errorf("kernels: %w", err)
+	}
+	fmt.Printf("cocoon guest kernel bench: %s, machine %s, %d vCPU, %d MiB, %d runs, interleaved\n\n",
+		b.m.Accelerator, cfg.Hypervisor.Machine, cfg.Hypervisor.VCPUs, cfg.Hypervisor.MemoryMiB, runs)
+	kernelRows(res, what)
 	return nil
 }
 

@@ -10,7 +10,9 @@
 # vmlinux, bzImage, config and release.
 #
 # Environment: COCOON_CACHE (default /var/cache/cocoon), KERNEL_TARBALL (default
-# /usr/src/linux-source-6.1.tar.xz), JOBS (default nproc).
+# /usr/src/linux-source-6.1.tar.xz), JOBS (default nproc), KERNEL_FRAGMENTS (a
+# directory of *.conf fragments instead of kernel/fragments: make bench builds
+# another revision's kernel with it, into the same cache).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,11 +23,14 @@ jobs="${JOBS:-$(nproc)}"
 log() { echo "kernel: $*" >&2; }
 die() { echo "kernel: error: $*" >&2; exit 1; }
 
+fragments="${KERNEL_FRAGMENTS:-$here/fragments}"
+[ -d "$fragments" ] || die "fragments directory $fragments not found"
+fragments="$(cd "$fragments" && pwd)"
 [ -f "$tarball" ] || die "kernel source $tarball not found (apt-get install linux-source-6.1)"
 srcver="$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || stat -c %s-%Y "$tarball")"
 
 cache_epoch=1
-key="$( (cd "$here" && cat fragments/*.conf; echo "$srcver $cache_epoch") | sha256sum | cut -c1-16)"
+key="$( (cat "$fragments"/*.conf; echo "$srcver $cache_epoch") | sha256sum | cut -c1-16)"
 out="$cache/kernel/$key"
 if [ -f "$out/vmlinux" ] && [ -f "$out/bzImage" ] && [ -f "$out/release" ]; then
 	echo "$out"
@@ -53,10 +58,10 @@ fi
 build="$cache/build/linux-$srcver"
 mkdir -p "$build"
 merged="$build/fragments.conf"
-cat "$here"/fragments/*.conf > "$merged"
+cat "$fragments"/*.conf > "$merged"
 
 rm -f "$build/.config"
-log "configuring ($key): allnoconfig + $(cd "$here/fragments" && echo *.conf)"
+log "configuring ($key): allnoconfig + $(cd "$fragments" && echo *.conf)"
 make -s -C "$src" O="$build" KCONFIG_ALLCONFIG="$merged" allnoconfig >/dev/null
 
 # Every requested option must have survived the merge: Kconfig silently drops
@@ -72,7 +77,7 @@ while IFS= read -r line; do
 		missing=1
 	fi
 done < "$merged"
-[ "$missing" = 0 ] || die "configuration is missing options (see above); fix kernel/fragments"
+[ "$missing" = 0 ] || die "configuration is missing options (see above); fix $fragments"
 
 if [ "${1:-}" = "--config-only" ]; then
 	echo "$build/.config"

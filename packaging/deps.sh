@@ -33,6 +33,7 @@ pkgs=(
 	podman                             # tests: podman (4.3) with cocoon-runtime as its OCI runtime (integration/podman)
 	iperf3                             # bench: TCP throughput between a namespace and a container
 	containernetworking-plugins        # tests: CNI bridge + host-local for CRI pod networks
+	iptables nftables bridge-utils ipset ipvsadm   # tests: the distribution's network tools in a test image (testutil.NetToolsRootfs)
 )
 if [ $# -gt 0 ]; then
 	pkgs=("$@")
