@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cocoon-containers/cocoon/config"
+	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -59,17 +60,20 @@ func (b *bench) kernels(ctx context.Context, cfg *config.Config, base, oldKernel
 		r.size = fi.Size()
 		cold := *cfg
 		cold.Hypervisor.Kernel = r.path
-		cold.Hypervisor.Templates = false
+		cold.Hypervisor.Templates = config.Off
 		warm := cold
-		warm.Hypervisor.Templates = true
+		warm.Hypervisor.Templates = config.On
+		warm.Hypervisor.TemplatePool = 0
 		warm.Hypervisor.TemplateDir = filepath.Join(tdir, r.name)
 		mc, mw := *b.m, *b.m
 		mc.Config, mw.Config = &cold, &warm
 		mc.Root, mw.Root = filepath.Join(b.work, "kernel-"+r.name+"-cold"), filepath.Join(b.work, "kernel-"+r.name+"-warm")
-		if _, err := mw.InitTemplates(ctx); err != nil {
+		f := factory.New("", b.m.Log)
+		mw.Factory = f
+		if _, err := f.Init(ctx, &mw); err != nil {
 			return nil, "", fmt.Errorf("templates of the %s kernel: %w", r.name, err)
 		}
-		defer func() { _ = mw.DestroyTemplates() }()
+		defer func() { _ = f.Destroy(context.Background(), &mw) }()
 		sides = append(sides, side{&mc, &mw})
 	}
 	for i := 0; i < runs; i++ {
