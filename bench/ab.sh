@@ -4,8 +4,10 @@
 #   bench/ab.sh OLD NEW BUNDLE [RUNS]
 #
 # OLD and NEW are checkouts built with `make build image` (their bin/ and
-# out/); both use NEW's kernel. BUNDLE is an OCI bundle (e.g. busybox
-# `true`). Prints min / median / max seconds of each build.
+# out/); both use NEW's kernel, and the QEMU that $QEMU names (default: the
+# system's), and boot cold (templates off) unless DEFAULTS=1, which leaves
+# each build its defaults. BUNDLE is an OCI bundle (e.g. busybox `true`).
+# Prints min / median / max seconds of each build.
 set -euo pipefail
 new=$(realpath "$2") bundle=$(realpath "$3") runs=${4:-12}
 declare -A dirs=([old]=$(realpath "$1") [new]=$new)
@@ -13,8 +15,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for side in old new; do
 	dir=${dirs[$side]}
-	printf '[hypervisor]\nkernel = "%s"\ninitrd = "%s"\n[runtime]\nproxy_path = "%s"\n' \
-		"$new/out/vmlinux" "$dir/out/initrd.img" "$dir/bin/cocoon-proxy" >"$work/$side.toml"
+	templates='templates = false'
+	[ "${DEFAULTS:-}" = 1 ] && templates='# defaults'
+	printf '[hypervisor]\npath = "%s"\nkernel = "%s"\ninitrd = "%s"\n%s\n[runtime]\nproxy_path = "%s"\n' \
+		"${QEMU:-/usr/bin/qemu-system-x86_64}" "$new/out/vmlinux" "$dir/out/initrd.img" "$templates" "$dir/bin/cocoon-proxy" >"$work/$side.toml"
 done
 for _ in $(seq "$runs"); do
 	for side in old new; do
