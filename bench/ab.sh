@@ -12,11 +12,21 @@ set -euo pipefail
 new=$(realpath "$2") bundle=$(realpath "$3") runs=${4:-12}
 declare -A dirs=([old]=$(realpath "$1") [new]=$new)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# With DEFAULTS=1 each build may keep templates and a pool, in a directory
+# of the bench's own that it destroys at the end.
+cleanup() {
+	if [ "${DEFAULTS:-}" = 1 ]; then
+		for side in old new; do
+			"${dirs[$side]}/bin/cocoon-runtime" --config "$work/$side.toml" --root "$work/root" factory destroy >/dev/null 2>&1 || true
+		done
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
 for side in old new; do
 	dir=${dirs[$side]}
 	templates='templates = false'
-	[ "${DEFAULTS:-}" = 1 ] && templates='# defaults'
+	[ "${DEFAULTS:-}" = 1 ] && templates="template_dir = \"$work/templates-$side\""
 	printf '[hypervisor]\npath = "%s"\nkernel = "%s"\ninitrd = "%s"\n%s\n[runtime]\nproxy_path = "%s"\n' \
 		"${QEMU:-/usr/bin/qemu-system-x86_64}" "$new/out/vmlinux" "$dir/out/initrd.img" "$templates" "$dir/bin/cocoon-proxy" >"$work/$side.toml"
 done
