@@ -19,9 +19,10 @@ import (
 // parts of the runtime spec that the guest first got wrong (issue 14: device
 // nodes, read-only device paths, user namespaces, RLIMIT_AS under seccomp,
 // bind mounts with file system options; issue 23: mounts in the listed
-// order, FIFOs in linux.devices): cocoon must print want and exit 0, every
-// time, and so must runc, with the same output, unless runc failed for a
-// reason of its own on the host (runcExcuse), which is logged.
+// order, FIFOs in linux.devices; issue 25: a recursive read-only bind):
+// cocoon must print want and exit 0, every time, and so must runc, with the
+// same output, unless runc failed for a reason of its own on the host
+// (runcExcuse), which is logged.
 func TestConformance(t *testing.T) {
 	rts := runtimes(t)
 	for _, tc := range []struct {
@@ -51,6 +52,7 @@ func TestConformance(t *testing.T) {
 		{"MountOrder", mountOrderSpec, mountOrderWant, nil, "", nil},
 		{"FifoDevice", fifoSpec(true), fifoWant, nil, "", nil},
 		{"FifoDeviceWithoutDevTmpfs", fifoSpec(false), fifoWant, nil, "", nil},
+		{"RecursiveReadOnlyBind", rroSpec, "in sub\ntop read-only\nsub read-only\n", nil, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			results := make(map[string]result)
@@ -298,6 +300,34 @@ const mountOrderWant = `/mnt/order/t1
 in-volume
 tmp
 `
+
+// rroSpec bind-mounts a host directory that holds a tmpfs mount with
+// "rro" (issue 25: recursive read-only, which the features document
+// offers and CRI's recursiveReadOnly uses): the tmpfs is seen, and neither
+// the directory nor the tmpfs can be written.
+func rroSpec(t *testing.T, rootfs string) *specs.Spec {
+	vol := t.TempDir()
+	sub := filepath.Join(vol, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(sub, 0); err != nil {
+			t.Errorf("unmounting the volume's tmpfs: %v", err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(sub, "in-sub"), []byte("in sub\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := spec(t, rootfs, `cat /mnt/vol/sub/in-sub
+touch /mnt/vol/new 2>/dev/null && echo top writable || echo top read-only
+touch /mnt/vol/sub/new 2>/dev/null && echo sub writable || echo sub read-only`)
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/vol", Type: "bind", Source: vol, Options: []string{"rbind", "rro"}})
+	return s
+}
 
 // fifoSpec asks for FIFOs in linux.devices: one with device numbers (8:666,
 // which a FIFO does not have: runc ignores them), mode and owner, and one
