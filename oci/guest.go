@@ -25,8 +25,10 @@ type Bind struct {
 	// Guest is where the guest sees Target.
 	Guest string
 	// ReadOnly makes the host mount read-only too (defence in depth: the
-	// guest kernel is not trusted to honour "ro").
-	ReadOnly bool
+	// guest kernel is not trusted to honour "ro"): the top of the tree
+	// only, its submounts keeping their own flags, as "ro" does with runc;
+	// with Recursive ("rro") every mount of the tree.
+	ReadOnly, Recursive bool
 	// SealReadOnly asks for the host mount to be made read-only once the
 	// container is created: set for a read-only root file system, in
 	// which the guest's runtime may still need to create mount points
@@ -125,12 +127,27 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 			return nil, fmt.Errorf("translating spec: mounts[%d] (%s): %w", i, m.Destination, err)
 		}
 		host, guest := share.Mount(id, i)
+		rro := slices.Contains(m.Options, "rro")
+		ro := rro || slices.Contains(m.Options, "ro")
+		if ro && !rro && fi.IsDir() {
+			// The guest sees the tree as one mount of the shared file
+			// system, where "ro" would make the submounts read-only too:
+			// the host's side alone is made read-only, at the top.
+			sub, err := hasSubmounts(src)
+			if err != nil {
+				return nil, fmt.Errorf("translating spec: mounts[%d] (%s): %w", i, m.Destination, err)
+			}
+			if sub {
+				m.Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" })
+			}
+		}
 		g.Binds = append(g.Binds, Bind{
-			Source:   filepath.Clean(src),
-			Target:   host,
-			Guest:    guest,
-			ReadOnly: slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rro"),
-			File:     !fi.IsDir(),
+			Source:    filepath.Clean(src),
+			Target:    host,
+			Guest:     guest,
+			ReadOnly:  ro,
+			Recursive: rro,
+			File:      !fi.IsDir(),
 		})
 		m.Source = guest
 	}

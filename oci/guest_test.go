@@ -6,11 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 func TestShareLayout(t *testing.T) {
@@ -331,6 +334,45 @@ func TestForGuestNamespacesMapped(t *testing.T) {
 		t.Errorf("namespaces %+v, want %+v", g.Spec.Linux.Namespaces, want)
 	}
 	if spec.Linux.Namespaces[0].Path != "/proc/42/ns/pid" {
+		t.Error("the bundle's spec was modified")
+	}
+}
+
+// TestForGuestReadOnlySubmounts: a read-only bind of a directory holding a
+// mount point reaches the guest without "ro" (the host's side is made
+// read-only at its top, leaving the submount writable, as runc does); one
+// without submounts, or with "rro", keeps its options.
+func TestForGuestReadOnlySubmounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a tmpfs")
+	}
+	h := makeHostFiles(t)
+	withSub, plain := t.TempDir(), t.TempDir()
+	testutil.TmpfsSubmount(t, withSub, "sub")
+	spec := &specs.Spec{
+		Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"},
+		Root:    &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{
+			{Destination: "/a", Type: "bind", Source: withSub, Options: []string{"rbind", "ro", "nosuid"}},
+			{Destination: "/b", Type: "bind", Source: plain, Options: []string{"rbind", "ro"}},
+			{Destination: "/c", Type: "bind", Source: withSub, Options: []string{"rbind", "rro"}},
+		},
+	}
+	g, err := ForGuest(&Bundle{Dir: h.bundle, Spec: spec, Rootfs: h.rootfs}, "c1", Share{HostDir: "/sb/shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range [][]string{{"rbind", "nosuid"}, {"rbind", "ro"}, {"rbind", "rro"}} {
+		if got := g.Spec.Mounts[i].Options; !reflect.DeepEqual(got, want) {
+			t.Errorf("mount %s: options %v, want %v", spec.Mounts[i].Destination, got, want)
+		}
+	}
+	for i, want := range []struct{ ro, rec bool }{{true, false}, {true, false}, {true, true}} {
+		if b := g.Binds[i+1]; b.ReadOnly != want.ro || b.Recursive != want.rec {
+			t.Errorf("bind %d: read-only %v, recursive %v; want %v, %v", i, b.ReadOnly, b.Recursive, want.ro, want.rec)
+		}
+	}
+	if !slices.Contains(spec.Mounts[0].Options, "ro") {
 		t.Error("the bundle's spec was modified")
 	}
 }

@@ -77,8 +77,9 @@ func sealReadOnly(binds []oci.Bind) error {
 }
 
 // bindMount makes b: it creates the mount point (a file for a file
-// source), bind-mounts the source recursively, keeps the new mount private
-// and, for a read-only bind, remounts it read-only.
+// source), bind-mounts the source recursively, read-only for a read-only
+// bind (its top, or every mount for a recursive one), and keeps the new
+// mounts private.
 func bindMount(b oci.Bind) error {
 	if err := os.MkdirAll(filepath.Dir(b.Target), 0o700); err != nil {
 		return fmt.Errorf("creating mount point: %w", err)
@@ -92,17 +93,26 @@ func bindMount(b oci.Bind) error {
 	} else if err := os.Mkdir(b.Target, 0o700); err != nil {
 		return fmt.Errorf("creating mount point: %w", err)
 	}
-	flags := uint64(unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID)
-	if b.ReadOnly {
+	flags, top := uint64(unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID), uint64(0)
+	switch {
+	case b.ReadOnly && b.Recursive:
 		flags |= unix.MOUNT_ATTR_RDONLY
+	case b.ReadOnly:
+		// "ro" leaves the submounts as they are, as with runc.
+		top = unix.MOUNT_ATTR_RDONLY
 	}
 	// A detached copy of the source tree gets its flags before it is
 	// attached: read-only, nodev and nosuid hold from the first moment,
-	// on every mount of the tree, and in the copies that propagation
-	// makes (virtiofsd's namespace), which a later remount would miss.
-	err := attachTree(b.Source, b.Target, flags)
+	// on every mount of the tree (read-only on its top for "ro"), and in
+	// the copies that propagation makes (virtiofsd's namespace), which a
+	// later remount would miss.
+	err := attachTree(b.Source, b.Target, flags, top)
 	if errors.Is(err, unix.ENOSYS) {
-		err = bindRemount(b.Source, b.Target, uintptr(flags&unix.MOUNT_ATTR_RDONLY)|unix.MS_NODEV|unix.MS_NOSUID)
+		var ro uintptr
+		if b.ReadOnly {
+			ro = unix.MS_RDONLY
+		}
+		err = bindRemount(b.Source, b.Target, ro|unix.MS_NODEV|unix.MS_NOSUID)
 	}
 	if err != nil {
 		return err
@@ -114,9 +124,9 @@ func bindMount(b oci.Bind) error {
 }
 
 // attachTree bind-mounts the tree at source on target with open_tree,
-// mount_setattr (attrs, recursively) and move_mount. ENOSYS: the kernel
-// predates them (5.12).
-func attachTree(source, target string, attrs uint64) error {
+// mount_setattr (attrs on every mount of the tree, topAttrs on its top
+// only) and move_mount. ENOSYS: the kernel predates them (5.12).
+func attachTree(source, target string, attrs, topAttrs uint64) error {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
@@ -131,6 +141,12 @@ func attachTree(source, target string, attrs uint64) error {
 			return err
 		}
 		return fmt.Errorf("bind-mounting %s on %s: setting attributes: %w", source, target, err)
+	}
+	if topAttrs != 0 {
+		attr := unix.MountAttr{Attr_set: topAttrs}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+			return fmt.Errorf("bind-mounting %s on %s: setting attributes: %w", source, target, err)
+		}
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)

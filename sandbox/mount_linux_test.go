@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 )
 
@@ -70,17 +71,20 @@ func TestUnmountAllOddNames(t *testing.T) {
 }
 
 // TestBindMountFlags: every bind into the share is nodev and nosuid, a
-// read-only one is read-only from the start, and sealReadOnly makes a
-// marked one read-only later, for root too.
+// read-only one is read-only from the start (its top; every mount of the
+// tree when recursive), and sealReadOnly makes a marked one read-only
+// later, for root too.
 func TestBindMountFlags(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts")
 	}
 	src, share := t.TempDir(), t.TempDir()
+	testutil.TmpfsSubmount(t, src, "sub")
 	binds := []oci.Bind{
 		{Source: src, Target: filepath.Join(share, "c", "rootfs"), SealReadOnly: true},
 		{Source: src, Target: filepath.Join(share, "c", "mounts", "0"), ReadOnly: true},
 		{Source: src, Target: filepath.Join(share, "c", "mounts", "1")},
+		{Source: src, Target: filepath.Join(share, "c", "mounts", "2"), ReadOnly: true, Recursive: true},
 	}
 	t.Cleanup(func() {
 		if err := removeUnmounted(filepath.Join(share, "c")); err != nil {
@@ -109,10 +113,15 @@ func TestBindMountFlags(t *testing.T) {
 	}
 	check(binds[0].Target, false)
 	check(binds[1].Target, true)
+	check(filepath.Join(binds[1].Target, "sub"), false)
 	check(binds[2].Target, false)
+	check(binds[3].Target, true)
+	check(filepath.Join(binds[3].Target, "sub"), true)
 	if err := sealReadOnly(binds); err != nil {
 		t.Fatal(err)
 	}
 	check(binds[0].Target, true)
+	check(filepath.Join(binds[0].Target, "sub"), true)
 	check(binds[2].Target, false)
+	check(filepath.Join(binds[2].Target, "sub"), false)
 }

@@ -19,7 +19,8 @@ import (
 // parts of the runtime spec that the guest first got wrong (issue 14: device
 // nodes, read-only device paths, user namespaces, RLIMIT_AS under seccomp,
 // bind mounts with file system options; issue 23: mounts in the listed
-// order, FIFOs in linux.devices; issue 25: a recursive read-only bind):
+// order, FIFOs in linux.devices; issue 25: read-only binds of a tree with a
+// submount):
 // cocoon must print want and exit 0, every time, and so must runc, with the
 // same output, unless runc failed for a reason of its own on the host
 // (runcExcuse), which is logged.
@@ -52,7 +53,8 @@ func TestConformance(t *testing.T) {
 		{"MountOrder", mountOrderSpec, mountOrderWant, nil, "", nil},
 		{"FifoDevice", fifoSpec(true), fifoWant, nil, "", nil},
 		{"FifoDeviceWithoutDevTmpfs", fifoSpec(false), fifoWant, nil, "", nil},
-		{"RecursiveReadOnlyBind", rroSpec, "in sub\ntop read-only\nsub read-only\n", nil, "", nil},
+		{"RecursiveReadOnlyBind", submountSpec("rro"), "in sub\ntop read-only\nsub read-only\n", nil, "", nil},
+		{"ReadOnlyBindKeepsSubmounts", submountSpec("ro"), "in sub\ntop read-only\nsub writable\n", nil, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			results := make(map[string]result)
@@ -301,32 +303,24 @@ in-volume
 tmp
 `
 
-// rroSpec bind-mounts a host directory that holds a tmpfs mount with
-// "rro" (issue 25: recursive read-only, which the features document
-// offers and CRI's recursiveReadOnly uses): the tmpfs is seen, and neither
-// the directory nor the tmpfs can be written.
-func rroSpec(t *testing.T, rootfs string) *specs.Spec {
-	vol := t.TempDir()
-	sub := filepath.Join(vol, "sub")
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=64k"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(sub, 0); err != nil {
-			t.Errorf("unmounting the volume's tmpfs: %v", err)
+// submountSpec bind-mounts a host directory that holds a tmpfs mount with
+// the option ro (issue 25): "rro", recursive read-only, which the features
+// document offers and CRI's recursiveReadOnly uses, makes neither the
+// directory nor the tmpfs writable; "ro" leaves the tmpfs writable. The
+// tmpfs is seen either way.
+func submountSpec(ro string) func(t *testing.T, rootfs string) *specs.Spec {
+	return func(t *testing.T, rootfs string) *specs.Spec {
+		vol := t.TempDir()
+		sub := testutil.TmpfsSubmount(t, vol, "sub")
+		if err := os.WriteFile(filepath.Join(sub, "in-sub"), []byte("in sub\n"), 0o644); err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err := os.WriteFile(filepath.Join(sub, "in-sub"), []byte("in sub\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := spec(t, rootfs, `cat /mnt/vol/sub/in-sub
+		s := spec(t, rootfs, `cat /mnt/vol/sub/in-sub
 touch /mnt/vol/new 2>/dev/null && echo top writable || echo top read-only
 touch /mnt/vol/sub/new 2>/dev/null && echo sub writable || echo sub read-only`)
-	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/vol", Type: "bind", Source: vol, Options: []string{"rbind", "rro"}})
-	return s
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/vol", Type: "bind", Source: vol, Options: []string{"rbind", ro}})
+		return s
+	}
 }
 
 // fifoSpec asks for FIFOs in linux.devices: one with device numbers (8:666,

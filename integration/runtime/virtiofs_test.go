@@ -273,3 +273,22 @@ func TestVirtioFSPod(t *testing.T) {
 		t.Errorf("sandbox directory left: %v", err)
 	}
 }
+
+// TestVirtioFSSubmounts: read-only binds of a tree with a submount behave
+// with virtio-fs as with 9p and runc (TestConformance): "rro" makes the
+// submount read-only too, "ro" leaves it writable.
+func TestVirtioFSSubmounts(t *testing.T) {
+	cfg := virtioFSConfig(t)
+	for _, tc := range []struct{ ro, want string }{
+		{"rro", "in sub\ntop read-only\nsub read-only\n"},
+		{"ro", "in sub\ntop read-only\nsub writable\n"},
+	} {
+		t.Run(tc.ro, func(t *testing.T) {
+			bundle := writeBundle(t, submountSpec(tc.ro)(t, privateRootfs(t)))
+			got := run(t, cmdOpts{}, e.runtime, "--config", cfg, "--root", e.root, "run", "--bundle", bundle, "virtiofs-sub-"+tc.ro)
+			if got.code != 0 || got.stdout != tc.want {
+				t.Errorf("%v; want exit 0, stdout %q", got, tc.want)
+			}
+		})
+	}
+}
