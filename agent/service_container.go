@@ -201,7 +201,10 @@ func (s *Service) StatsContainer(ctx context.Context, req *api.ContainerRequest)
 	if err != nil {
 		return nil, rpcError(fmt.Errorf("encoding stats: %w", err))
 	}
-	return &api.StatsContainerResponse{StatsJson: b}, nil
+	// A cgroup without memory.events (none yet, or gone) has had no OOM kill
+	// to report.
+	oomKills, _ := c.OOMKillCount()
+	return &api.StatsContainerResponse{StatsJson: b, OomKills: oomKills}, nil
 }
 
 // PauseContainer freezes the container.

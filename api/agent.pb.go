@@ -1242,7 +1242,11 @@ type StatsContainerResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// StatsJSON is runc's types.Stats (what `runc events --stats` prints under
 	// "data") as JSON.
-	StatsJson     []byte `protobuf:"bytes,1,opt,name=stats_json,json=statsJson,proto3" json:"stats_json,omitempty"`
+	StatsJson []byte `protobuf:"bytes,1,opt,name=stats_json,json=statsJson,proto3" json:"stats_json,omitempty"`
+	// OOMKills is the number of processes the kernel's OOM killer ended in
+	// the container's memory cgroup (memory.events oom_kill), which runc's
+	// types.Stats does not carry.
+	OomKills      uint64 `protobuf:"varint,2,opt,name=oom_kills,json=oomKills,proto3" json:"oom_kills,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1282,6 +1286,13 @@ func (x *StatsContainerResponse) GetStatsJson() []byte {
 		return x.StatsJson
 	}
 	return nil
+}
+
+func (x *StatsContainerResponse) GetOomKills() uint64 {
+	if x != nil {
+		return x.OomKills
+	}
+	return 0
 }
 
 type UpdateContainerRequest struct {
@@ -1805,10 +1816,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x10start_time_ticks\x18\a \x01(\x04R\x0estartTimeTicks\x12\x1b\n" +
 	"\trss_bytes\x18\b \x01(\x04R\brssBytes\"S\n" +
 	"\x15ListProcessesResponse\x12:\n" +
-	"\tprocesses\x18\x01 \x03(\v2\x1c.cocoon.agent.v1.ProcessInfoR\tprocesses\"7\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x1c.cocoon.agent.v1.ProcessInfoR\tprocesses\"T\n" +
 	"\x16StatsContainerResponse\x12\x1d\n" +
 	"\n" +
-	"stats_json\x18\x01 \x01(\fR\tstatsJson\"b\n" +
+	"stats_json\x18\x01 \x01(\fR\tstatsJson\x12\x1b\n" +
+	"\toom_kills\x18\x02 \x01(\x04R\boomKills\"b\n" +
 	"\x16UpdateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12%\n" +
 	"\x0eresources_json\x18\x02 \x01(\fR\rresourcesJson\"Q\n" +

@@ -277,22 +277,31 @@ func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
 	return nil
 }
 
-// Stats returns the container's cgroup statistics in the guest, as runc's
-// types.Stats in JSON.
-func (c *Container) Stats(ctx context.Context) (json.RawMessage, error) {
+// Stats is what the guest says of a container's cgroup.
+type Stats struct {
+	// JSON is runc's types.Stats (what `runc events --stats` prints under
+	// "data").
+	JSON json.RawMessage
+	// OOMKills counts the processes that the guest's OOM killer ended in
+	// the container's memory cgroup.
+	OOMKills uint64
+}
+
+// Stats returns the container's cgroup statistics in the guest.
+func (c *Container) Stats(ctx context.Context) (Stats, error) {
 	ag, err := c.agent(ctx)
 	if err != nil {
-		return nil, err
+		return Stats{}, err
 	}
 	resp, err := ag.StatsContainer(ctx, &api.ContainerRequest{ContainerId: c.ID})
 	if err != nil {
-		return nil, fmt.Errorf("reading stats of %s: %w", c.ID, err)
+		return Stats{}, fmt.Errorf("reading stats of %s: %w", c.ID, err)
 	}
 	data := resp.GetStatsJson()
 	if !json.Valid(data) {
-		return nil, fmt.Errorf("reading stats of %s: the agent sent invalid JSON", c.ID)
+		return Stats{}, fmt.Errorf("reading stats of %s: the agent sent invalid JSON", c.ID)
 	}
-	return data, nil
+	return Stats{JSON: data, OOMKills: resp.GetOomKills()}, nil
 }
 
 // Processes lists the container's processes, with their guest PIDs.

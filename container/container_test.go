@@ -80,7 +80,7 @@ func TestPodLifecycle(t *testing.T) {
 			return &api.ListProcessesResponse{Processes: []*api.ProcessInfo{{Pid: 1, Cmdline: "sleep"}}}, nil
 		},
 		StatsContainerFunc: func(context.Context, *api.ContainerRequest) (*api.StatsContainerResponse, error) {
-			return &api.StatsContainerResponse{StatsJson: []byte(`{"pids":{"current":1}}`)}, nil
+			return &api.StatsContainerResponse{StatsJson: []byte(`{"pids":{"current":1}}`), OomKills: 1}, nil
 		},
 	}
 	fakes := sandboxtest.New(t, a)
@@ -139,8 +139,8 @@ func TestPodLifecycle(t *testing.T) {
 	if ps, err := c.Processes(ctx); err != nil || len(ps) != 1 || ps[0].Cmdline != "sleep" {
 		t.Fatalf("processes: %+v, %v", ps, err)
 	}
-	if st, err := c.Stats(ctx); err != nil || !json.Valid(st) {
-		t.Fatalf("stats: %s, %v", st, err)
+	if st, err := c.Stats(ctx); err != nil || !json.Valid(st.JSON) || st.OOMKills != 1 {
+		t.Fatalf("stats: %+v, %v", st, err)
 	}
 	// The pod rule: a member's delete removes it, the last one's destroys
 	// the sandbox.

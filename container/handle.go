@@ -253,7 +253,8 @@ func (h *Handle) Stats(ctx context.Context) (json.RawMessage, error) {
 	if err := h.ready(ctx); err != nil {
 		return nil, err
 	}
-	return h.c.Stats(ctx)
+	st, err := h.c.Stats(ctx)
+	return st.JSON, err
 }
 
 // Processes lists the container's processes as the guest sees them.

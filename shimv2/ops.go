@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,25 +79,52 @@ func (s *Service) freeze(ctx context.Context, id string, pause bool) (_ *emptypb
 }
 
 // Stats returns the container's cgroup metrics in the guest, as the
-// cgroups v1 or v2 Metrics that containerd-shim-runc-v2 returns.
+// cgroups v1 or v2 Metrics that containerd-shim-runc-v2 returns, with the
+// OOM kills of the container's memory cgroup (containerd 2.x reads them
+// when a container exits with 137 to tell OOMKilled from Error). Once the
+// init process has exited and the guest no longer answers for the
+// container, the metrics hold only the OOM kills that the shim saw.
 func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (_ *taskAPI.StatsResponse, retErr error) {
 	defer func() { retErr = toGRPC(retErr) }()
 	t, _, err := s.processOf(r.ID, "")
 	if err != nil {
 		return nil, err
 	}
-	if err := t.ctr.Ready(ctx); err != nil {
-		return nil, err
-	}
-	data, err := t.ctr.Stats(ctx)
+	st, err := s.guestStats(ctx, t)
 	if err != nil {
-		return nil, err
+		if initStatus, _, _ := t.init.state(); initStatus != container.Stopped {
+			return nil, err
+		}
+		log.G(ctx).WithError(err).WithField("container", r.ID).Debug("stats of an exited container: OOM kills only")
+		st = container.Stats{}
 	}
-	any, err := metricsFromJSON(data)
+	any, err := metricsFromJSON(st.JSON, max(st.OOMKills, s.oomKills(t)))
 	if err != nil {
 		return nil, fmt.Errorf("stats of %s: %w", r.ID, err)
 	}
 	return &taskAPI.StatsResponse{Stats: any}, nil
+}
+
+// guestStats asks the guest for the container's statistics.
+func (s *Service) guestStats(ctx context.Context, t *task) (container.Stats, error) {
+	if err := t.ctr.Ready(ctx); err != nil {
+		return container.Stats{}, err
+	}
+	return t.ctr.Stats(ctx)
+}
+
+// oomKills counts the container's processes that the shim saw end by the
+// guest's OOM killer.
+func (s *Service) oomKills(t *task) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, p := range append([]*process{t.init}, slices.Collect(maps.Values(t.execs))...) {
+		if p.killedByOOM() {
+			n++
+		}
+	}
+	return n
 }
 
 // Update changes the container's resources; containerd sends them as an

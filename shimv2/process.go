@@ -44,6 +44,7 @@ type process struct {
 	pid        uint32
 	exitStatus uint32
 	exitedAt   time.Time
+	oomKilled  bool          // the guest's OOM killer ended it
 	exited     chan struct{} // closed by done, after the exit event
 
 	// Host side of the stdio relay, from attach to the process's end.
@@ -265,8 +266,16 @@ func (p *process) wait(ctx context.Context, c *container.Container, drain time.D
 	p.status = container.Stopped
 	p.exitStatus = uint32(exit.Status)
 	p.exitedAt = exit.At
+	p.oomKilled = exit.OOMKilled
 	p.mu.Unlock()
 	return exit, err
+}
+
+// killedByOOM says whether the guest's OOM killer ended the process.
+func (p *process) killedByOOM() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.oomKilled
 }
 
 // done tells the process's waiters that it has exited; its exit event has

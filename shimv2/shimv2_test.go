@@ -24,7 +24,7 @@ func TestMetrics(t *testing.T) {
 		return data
 	}
 	t.Run("v2", func(t *testing.T) {
-		a, err := metricsFromJSON(stats(map[string]uint64{"anon": 4096, "inactive_file": 8192}))
+		a, err := metricsFromJSON(stats(map[string]uint64{"anon": 4096, "inactive_file": 8192}), 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,12 +36,12 @@ func TestMetrics(t *testing.T) {
 		if !ok {
 			t.Fatalf("%T, want v2 metrics", v)
 		}
-		if m.CPU.UsageUsec != 5000 || m.Memory.Usage != 1<<20 || m.Memory.UsageLimit != 256<<20 || m.Memory.InactiveFile != 8192 || m.Pids.Current != 3 {
+		if m.CPU.UsageUsec != 5000 || m.Memory.Usage != 1<<20 || m.Memory.UsageLimit != 256<<20 || m.Memory.InactiveFile != 8192 || m.Pids.Current != 3 || m.MemoryEvents.GetOomKill() != 2 {
 			t.Errorf("metrics %+v", m)
 		}
 	})
 	t.Run("v1", func(t *testing.T) {
-		a, err := metricsFromJSON(stats(map[string]uint64{"total_inactive_file": 8192, "rss": 4096}))
+		a, err := metricsFromJSON(stats(map[string]uint64{"total_inactive_file": 8192, "rss": 4096}), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,11 +53,26 @@ func TestMetrics(t *testing.T) {
 		if !ok {
 			t.Fatalf("%T, want v1 metrics", v)
 		}
-		if m.CPU.Usage.Total != 5_000_000 || m.Memory.Usage.Usage != 1<<20 || m.Memory.TotalInactiveFile != 8192 || m.Memory.RSS != 4096 {
+		if m.CPU.Usage.Total != 5_000_000 || m.Memory.Usage.Usage != 1<<20 || m.Memory.TotalInactiveFile != 8192 || m.Memory.RSS != 4096 || m.MemoryOomControl.GetOomKill() != 1 {
 			t.Errorf("metrics %+v", m)
 		}
 	})
-	if _, err := metricsFromJSON([]byte("{")); err == nil {
+	t.Run("exited", func(t *testing.T) {
+		// No statistics from the guest: the OOM kills alone, as containerd
+		// 2.x reads them after an exit with 137.
+		a, err := metricsFromJSON(nil, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := typeurl.UnmarshalAny(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := v.(*v2.Metrics); !ok || m.MemoryEvents.GetOomKill() != 1 {
+			t.Errorf("%T %+v, want v2 metrics with one OOM kill", v, v)
+		}
+	})
+	if _, err := metricsFromJSON([]byte("{"), 0); err == nil {
 		t.Error("bad JSON: no error")
 	}
 }

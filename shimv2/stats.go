@@ -11,19 +11,26 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// metricsFromJSON converts the agent's runc types.Stats to the cgroups
-// Metrics that containerd expects of a shim: v1 when the guest's memory
-// statistics are cgroup v1's, else v2.
-func metricsFromJSON(data []byte) (*anypb.Any, error) {
+// metricsFromJSON converts the agent's runc types.Stats (none: empty data)
+// and the memory cgroup's OOM kill count to the cgroups Metrics that
+// containerd expects of a shim: v1 when the guest's memory statistics are
+// cgroup v1's, else v2 (the guest's own hierarchy).
+func metricsFromJSON(data []byte, oomKills uint64) (*anypb.Any, error) {
 	var st types.Stats
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("decoding stats: %w", err)
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &st); err != nil {
+			return nil, fmt.Errorf("decoding stats: %w", err)
+		}
 	}
 	raw := st.Memory.Raw
 	if _, v1Keys := raw["total_inactive_file"]; v1Keys {
-		return protobuf.MarshalAnyToProto(metricsV1(&st))
+		m := metricsV1(&st)
+		m.MemoryOomControl = &v1.MemoryOomControl{OomKill: oomKills}
+		return protobuf.MarshalAnyToProto(m)
 	}
-	return protobuf.MarshalAnyToProto(metricsV2(&st))
+	m := metricsV2(&st)
+	m.MemoryEvents = &v2.MemoryEvents{OomKill: oomKills}
+	return protobuf.MarshalAnyToProto(m)
 }
 
 func metricsV1(st *types.Stats) *v1.Metrics {

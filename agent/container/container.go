@@ -144,6 +144,16 @@ func (c *Container) Stats(ctx context.Context) (*Stats, error) {
 	return convertStats(st), nil
 }
 
+// OOMKillCount is how many processes the kernel's OOM killer ended in the
+// container's memory cgroup.
+func (c *Container) OOMKillCount() (uint64, error) {
+	n, err := c.cgm.OOMKillCount()
+	if err != nil {
+		return 0, fmt.Errorf("reading the OOM kill count of container %s: %w", c.id, err)
+	}
+	return n, nil
+}
+
 // Processes lists the processes in the container's cgroup.
 func (c *Container) Processes(ctx context.Context) ([]ProcessInfo, error) {
 	pids, err := c.lc.Processes()

@@ -138,6 +138,44 @@ func startContainer(t testing.TB, podID, ctrJSON, podJSON string) string {
 	return id
 }
 
+// setLinux replaces the "linux" section of the container configuration at
+// path.
+func setLinux(t *testing.T, path string, linux map[string]any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["linux"] = linux
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit waits for container id to exit and returns its exit code and
+// the reason CRI gives, as "137 OOMKilled".
+func waitExit(t *testing.T, id string) string {
+	t.Helper()
+	deadline := time.Now().Add(commandTimeout)
+	for {
+		st := mustCrictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}} {{.status.exitCode}} {{.status.reason}}", id)
+		if code, ok := strings.CutPrefix(st, "CONTAINER_EXITED "); ok {
+			return code
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s did not exit: %s", id[:12], st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func qemus(t *testing.T) []string {
 	t.Helper()
 	return containerdtest.QEMUs(daemon.SandboxRoot(namespace))
@@ -414,4 +452,29 @@ func shimInCgroup(parent, shimCmd string) string {
 		}
 	}
 	return ""
+}
+
+// TestOOMKilled: a container that the guest's OOM killer ends is reported
+// with 137 and the reason OOMKilled, every time: containerd 1.6 takes the
+// reason from the TaskOOM event, which the shim publishes before the exit;
+// 2.x also reads the OOM kills in the task's metrics after the exit.
+func TestOOMKilled(t *testing.T) {
+	const runs = 20
+	dir := t.TempDir()
+	podJSON := podConfig(t, dir, "oom")
+	pod := runPod(t, "cocoon", podJSON)
+	// dd's 64 MiB buffer, filled from /dev/zero, does not fit in 32 MiB.
+	ctrJSON := containerConfig(t, dir, "oom", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+	setLinux(t, ctrJSON, map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 32 << 20}})
+	var bad []string
+	for i := range runs {
+		id := startContainer(t, pod, ctrJSON, podJSON)
+		if st := waitExit(t, id); st != "137 OOMKilled" {
+			bad = append(bad, fmt.Sprintf("run %d: %s", i+1, st))
+		}
+		mustCrictl(t, "rm", id)
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d of %d runs not reported as 137 OOMKilled: %s", len(bad), runs, strings.Join(bad, "; "))
+	}
 }

@@ -50,23 +50,8 @@ func netToolsContainer(t *testing.T, dir, name string, sc map[string]any, cmd ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sc == nil {
-		return path
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["linux"] = map[string]any{"security_context": sc}
-	if data, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
+	if sc != nil {
+		setLinux(t, path, map[string]any{"security_context": sc})
 	}
 	return path
 }
@@ -78,21 +63,11 @@ var netAdmin = map[string]any{"capabilities": map[string]any{"add_capabilities":
 // must exit 0.
 func waitExited(t *testing.T, id string) string {
 	t.Helper()
-	deadline := time.Now().Add(commandTimeout)
-	for {
-		st := mustCrictl(t, "inspect", "-o", "go-template", "--template", "{{.status.state}} {{.status.exitCode}}", id)
-		if strings.HasPrefix(st, "CONTAINER_EXITED") {
-			logs := crictl(t, "logs", id)
-			if st != "CONTAINER_EXITED 0" {
-				t.Fatalf("container %s: %s; logs: %v", id[:12], st, logs)
-			}
-			return logs.stdout + logs.stderr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("container %s did not exit: %s", id[:12], st)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if st := waitExit(t, id); st != "0 Completed" {
+		t.Fatalf("container %s: exit %s; logs: %v", id[:12], st, crictl(t, "logs", id))
 	}
+	logs := crictl(t, "logs", id)
+	return logs.stdout + logs.stderr
 }
 
 // logsUntil waits until container id's logs hold want.
