@@ -109,7 +109,17 @@ type Runtime struct {
 	// DeleteTimeout bounds, in wall-clock time, deleting a container whose
 	// sandbox is unresponsive or dead: its VM is killed, not asked.
 	DeleteTimeout Duration `toml:"delete_timeout" json:"delete_timeout"`
+	// HostNamespaces decides what a container that asks for the host's
+	// network or IPC namespace gets, which a VM cannot share: HostRefuse
+	// (its creation fails) or HostGuest (the VM's own namespace).
+	HostNamespaces string `toml:"host_namespaces" json:"host_namespaces"`
 }
+
+// The choices of runtime.host_namespaces.
+const (
+	HostRefuse = "refuse"
+	HostGuest  = "guest"
+)
 
 // Duration is a time.Duration written as "30s" in TOML.
 type Duration struct{ time.Duration }
@@ -322,6 +332,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := oneOf("agent.log_level", c.Agent.LogLevel, logLevels...); err != nil {
+		return err
+	}
+	if err := oneOf("runtime.host_namespaces", c.Runtime.HostNamespaces, HostRefuse, HostGuest); err != nil {
 		return err
 	}
 	return oneOf("runtime.log_level", c.Runtime.LogLevel, logLevels...)

@@ -40,6 +40,7 @@ func TestLoadErrors(t *testing.T) {
 		"bool as string":  {"[hypervisor]\ndebug_console = \"yes\"\n", "line 2: hypervisor.debug_console: wrong type"},
 		"syntax":          {"[hypervisor]\nvcpus = \n", "line 2"},
 		"log level":       {"[runtime]\nlog_level = \"loud\"\n", `runtime.log_level: "loud" is not one of`},
+		"host namespaces": {"[runtime]\nhost_namespaces = \"share\"\n", `runtime.host_namespaces: "share" is not one of refuse, guest`},
 		"agent log level": {"[agent]\nlog_level = \"trace\"\n", `agent.log_level: "trace"`},
 		"transport":       {"[agent]\ntransport = \"tcp\"\n", `agent.transport: "tcp"`},
 		"accelerator":     {"[hypervisor]\naccelerator = \"hvf\"\n", `hypervisor.accelerator: "hvf"`},
@@ -122,7 +123,7 @@ func TestEveryOptionDocumented(t *testing.T) {
 		"hypervisor.memory_mib", "hypervisor.max_vcpus", "hypervisor.max_memory_mib", "hypervisor.kernel", "hypervisor.initrd", "hypervisor.kernel_params",
 		"hypervisor.shared_fs", "hypervisor.virtiofsd", "hypervisor.debug_console", "hypervisor.templates", "hypervisor.template_dir", "hypervisor.template_pool", "agent.transport",
 		"agent.boot_timeout", "agent.call_timeout", "agent.health_timeout", "agent.log_level", "runtime.proxy_path", "runtime.log_level",
-		"runtime.command_timeout", "runtime.delete_timeout",
+		"runtime.command_timeout", "runtime.delete_timeout", "runtime.host_namespaces",
 	}
 	if got := len(md.Keys()) - 3; got != len(want) { // minus the three tables
 		t.Fatalf("the default has %d keys, the test knows %d: document and test the new one", got, len(want))

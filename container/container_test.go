@@ -26,6 +26,11 @@ func bundle(t *testing.T, s *specs.Spec) *oci.Bundle {
 		t.Fatal(err)
 	}
 	s.Version, s.Root = specs.Version, &specs.Root{Path: "rootfs"}
+	if s.Linux == nil {
+		// As `runc spec` writes it: a network and an IPC namespace of the
+		// container's own, which a VM gives.
+		s.Linux = &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace}}}
+	}
 	if s.Process == nil {
 		s.Process = &specs.Process{Args: []string{"true"}, Cwd: "/"}
 	}
@@ -91,7 +96,7 @@ func TestPodLifecycle(t *testing.T) {
 		return map[string]string{CRIOContainerType: typ, CRIOSandboxID: "pod"}
 	}
 	infraB := bundle(t, &specs.Spec{Hostname: "pod-host", Annotations: crio("sandbox"), Linux: &specs.Linux{
-		Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}},
+		Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.UTSNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace}},
 	}})
 	infraPod, err := PodOf("pod", infraB.Spec.Annotations)
 	if err != nil {

@@ -57,6 +57,9 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Conta
 		return nil, fmt.Errorf("invalid container id: %w", err)
 	}
 	b, pod := cfg.Bundle, cfg.Pod
+	// Before PodNamespaces drops the pod member's namespace paths that
+	// mean nothing in the guest.
+	hostNS := oci.HostNamespaces(b.Spec, cfg.KnownNamespaces)
 	// The pod's hostname, before a pod member's UTS namespace (and with
 	// it the hostname) is found to be the guest's.
 	attach := sandbox.AttachConfig{Hostname: GuestHostname(b.Spec, pod.SandboxID)}
@@ -86,6 +89,9 @@ func Create(ctx context.Context, m *sandbox.Manager, cfg CreateConfig) (_ *Conta
 	}
 	c := &Container{ID: cfg.ID, m: m, OwnsSandbox: owns}
 	if owns {
+		if err := checkHostNamespaces(m, cfg.ID, b, hostNS); err != nil {
+			return nil, err
+		}
 		size, err := SizeOf(b.Spec, m.Config.Hypervisor)
 		if err != nil {
 			return nil, err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -458,4 +459,58 @@ func racePod(t *testing.T, fakes *sandboxtest.Fakes, root, pod string, members, 
 	h.Close()
 	wg.Wait()
 	return errs
+}
+
+// TestRuntimeHostNamespaces: a container that asks for the host's network
+// or IPC namespace is refused with one line, nothing started and nothing
+// left, unless runtime.host_namespaces gives it the VM's own.
+func TestRuntimeHostNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	fakes := sandboxtest.New(t, &clienttest.Agent{})
+	root := t.TempDir()
+	rt := fakeRuntime(t, root, fakes)
+	hostNet := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.IPCNamespace}}}}
+	hostIPC := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}}}}
+	for _, tc := range []struct {
+		id   string
+		spec *specs.Spec
+		want string
+	}{
+		{"hostnet", hostNet, "container hostnet asks for the host's network namespace, which a VM cannot share: run this pod with runc"},
+		{"hostipc", hostIPC, "container hostipc asks for the host's network and IPC namespaces, which a VM cannot share"},
+	} {
+		err := create(t, rt, tc.id, tc.spec)
+		var hn *HostNamespaceError
+		if !errors.As(err, &hn) || !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("create %s: %v; want one line with %q", tc.id, err, tc.want)
+		}
+		if _, err := rt.Load(tc.id); err == nil {
+			t.Errorf("the refused %s has a record", tc.id)
+		}
+	}
+	if n := fakes.Started(); n != 0 {
+		t.Errorf("%d VMs started for refused containers", n)
+	}
+	if left, _ := os.ReadDir(fakes.Manager.Root); len(left) != 0 {
+		t.Errorf("refused containers left %v in the sandbox root", left)
+	}
+
+	// Allowed, the host's network namespace named by path (as Docker's
+	// --network=host has it) is not mirrored into the VM: the guest's own
+	// network has loopback only.
+	fakes.Manager.Config.Runtime.HostNamespaces = config.HostGuest
+	if err := create(t, rt, "allowed", hostIPC); err != nil {
+		t.Fatalf("with host_namespaces = guest: %v", err)
+	}
+	if n := fakes.Started(); n != 1 {
+		t.Errorf("%d VMs started for the allowed container, want 1", n)
+	}
+	h := open(t, rt, "allowed")
+	defer h.Close()
+	if n := h.c.Sandbox().State().Network; n != nil {
+		t.Errorf("the VM took over the interfaces of %+v, want none", n)
+	}
+	if err := h.Delete(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -25,8 +25,8 @@ type Network struct {
 	NSPath string
 	// Host is set when the spec has no network namespace: the container
 	// would share the host's network, which a VM cannot. The guest gets
-	// only loopback, and Create logs a warning (CRI host-network pods must
-	// still run).
+	// only loopback (the container layer refuses such a container unless
+	// runtime.host_namespaces is "guest").
 	Host bool
 	// New is set when the spec asks for a new network namespace without a
 	// path, which Docker's libnetwork-setkey prestart hook fills (moving a
@@ -127,10 +127,6 @@ const netnsFile = "netns"
 // taps, returned as NICs for the VM (nil for none). The caller closes the
 // links once the VMM has them.
 func (s *Sandbox) setupNetwork(n Network) ([]network.Link, []hypervisor.NIC, error) {
-	if n.Host {
-		s.m.Log.WithField("sandbox", s.state.ID).Warn("the container shares the host's network namespace, which a VM cannot: the guest gets only loopback")
-		return nil, nil, nil
-	}
 	if n.New {
 		return s.newNetwork()
 	}

@@ -28,7 +28,11 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if s.lookup(r.ID) != nil {
 		return nil, fmt.Errorf("creating %s: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
-	m, err := s.getManager(ctx)
+	cfgPath, err := configPath(r.Options)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", r.ID, err)
+	}
+	m, err := s.getManager(ctx, cfgPath)
 	if err != nil {
 		return nil, err
 	}

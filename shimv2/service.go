@@ -68,8 +68,10 @@ func New(ctx context.Context, id string, publisher shim.Publisher, shutdown func
 // the shim serves, whose sandboxes are in a directory of their own per
 // containerd instance and namespace (container.ContainerdSandboxRoot of the
 // directory that holds the namespace's bundles, the parent of the shim's
-// working directory: containerd runs every shim command in a bundle).
-func managerFor(ctx context.Context) (*sandbox.Manager, error) {
+// working directory: containerd runs every shim command in a bundle). Its
+// configuration is cfgPath when the runtime options name one, else
+// $COCOON_CONFIG or the default.
+func managerFor(ctx context.Context, cfgPath string) (*sandbox.Manager, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -78,7 +80,10 @@ func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(config.Path(""))
+	if cfgPath == "" {
+		cfgPath = os.Getenv(config.EnvPath)
+	}
+	cfg, err := config.Load(config.Path(cfgPath))
 	if err != nil {
 		return nil, err
 	}
@@ -87,20 +92,20 @@ func managerFor(ctx context.Context) (*sandbox.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The configuration the shim loaded ($COCOON_CONFIG or the default),
-	// which the pool's refills load too.
-	m.Factory = factory.New(os.Getenv(config.EnvPath), l)
+	// The configuration the shim loaded, which the pool's refills load too.
+	m.Factory = factory.New(cfgPath, l)
 	return m, nil
 }
 
-// getManager returns the shim's sandbox manager, made on first use.
-func (s *Service) getManager(ctx context.Context) (*sandbox.Manager, error) {
+// getManager returns the shim's sandbox manager, made on first use (the
+// pod's first create) with the configuration at cfgPath ("": the default).
+func (s *Service) getManager(ctx context.Context, cfgPath string) (*sandbox.Manager, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.manager != nil {
 		return s.manager, nil
 	}
-	m, err := managerFor(ctx)
+	m, err := managerFor(ctx, cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("loading cocoon's configuration: %w", err)
 	}

@@ -88,7 +88,7 @@ func TestTaskLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec, _ := json.Marshal(&specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"true"}, Cwd: "/"},
-		Root: &specs.Root{Path: "rootfs"}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}})
+		Root: &specs.Root{Path: "rootfs"}, Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace}}}})
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), spec, 0o644); err != nil {
 		t.Fatal(err)
 	}

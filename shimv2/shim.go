@@ -131,7 +131,7 @@ func cleanupSandbox(ctx context.Context, id string, annotations map[string]strin
 	if err != nil {
 		return err
 	}
-	m, err := managerFor(ctx)
+	m, err := managerFor(ctx, "")
 	if err != nil {
 		return err
 	}

@@ -5,20 +5,49 @@ package conmon_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/cocoon-containers/cocoon/integration/conmontest"
 )
 
+// podNamespaces stands in for pinns: a process in an IPC and a UTS
+// namespace of its own, which the pod's containers name by host paths as
+// CRI-O's pinned namespaces (/proc/<pid>/ns/<type>, meaning nothing in the
+// guest either). It is killed at the end of the test.
+func podNamespaces(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command("unshare", "--ipc", "--uts", "sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	dir := fmt.Sprintf("/proc/%d/ns/", cmd.Process.Pid)
+	// unshare makes the namespaces, then becomes sleep.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		own, _ := os.Readlink("/proc/self/ns/ipc")
+		if theirs, err := os.Readlink(dir + "ipc"); err == nil && theirs != own {
+			return dir
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare made no IPC namespace")
+		}
+	}
+}
+
 // crioPodSpec gives s what CRI-O gives a pod's container: its annotations
-// and, as with pinns, the pod's IPC and UTS namespaces by host paths
-// (here the test's own, which mean nothing in the guest either), the
-// pod's hostname, an IPC sysctl; with sharePID, the infra container's PID
-// namespace by path too (shareProcessNamespace).
-func crioPodSpec(s *specs.Spec, podID, typ string, sharePID bool) {
+// and, as with pinns, the pod's IPC and UTS namespaces by host paths under
+// nsDir (podNamespaces), the pod's hostname, an IPC sysctl; with sharePID,
+// the infra container's PID namespace by path too (shareProcessNamespace;
+// here the test's own, which means nothing in the guest either).
+func crioPodSpec(s *specs.Spec, podID, typ, nsDir string, sharePID bool) {
 	s.Annotations = map[string]string{
 		"io.kubernetes.cri-o.ContainerType": typ,
 		"io.kubernetes.cri-o.SandboxID":     podID,
@@ -28,13 +57,12 @@ func crioPodSpec(s *specs.Spec, podID, typ string, sharePID bool) {
 		s.Linux.Sysctl = map[string]string{}
 	}
 	s.Linux.Sysctl["kernel.shm_rmid_forced"] = "1"
-	self := fmt.Sprintf("/proc/%d/ns/", os.Getpid())
 	for i, ns := range s.Linux.Namespaces {
 		switch {
 		case ns.Type == specs.IPCNamespace, ns.Type == specs.UTSNamespace:
-			s.Linux.Namespaces[i].Path = self + map[specs.LinuxNamespaceType]string{specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts"}[ns.Type]
+			s.Linux.Namespaces[i].Path = nsDir + map[specs.LinuxNamespaceType]string{specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts"}[ns.Type]
 		case ns.Type == specs.PIDNamespace && sharePID:
-			s.Linux.Namespaces[i].Path = self + "pid"
+			s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/pid", os.Getpid())
 		}
 	}
 }
@@ -46,10 +74,11 @@ func crioPodSpec(s *specs.Spec, podID, typ string, sharePID bool) {
 // app is stopped by name (KILL), then the pod is torn down.
 func TestPod(t *testing.T) {
 	const podID = "crio-pod"
+	nsDir := podNamespaces(t)
 	infraSpec := baseSpec(t, "sleep", "600")
-	crioPodSpec(infraSpec, podID, "sandbox", false)
+	crioPodSpec(infraSpec, podID, "sandbox", nsDir, false)
 	appSpec := baseSpec(t, "sh", "-c", "echo app > /dev/shm/app; echo app up; exec sleep 700")
-	crioPodSpec(appSpec, podID, "container", true)
+	crioPodSpec(appSpec, podID, "container", nsDir, true)
 	infra := newContainer(t, podID, infraSpec)
 	create(t, infra)
 	mustRun(t, "start", infra.ID)
@@ -116,9 +145,10 @@ func TestPod(t *testing.T) {
 // joins it; the VM lives until the last one is deleted.
 func TestPodWithoutInfra(t *testing.T) {
 	const podID = "crio-noinfra"
+	nsDir := podNamespaces(t)
 	spec := func(msg string) *specs.Spec {
 		s := baseSpec(t, "sh", "-c", "echo "+msg+"; exec sleep 600")
-		crioPodSpec(s, podID, "container", false)
+		crioPodSpec(s, podID, "container", nsDir, false)
 		return s
 	}
 	first, second := newContainer(t, "noinfra-1", spec("one")), newContainer(t, "noinfra-2", spec("two"))

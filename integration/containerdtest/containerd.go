@@ -25,6 +25,11 @@ import (
 // Runtime is cocoon's runtime type in containerd.
 const Runtime = "io.containerd.cocoon.v2"
 
+// HostNSRuntime is the CRI handler for pods on the host's network or IPC
+// namespace: cocoon with runtime.host_namespaces = "guest", which gives
+// them the VM's own (the "cocoon" handler refuses them).
+const HostNSRuntime = "cocoon-hostns"
+
 // Daemon is a running private containerd.
 type Daemon struct {
 	// Dir holds everything of the daemon.
@@ -36,12 +41,14 @@ type Daemon struct {
 	// Templates are the daemon's VM templates, with Options.Templates.
 	Templates *testutil.Templates
 
-	pid     int
-	podNet  *PodNetwork
-	exited  chan struct{}
-	log     string
-	lastLog string   // the log's tail, kept by Stop
-	cniLeft []string // what Stop found of the pod network
+	pid    int
+	podNet *PodNetwork
+	// hostNSConfig is HostNSRuntime's configuration.
+	hostNSConfig string
+	exited       chan struct{}
+	log          string
+	lastLog      string   // the log's tail, kept by Stop
+	cniLeft      []string // what Stop found of the pod network
 }
 
 // Options say how to configure the daemon.
@@ -49,9 +56,9 @@ type Options struct {
 	// Bin and Out are cocoon's bin/ and out/ directories; empty means
 	// $COCOON_TEST_BIN and $COCOON_TEST_OUT.
 	Bin, Out string
-	// CRI enables the CRI plugin with runtime handlers "cocoon" and
-	// "runc" and the given sandbox (pause) image; otherwise the plugin is
-	// disabled.
+	// CRI enables the CRI plugin with runtime handlers "cocoon",
+	// HostNSRuntime and "runc" and the given sandbox (pause) image;
+	// otherwise the plugin is disabled.
 	CRI          bool
 	SandboxImage string
 	// PodNetwork, with CRI, is the CNI network of the pods that do not
@@ -108,6 +115,12 @@ func Start(o Options) (*Daemon, error) {
 		}
 		config = d.Templates.Config
 	}
+	// HostNSRuntime's: the same with runtime.host_namespaces = "guest".
+	d.hostNSConfig = filepath.Join(dir, "configuration-hostns.toml")
+	if err := testutil.DeriveConfig(config, d.hostNSConfig, testutil.GuestNamespaces); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(d.config(o)), 0o644); err != nil {
 		os.RemoveAll(dir)
@@ -156,6 +169,10 @@ func (d *Daemon) config(o Options) string {
 	fmt.Fprintf(&b, "[%s.containerd]\n  default_runtime_name = \"runc\"\n", cri)
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n", cri)
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.cocoon]\n  runtime_type = %q\n", cri, Runtime)
+	// A handler with a configuration of its own, named in the runtime
+	// options as Kata Containers' are.
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %q\n", cri, HostNSRuntime, Runtime)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  ConfigPath = %q\n", cri, HostNSRuntime, d.hostNSConfig)
 	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, d.cniBinDir(), d.cniConfDir())
 	return b.String()
 }

@@ -100,6 +100,8 @@ func mustCrictl(t testing.TB, args ...string) string {
 	return strings.TrimSpace(r.stdout)
 }
 
+// podConfig writes the configuration of a host-network pod, which runs on
+// containerdtest.HostNSRuntime (the VM's own network: loopback only).
 func podConfig(t testing.TB, dir, name string) string {
 	t.Helper()
 	path, err := containerdtest.PodConfig(dir, name)
@@ -142,6 +144,12 @@ func startContainer(t testing.TB, podID, ctrJSON, podJSON string) string {
 // path.
 func setLinux(t *testing.T, path string, linux map[string]any) {
 	t.Helper()
+	editConfig(t, path, func(cfg map[string]any) { cfg["linux"] = linux })
+}
+
+// editConfig changes the JSON configuration at path with edit.
+func editConfig(t *testing.T, path string, edit func(map[string]any)) {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +158,7 @@ func setLinux(t *testing.T, path string, linux map[string]any) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	cfg["linux"] = linux
+	edit(cfg)
 	if data, err = json.Marshal(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +192,7 @@ func qemus(t *testing.T) []string {
 func TestPod(t *testing.T) {
 	dir := t.TempDir()
 	podJSON := podConfig(t, dir, "cocoon-pod")
-	pod := runPod(t, "cocoon", podJSON)
+	pod := runPod(t, containerdtest.HostNSRuntime, podJSON)
 	c1 := startContainer(t, pod, containerConfig(t, dir, "c1", "sh", "-c", "echo hello from c1; exec sleep 1001"), podJSON)
 	c2 := startContainer(t, pod, containerConfig(t, dir, "c2", "sh", "-c", "trap 'exit 0' TERM; echo hello from c2; sleep 1002 & wait"), podJSON)
 
@@ -302,7 +310,7 @@ func TestPod(t *testing.T) {
 func TestHungPod(t *testing.T) {
 	dir := t.TempDir()
 	podJSON := podConfig(t, dir, "hung-pod")
-	pod := runPod(t, "cocoon", podJSON)
+	pod := runPod(t, containerdtest.HostNSRuntime, podJSON)
 	startContainer(t, pod, containerConfig(t, dir, "c", "sleep", "1003"), podJSON)
 	q := qemus(t)
 	if len(q) != 1 {
@@ -380,7 +388,7 @@ func TestShimStaysInItsCgroup(t *testing.T) {
 			}
 		}
 	}()
-	pod := runPod(t, "cocoon", podJSON)
+	pod := runPod(t, containerdtest.HostNSRuntime, podJSON)
 	c := startContainer(t, pod, containerConfig(t, dir, "c", "sleep", "1004"), podJSON)
 	mustCrictl(t, "exec", "-s", c, "true")
 	close(stop)
@@ -462,7 +470,7 @@ func TestOOMKilled(t *testing.T) {
 	const runs = 20
 	dir := t.TempDir()
 	podJSON := podConfig(t, dir, "oom")
-	pod := runPod(t, "cocoon", podJSON)
+	pod := runPod(t, containerdtest.HostNSRuntime, podJSON)
 	// dd's 64 MiB buffer, filled from /dev/zero, does not fit in 32 MiB.
 	ctrJSON := containerConfig(t, dir, "oom", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
 	setLinux(t, ctrJSON, map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 32 << 20}})
@@ -477,4 +485,56 @@ func TestOOMKilled(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("%d of %d runs not reported as 137 OOMKilled: %s", len(bad), runs, strings.Join(bad, "; "))
 	}
+}
+
+// TestHostNamespaces: the cocoon handler refuses a pod on the host's
+// network or IPC namespace when it is created, with one line that says a VM
+// cannot share it and what to do, and nothing of it is left; the handler
+// whose configuration has runtime.host_namespaces = "guest" runs such pods
+// on the VM's own (TestPod and the other host-network pods).
+func TestHostNamespaces(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		// CRI's NamespaceOption: 0 POD, 2 NODE.
+		ns   map[string]any
+		want string
+	}{
+		{"host-net", map[string]any{"network": 2, "pid": 0}, "asks for the host's network namespace, which a VM cannot share: run this pod with runc"},
+		{"host-ipc", map[string]any{"network": 0, "pid": 0, "ipc": 2}, "asks for the host's IPC namespace, which a VM cannot share: run this pod with runc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			podJSON, err := containerdtest.NetworkPodConfig(dir, tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			setPodNamespaces(t, podJSON, tc.ns)
+			r := crictl(t, "runp", "--runtime", "cocoon", podJSON)
+			if r.code == 0 {
+				id := strings.TrimSpace(r.stdout)
+				crictl(t, "stopp", id)
+				crictl(t, "rmp", "-f", id)
+				t.Fatalf("runp of a pod on a host namespace: %v, want a refusal", r)
+			}
+			if !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "host_namespaces = ") {
+				t.Errorf("runp: %v; want %q and the setting that allows it", r, tc.want)
+			}
+			if q := qemus(t); len(q) != 0 {
+				t.Errorf("a refused pod left QEMU: %v", q)
+			}
+			if pods := mustCrictl(t, "pods", "-q", "--name", tc.name); pods != "" {
+				t.Errorf("a refused pod is listed: %q", pods)
+			}
+			if left, _ := os.ReadDir(daemon.SandboxRoot(namespace)); len(left) != 0 {
+				t.Errorf("a refused pod left sandboxes: %v", left)
+			}
+		})
+	}
+}
+
+// setPodNamespaces replaces the namespace options of the pod configuration
+// at path.
+func setPodNamespaces(t *testing.T, path string, ns map[string]any) {
+	t.Helper()
+	setLinux(t, path, map[string]any{"security_context": map[string]any{"namespace_options": ns}})
 }

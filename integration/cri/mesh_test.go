@@ -218,7 +218,7 @@ func TestPrivilegedNetDevices(t *testing.T) {
 	if err := os.WriteFile(podJSON, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pod := runPod(t, "cocoon", podJSON)
+	pod := runPod(t, containerdtest.HostNSRuntime, podJSON)
 	c := startContainer(t, pod, netToolsContainer(t, dir, "devices", map[string]any{"privileged": true}, "sh", "-c", podnettest.DevicesScript), podJSON)
 	out := waitExited(t, c)
 	for _, p := range podnettest.DevicesCheck(out) {

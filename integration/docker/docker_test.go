@@ -95,12 +95,23 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The same templates, with runtime.host_namespaces = "guest".
+	hostNSConfig := filepath.Join(tmp, "configuration-hostns.toml")
+	if err := testutil.DeriveConfig(templates.Config, hostNSConfig, testutil.GuestNamespaces); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	config := filepath.Join(tmp, "daemon.json")
 	daemonJSON, _ := json.Marshal(map[string]any{
 		"runtimes": map[string]any{
 			"cocoon": map[string]any{
 				"path":        filepath.Join(bin, "cocoon-runtime"),
 				"runtimeArgs": []string{"--config", templates.Config},
+			},
+			// Host namespaces allowed (TestHostNamespaces).
+			"cocoon-hostns": map[string]any{
+				"path":        filepath.Join(bin, "cocoon-runtime"),
+				"runtimeArgs": []string{"--config", hostNSConfig},
 			},
 			// The same templates, and the pool (TestPool).
 			"cocoon-pool": map[string]any{
@@ -720,5 +731,42 @@ func TestPool(t *testing.T) {
 	mustDocker(t, "rm", "-f", id)
 	if err := templates.WaitPoolFull(time.Minute); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHostNamespaces: docker run --network=host or --ipc=host fails at
+// creation with the runtime's one line (a VM cannot share the host's
+// namespace: use runc, or the setting that allows the VM's own), and
+// leaves no container; the runtime configured with runtime.host_namespaces
+// = "guest" runs them on the VM's own namespaces: loopback only.
+func TestHostNamespaces(t *testing.T) {
+	before := mustDocker(t, "ps", "-aq")
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--network=host"}, "asks for the host's network namespace, which a VM cannot share: run this pod with runc"},
+		{[]string{"--network=none", "--ipc=host"}, "asks for the host's IPC namespace, which a VM cannot share: run this pod with runc"},
+	} {
+		args := append(append([]string{"run", "--rm", "--runtime", "cocoon"}, tc.flags...), image, "true")
+		r := docker(t, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "host_namespaces") {
+			t.Errorf("docker run %v: %v; want a failure saying %q", tc.flags, r, tc.want)
+		}
+	}
+	if after := mustDocker(t, "ps", "-aq"); after != before {
+		t.Errorf("refused containers left containers: %q, before %q", after, before)
+	}
+	for _, p := range testutil.ProcessesOf(execRoot) {
+		if strings.Contains(p, "qemu-system") || strings.Contains(p, "cocoon-relay") || strings.Contains(p, "cocoon-proxy") {
+			t.Errorf("a refused container left %s", p)
+		}
+	}
+	r := docker(t, "run", "--rm", "--runtime", "cocoon-hostns", "--network=host", "--ipc=host", image,
+		"sh", "-c", "uname -r; ls /sys/class/net")
+	// Docker names the host's network namespace by a path: none of the
+	// host's interfaces is mirrored into the VM.
+	if want := guestRel + "\nlo\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("--network=host --ipc=host with host_namespaces = guest: %v; want the guest's kernel and loopback only", r)
 	}
 }

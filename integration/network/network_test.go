@@ -3,15 +3,18 @@
 package network_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cocoon-containers/cocoon/internal/testutil"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // TestContainerNetwork runs two containers, each in its own namespace on
@@ -163,36 +166,54 @@ func qemuPIDs(t *testing.T) []int {
 	return pids
 }
 
-// TestHostNetwork runs a container without a network namespace (a CRI
-// host-network pod): it runs, with only loopback.
+// TestHostNetwork: a container without a network namespace of its own
+// (the host's, as a CRI host-network pod asks) is refused with one line and
+// leaves nothing; with runtime.host_namespaces = "guest" it runs on the
+// VM's own network, with only loopback, and a warning says so.
 func TestHostNetwork(t *testing.T) {
 	b := bundle(t, "", "hostnet", `ip -o link | grep -v ' lo:' | grep -c . || true; ip -o addr show dev lo | grep 'inet '`)
-	data, err := os.ReadFile(filepath.Join(b, "config.json"))
+	path := filepath.Join(b, "config.json")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Drop the network namespace from the spec.
-	s := strings.Replace(string(data), `{
-				"type": "network",
-				"path": ""
-			},`, "", 1)
-	if s == string(data) {
-		s = strings.Replace(string(data), `{
-				"type": "network"
-			},`, "", 1)
-	}
-	if s == string(data) {
-		t.Fatalf("no network namespace to drop in %s", data)
-	}
-	if err := os.WriteFile(filepath.Join(b, "config.json"), []byte(s), 0o644); err != nil {
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, "net-host", b)
-	out := r.wait(t)
-	if !strings.Contains(out, "inet 127.0.0.1/8") || !strings.Contains(out, "\n0\n") {
+	s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace })
+	if data, err = json.Marshal(&s); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := exec.Command(e.runtime, "--config", e.config, "--root", e.root, "run", "--bundle", b, "net-host-refused").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "asks for the host's network namespace, which a VM cannot share: run this pod with runc") ||
+		strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("run on the host's network: %v: %q; want one line refusing it", err, out)
+	}
+	if st, err := exec.Command(e.runtime, "--root", e.root, "state", "net-host-refused").CombinedOutput(); err == nil {
+		t.Errorf("the refused container exists: %s", st)
+	}
+	if q := qemuPIDs(t); len(q) != 0 {
+		t.Errorf("the refused container left QEMU %v", q)
+	}
+
+	guest := filepath.Join(t.TempDir(), "configuration.toml")
+	if err := testutil.DeriveConfig(e.config, guest, testutil.GuestNamespaces); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(e.runtime, "--config", guest, "--root", e.root, "run", "--bundle", b, "net-host").CombinedOutput()
+	if err != nil {
+		_ = exec.Command(e.runtime, "--config", guest, "--root", e.root, "delete", "--force", "net-host").Run()
+		t.Fatalf("run with host_namespaces = guest: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "inet 127.0.0.1/8") || !strings.Contains(string(out), "\n0\n") {
 		t.Errorf("host-network container: %q (want only lo, up)", out)
 	}
-	if !strings.Contains(out, "level=warning") || !strings.Contains(out, "host's network namespace") {
+	if !strings.Contains(string(out), "level=warning") || !strings.Contains(string(out), "host's network namespace") {
 		t.Errorf("no warning about the host network: %q", out)
 	}
 }

@@ -79,6 +79,22 @@ func NewTemplates(runtime, src, dir string) (*Templates, error) {
 	return ts, nil
 }
 
+// DeriveConfig writes to dst the configuration src changed by edit, and
+// checks that it loads.
+func DeriveConfig(src, dst string, edit func(*config.Config)) error {
+	cfg, err := config.Load(src)
+	if err != nil {
+		return fmt.Errorf("deriving a configuration: %w", err)
+	}
+	edit(cfg)
+	return writeConfig(dst, cfg)
+}
+
+// GuestNamespaces is DeriveConfig's edit for a configuration that gives a
+// container asking for the host's network or IPC namespace the VM's own
+// (CRI host-network pods, docker run --net=host).
+func GuestNamespaces(cfg *config.Config) { cfg.Runtime.HostNamespaces = config.HostGuest }
+
 // writeConfig writes cfg to path, and checks that it loads as the runtime
 // will load it.
 func writeConfig(path string, cfg *config.Config) error {
