@@ -133,11 +133,19 @@ func TestServe(t *testing.T) {
 	}
 
 	t.Run("refused", func(t *testing.T) {
-		c := dialIn(t, ns, "tcp4", "127.0.0.1:8081")
-		defer c.Close()
-		n, err := c.Read(make([]byte, 1))
-		if n != 0 || !errors.Is(err, unix.ECONNRESET) {
-			t.Errorf("Read = %d, %v; want a connection reset", n, err)
+		// The reset can come before the dial has returned.
+		err := network.Do(ns, func() error {
+			c, err := net.DialTimeout("tcp4", "127.0.0.1:8081", 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			return err
+		})
+		if !errors.Is(err, unix.ECONNRESET) {
+			t.Errorf("got %v, want a connection reset", err)
 		}
 	})
 

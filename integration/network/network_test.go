@@ -100,6 +100,7 @@ echo pf done`))
 	if got := dial(t, filepath.Base(ns), "127.0.0.1:8002"); got != "from-guest\n" {
 		t.Errorf("through localhost:8002 in the namespace: %q, want from-guest", got)
 	}
+	// The reset can come before the dial has returned.
 	err := inNS(t, filepath.Base(ns), func() error {
 		c, err := net.DialTimeout("tcp4", "127.0.0.1:9", 10*time.Second)
 		if err != nil {
