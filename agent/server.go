@@ -31,6 +31,9 @@ type ServerConfig struct {
 	Service api.AgentService
 	// Stdio serves stdio streams. When nil, they are refused (closed).
 	Stdio StdioHandler
+	// PortForward serves port forward streams. When nil, they are refused
+	// (closed).
+	PortForward PortForwardHandler
 	// HeaderTimeout bounds the wait for a stream's header; zero means
 	// DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
@@ -40,7 +43,7 @@ type ServerConfig struct {
 
 // Server reads the header of every stream a Transport yields and dispatches
 // the stream: RPC streams to a ttrpc server, stdio streams to the Stdio
-// handler.
+// handler, port forward streams to the PortForward handler.
 type Server struct {
 	cfg ServerConfig
 }
@@ -133,6 +136,13 @@ func (s *Server) dispatch(ctx context.Context, conn net.Conn, rpcStreams *connLi
 			return
 		}
 		s.cfg.Stdio(ctx, h, conn)
+	case api.StreamPortForward:
+		if s.cfg.PortForward == nil {
+			s.cfg.Log.WithField("port", h.Port).Warn("refusing port forward stream: not supported")
+			conn.Close()
+			return
+		}
+		s.cfg.PortForward(ctx, h.Port, conn)
 	}
 }
 

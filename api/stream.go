@@ -8,13 +8,15 @@ import (
 )
 
 // Every stream (a yamux stream or a vsock connection) that the host opens to the
-// agent starts with a header saying what it carries: either the ttrpc API, or one
-// raw stdio stream of one process. Bulk stdio never goes through RPC calls.
+// agent starts with a header saying what it carries: the ttrpc API, one raw
+// stdio stream of one process, or one forwarded TCP connection. Bulk stdio
+// never goes through RPC calls.
 //
 // Wire format:
 //
 //	magic "CCN1" | kind (1 byte) | stdio (1 byte) |
-//	uint16 len | container ID | uint16 len | exec ID
+//	uint16 len | container ID | uint16 len | exec ID |
+//	uint16 port (StreamPortForward only)
 //
 // Integers are big-endian. IDs are at most MaxStreamIDLen bytes.
 
@@ -26,6 +28,27 @@ const (
 	StreamRPC StreamKind = 1
 	// StreamStdio carries one stdio stream of one process, as raw bytes.
 	StreamStdio StreamKind = 2
+	// StreamPortForward carries one TCP connection to a port of the guest's
+	// loopback (the pod's network namespace), as CRI port-forward asks:
+	// the agent dials it, answers with one PortForwardStatus byte and,
+	// once connected, copies raw bytes both ways.
+	StreamPortForward StreamKind = 3
+)
+
+// PortForwardStatus is the agent's one-byte answer on a StreamPortForward
+// stream.
+type PortForwardStatus uint8
+
+const (
+	// PortForwardConnected: the agent is connected; the stream carries the
+	// connection's bytes from now on.
+	PortForwardConnected PortForwardStatus = 0
+	// PortForwardRefused: nothing listens on the port (on 127.0.0.1 nor
+	// ::1); the agent closes the stream.
+	PortForwardRefused PortForwardStatus = 1
+	// PortForwardFailed: dialing failed otherwise; the agent closes the
+	// stream.
+	PortForwardFailed PortForwardStatus = 2
 )
 
 // Stdio names one of a process's standard streams.
@@ -73,6 +96,8 @@ type StreamHeader struct {
 	ContainerID string
 	ExecID      string
 	Stdio       Stdio
+	// Port is the guest's TCP port to dial; only for StreamPortForward.
+	Port uint16
 }
 
 // WriteStreamHeader writes h to w in one write.
@@ -80,13 +105,16 @@ func WriteStreamHeader(w io.Writer, h StreamHeader) error {
 	if len(h.ContainerID) > MaxStreamIDLen || len(h.ExecID) > MaxStreamIDLen {
 		return fmt.Errorf("writing stream header: %w: id longer than %d bytes", ErrBadStreamHeader, MaxStreamIDLen)
 	}
-	buf := make([]byte, 0, 10+len(h.ContainerID)+len(h.ExecID))
+	buf := make([]byte, 0, 12+len(h.ContainerID)+len(h.ExecID))
 	buf = append(buf, streamMagic[:]...)
 	buf = append(buf, byte(h.Kind), byte(h.Stdio))
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(h.ContainerID)))
 	buf = append(buf, h.ContainerID...)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(h.ExecID)))
 	buf = append(buf, h.ExecID...)
+	if h.Kind == StreamPortForward {
+		buf = binary.BigEndian.AppendUint16(buf, h.Port)
+	}
 	if _, err := w.Write(buf); err != nil {
 		return fmt.Errorf("writing stream header: %w", err)
 	}
@@ -104,7 +132,7 @@ func ReadStreamHeader(r io.Reader) (StreamHeader, error) {
 	}
 	h := StreamHeader{Kind: StreamKind(fixed[4]), Stdio: Stdio(fixed[5])}
 	switch h.Kind {
-	case StreamRPC, StreamStdio:
+	case StreamRPC, StreamStdio, StreamPortForward:
 	default:
 		return StreamHeader{}, fmt.Errorf("reading stream header: %w: unknown kind %d", ErrBadStreamHeader, h.Kind)
 	}
@@ -122,6 +150,15 @@ func ReadStreamHeader(r io.Reader) (StreamHeader, error) {
 	}
 	if h.ExecID, err = readID(r, int(binary.BigEndian.Uint16(l[:]))); err != nil {
 		return StreamHeader{}, err
+	}
+	if h.Kind == StreamPortForward {
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			return StreamHeader{}, fmt.Errorf("reading stream header: %w", err)
+		}
+		h.Port = binary.BigEndian.Uint16(l[:])
+		if h.Port == 0 {
+			return StreamHeader{}, fmt.Errorf("reading stream header: %w: port 0", ErrBadStreamHeader)
+		}
 	}
 	return h, nil
 }

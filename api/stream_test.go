@@ -12,6 +12,7 @@ func TestStreamHeaderRoundTrip(t *testing.T) {
 		"rpc":      {Kind: StreamRPC},
 		"stdout":   {Kind: StreamStdio, ContainerID: "c1", Stdio: Stdout},
 		"exec tty": {Kind: StreamStdio, ContainerID: "c1", ExecID: "e-42", Stdio: Terminal},
+		"forward":  {Kind: StreamPortForward, Port: 8080},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -51,6 +52,8 @@ func TestStreamHeaderRejects(t *testing.T) {
 		"stdio":     badStdio,
 		"long id":   append([]byte("CCN1\x02\x01\xff\xff"), make([]byte, 10)...),
 		"truncated": valid(StreamHeader{Kind: StreamStdio, ContainerID: "abc"})[:9],
+		"no port":   valid(StreamHeader{Kind: StreamPortForward, Port: 80})[:10],
+		"port 0":    valid(StreamHeader{Kind: StreamPortForward}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := ReadStreamHeader(bytes.NewReader(in)); err == nil {

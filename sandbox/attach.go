@@ -27,7 +27,8 @@ type AttachConfig struct {
 // Attach is the second phase of creation: the guest mounts the shared
 // directory (tag ShareTag, at oci.GuestSharePath), takes the hostname, DNS
 // and sysctls, and configures its NICs with the addresses, routes and
-// neighbours of the network namespace given to Create.
+// neighbours of the network namespace given to Create, whose loopback then
+// forwards to the guest's (CRI port-forward; see startForwarder).
 func (s *Sandbox) Attach(ctx context.Context, cfg AttachConfig) error {
 	if s.state.Attached {
 		return fmt.Errorf("attaching sandbox %s: already attached", s.state.ID)
@@ -58,6 +59,7 @@ func (s *Sandbox) Attach(ctx context.Context, cfg AttachConfig) error {
 	if err := s.save(); err != nil {
 		return fmt.Errorf("attaching sandbox %s: %w", s.state.ID, err)
 	}
+	s.startForwarder()
 	return nil
 }
 

@@ -12,10 +12,10 @@ import (
 )
 
 // Destroy stops the containers and syncs through the agent, stops the VM
-// and whatever is left (virtiofsd, proxy), removes the taps and tc filters
-// from the network namespace, unmounts whatever is still mounted in the
-// share (containers that were never removed, a crashed run's) and removes
-// the sandbox directory. It succeeds on a sandbox whose VM or proxy already died.
+// and whatever is left (virtiofsd, proxy, port forwarder), removes the
+// taps, tc filters and port forwarding redirect from the network namespace,
+// unmounts whatever is still mounted in the share (containers that were
+// never removed, a crashed run's) and removes the sandbox directory. It succeeds on a sandbox whose VM or proxy already died.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.teardown(ctx, true /* graceful */)
 }
@@ -47,15 +47,14 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	}
 	if pid := s.state.ProxyPID; pid > 0 {
 		// The proxy exits by itself once QEMU has closed the agent socket.
-		pctx, cancel := context.WithTimeout(ctx, s.m.Scaled(exitGrace))
-		if err := proc.Wait(pctx, pid); err != nil {
-			tctx, tcancel := context.WithTimeout(ctx, s.m.Scaled(stopGrace))
-			if err := proc.Terminate(tctx, pid); err != nil {
-				errs = append(errs, fmt.Errorf("stopping proxy: %w", err))
-			}
-			tcancel()
+		if err := s.stopHelper(ctx, pid, "proxy"); err != nil {
+			errs = append(errs, err)
 		}
-		cancel()
+	}
+	// After the proxy: the forwarder exits once its stream to the agent
+	// has closed.
+	if err := s.stopForwarder(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.Close(); err != nil {
 		s.m.Log.WithError(err).Debug("closing the agent connection")
@@ -89,6 +88,22 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 		return fmt.Errorf("destroying sandbox %s: %w", s.state.ID, err)
 	}
 	s.gone, s.vm = true, nil
+	return nil
+}
+
+// stopHelper waits briefly for one of the sandbox's host processes to exit
+// by itself after QEMU, then terminates it.
+func (s *Sandbox) stopHelper(ctx context.Context, pid int, name string) error {
+	wctx, cancel := context.WithTimeout(ctx, s.m.Scaled(exitGrace))
+	defer cancel()
+	if err := proc.Wait(wctx, pid); err == nil {
+		return nil
+	}
+	tctx, tcancel := context.WithTimeout(ctx, s.m.Scaled(stopGrace))
+	defer tcancel()
+	if err := proc.Terminate(tctx, pid); err != nil {
+		return fmt.Errorf("stopping %s: %w", name, err)
+	}
 	return nil
 }
 

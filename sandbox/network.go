@@ -282,7 +282,8 @@ func guestNetwork(cfg *network.Config) (*api.UpdateInterfacesRequest, *api.Updat
 	return ifcs, routes
 }
 
-// teardownNetwork removes the taps and tc filters from the namespace.
+// teardownNetwork removes the taps, tc filters and the port forwarding
+// redirect from the namespace.
 func (s *Sandbox) teardownNetwork() error {
 	ns := s.state.Network
 	if ns == nil {
@@ -293,6 +294,8 @@ func (s *Sandbox) teardownNetwork() error {
 		cfg = &network.Config{}
 	}
 	err := network.Teardown(ns.NSPath, cfg)
+	// The forwarder removes its redirect as it exits; not when killed.
+	err = errors.Join(err, network.RemoveRedirect(ns.NSPath))
 	if ns.Owned {
 		err = errors.Join(err, network.RemoveNamespace(ns.NSPath))
 	}

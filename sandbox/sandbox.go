@@ -63,6 +63,9 @@ type State struct {
 	Transport   string                 `json:"transport"`
 	VsockCID    uint32                 `json:"vsockCid,omitempty"`
 	ProxyPID    int                    `json:"proxyPid,omitempty"`
+	// ForwarderPID is the port forwarder (`cocoon-proxy forward`) of a
+	// sandbox in a network namespace of the caller's.
+	ForwarderPID int `json:"forwarderPid,omitempty"`
 	// SharedFS is how the share reaches the guest: config's "9p" or
 	// "virtio-fs" (empty in states written before virtio-fs: 9p).
 	SharedFS string `json:"sharedFs,omitempty"`

@@ -122,17 +122,7 @@ func (s *Sandbox) stopVirtiofsd(ctx context.Context) error {
 	if pid <= 0 || !s.isVirtiofsd(pid) {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.m.Scaled(exitGrace))
-	defer cancel()
-	if err := proc.Wait(wctx, pid); err == nil {
-		return nil
-	}
-	tctx, tcancel := context.WithTimeout(ctx, s.m.Scaled(stopGrace))
-	defer tcancel()
-	if err := proc.Terminate(tctx, pid); err != nil {
-		return fmt.Errorf("stopping virtiofsd: %w", err)
-	}
-	return nil
+	return s.stopHelper(ctx, pid, "virtiofsd")
 }
 
 // isVirtiofsd guards against a recycled PID: the process must still be the

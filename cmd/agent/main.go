@@ -135,7 +135,7 @@ func run(logger *logrus.Logger, log *logrus.Entry, pid1 bool) int {
 		Sync:       unix.Sync,
 		Log:        log,
 	})
-	srv, err := agent.NewServer(agent.ServerConfig{Service: svc, Stdio: svc.Stdio, Log: log})
+	srv, err := agent.NewServer(agent.ServerConfig{Service: svc, Stdio: svc.Stdio, PortForward: svc.PortForward, Log: log})
 	if err != nil {
 		log.WithError(err).Error("creating the server")
 		return 1

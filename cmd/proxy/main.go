@@ -2,6 +2,9 @@
 // the unix socket that QEMU serves for the agent's virtio-serial port, holds
 // the yamux session on it, and serves a unix socket on which every connection
 // becomes one stream to the agent. It exits 0 when the VM goes away.
+//
+// `cocoon-proxy forward` is the sandbox's port forwarder (CRI
+// port-forward): see forward.go.
 package main
 
 import (
@@ -35,42 +38,55 @@ func newApp() *cli.App {
 		Name:            "cocoon-proxy",
 		Usage:           "multiplex a cocoon sandbox's agent channel",
 		HideHelpCommand: true,
-		Flags: []cli.Flag{
+		Commands:        []*cli.Command{forwardCommand},
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "agent-socket", Usage: "`PATH` of the unix socket QEMU serves for the agent's serial port"},
 			&cli.StringFlag{Name: "listen", Usage: "`PATH` of the unix socket to serve (created 0600, removed on exit)"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: 30 * time.Second, Usage: "how long to retry connecting to the agent socket"},
-			&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` instead of stderr"},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
-			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
-			&cli.StringFlag{Name: "pid-file", Usage: "write the proxy's PID to `FILE` once it serves"},
-		},
+		}, daemonFlags...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return err
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return fmt.Errorf("unexpected arguments: %q", c.Args().Slice())
-			}
-			log, closeLog, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
-			if err != nil {
-				return err
-			}
-			defer closeLog()
-			cfg := config{
-				agentSocket:    c.String("agent-socket"),
-				listen:         c.String("listen"),
-				connectTimeout: c.Duration("connect-timeout"),
-				pidFile:        c.String("pid-file"),
-			}
-			if err := run(c.Context, cfg, log); err != nil {
-				if c.String("log") != "" { // else main prints it on stderr
-					log.WithError(err).Error("exiting")
-				}
-				return err
-			}
-			return nil
+			return runLogged(c, func(log *logrus.Entry) error {
+				return run(c.Context, config{
+					agentSocket:    c.String("agent-socket"),
+					listen:         c.String("listen"),
+					connectTimeout: c.Duration("connect-timeout"),
+					pidFile:        c.String("pid-file"),
+				}, log)
+			})
 		},
 	}
+}
+
+// daemonFlags are the flags of the proxy and of the forwarder about their
+// logs and pid file.
+var daemonFlags = []cli.Flag{
+	&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` instead of stderr"},
+	&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+	&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
+	&cli.StringFlag{Name: "pid-file", Usage: "write the process's PID to `FILE` once it serves"},
+}
+
+// runLogged checks that c has no arguments, opens the log that daemonFlags
+// name and calls fn with it; fn's error is logged there too.
+func runLogged(c *cli.Context, fn func(*logrus.Entry) error) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", c.Args().Slice())
+	}
+	log, closeLog, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if err := fn(log); err != nil {
+		if c.String("log") != "" { // else main prints it on stderr
+			log.WithError(err).Error("exiting")
+		}
+		return err
+	}
+	return nil
 }
 
 // openLog returns the proxy's logger and a function that closes its file.

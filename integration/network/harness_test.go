@@ -150,8 +150,8 @@ func (tp *topology) container(name string, host int) string {
 	return "/run/netns/" + ns
 }
 
-// checkClean fails unless the namespace at path has no tap and no ingress
-// qdisc (what cocoon adds) left.
+// checkClean fails unless the namespace at path has no tap, no ingress
+// qdisc and no nftables table (what cocoon adds) left.
 func checkClean(t *testing.T, path string) {
 	t.Helper()
 	ns := filepath.Base(path)
@@ -160,6 +160,9 @@ func checkClean(t *testing.T, path string) {
 	}
 	if out := sh(t, "tc", "-n", ns, "qdisc", "show", "dev", "eth0"); strings.Contains(out, "ingress") {
 		t.Errorf("ingress qdisc left on eth0 in %s:\n%s", ns, out)
+	}
+	if out := sh(t, "ip", "netns", "exec", ns, "nft", "list", "tables"); strings.Contains(out, "cocoon") {
+		t.Errorf("port forwarding redirect left in %s:\n%s", ns, out)
 	}
 }
 

@@ -4,6 +4,8 @@ package network_test
 
 import (
 	"encoding/json"
+	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +88,39 @@ echo "c2 could not reach c1"; exit 1`))
 	// run deletes the containers when they exit.
 	checkClean(t, ns1)
 	checkClean(t, ns2)
+}
+
+// TestPortForward dials localhost in a container's namespace on the host,
+// as CRI-O and containerd serve CRI port-forward (kubectl port-forward):
+// the connection reaches the port the container listens on in its VM, and
+// one to a port nothing listens on there is reset.
+func TestPortForward(t *testing.T) {
+	tp := newTopology(t, 1500)
+	ns := tp.container("pf", 2)
+	c := start(t, "net-pf", bundle(t, ns, "pf", `
+echo from-guest | nc -l -p 8002
+echo pf done`))
+	if got := dial(t, filepath.Base(ns), "127.0.0.1:8002"); got != "from-guest\n" {
+		t.Errorf("through localhost:8002 in the namespace: %q, want from-guest", got)
+	}
+	// The reset can come before the dial has returned.
+	err := inNS(t, filepath.Base(ns), func() error {
+		c, err := net.DialTimeout("tcp4", "127.0.0.1:9", 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		_, err = c.Read(make([]byte, 1))
+		return err
+	})
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("localhost:9 in the namespace, closed in the guest: %v, want a reset", err)
+	}
+	if out := c.wait(t); !strings.Contains(out, "pf done") {
+		t.Errorf("container output: %s", out)
+	}
+	checkClean(t, ns)
 }
 
 // TestQEMUCrash kills the VM of a running container: delete still cleans
