@@ -68,13 +68,28 @@ func runGuard(c *cli.Context) error {
 	defer alive.Close()
 	l := relay.Lifeline{In: os.NewFile(uintptr(fd+1), "lifeline-in"), Out: os.NewFile(uintptr(fd+2), "lifeline-out")}
 	defer func() { l.Close() }()
+	// A partner that dies young is replaced a second after it started, not
+	// at once, lest one that cannot start spin.
+	started, replace := time.Now(), true
 	for {
+		timeout := -1
+		if l.In == nil && replace {
+			if wait := time.Until(started.Add(time.Second)); wait > 0 {
+				timeout = int(wait.Milliseconds()) + 1
+			} else {
+				started = time.Now()
+				if l, err = startPartner(alive); err != nil {
+					log.WithError(err).Error("replacing the partner guard: if this guard dies too, a SIGKILL of the relay leaves its process running")
+					replace = false
+				}
+			}
+		}
 		fds := []unix.PollFd{{Fd: int32(alive.Fd()), Events: unix.POLLIN}, {Fd: -1}}
 		if l.In != nil {
 			fds[1].Fd = int32(l.In.Fd())
 			fds[1].Events = unix.POLLIN
 		}
-		if _, err := unix.Poll(fds, -1); err != nil {
+		if _, err := unix.Poll(fds, timeout); err != nil {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -87,10 +102,8 @@ func runGuard(c *cli.Context) error {
 		}
 		if fds[1].Revents != 0 {
 			l.Close()
+			l = relay.Lifeline{}
 			log.Warn("the partner guard died: starting another")
-			if l, err = startPartner(alive); err != nil {
-				log.WithError(err).Error("replacing the partner guard: if this guard dies too, a SIGKILL of the relay leaves its process running")
-			}
 		}
 	}
 	buf := make([]byte, 1)
