@@ -170,9 +170,13 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 	if opts.Debug {
 		args = append(args, "--debug")
 	}
-	attr := &syscall.SysProcAttr{Setsid: true}
+	// A PID and a mount namespace of its own, whose /proc lists the relay
+	// alone: what lists the processes of the container PID's /proc (podman
+	// top) would list the host's.
+	args = append(args, "--own-proc", "--alive-fd", "4")
+	attr := &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
 	if o.newNetNS && o.netNS == "" {
-		attr.Cloneflags = unix.CLONE_NEWNET
+		attr.Cloneflags |= unix.CLONE_NEWNET
 	}
 	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	rp := &RelayProcess{}
@@ -208,6 +212,12 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 		return nil, fmt.Errorf("starting the relay: %w", err)
 	}
 	defer ready.Close()
+	alive, aliveW, err := os.Pipe()
+	if err != nil {
+		readyW.Close()
+		return nil, fmt.Errorf("starting the relay: %w", err)
+	}
+	defer alive.Close()
 	cmd := &exec.Cmd{
 		Path:        path,
 		Args:        args,
@@ -215,7 +225,7 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 		Stdin:       stdio[0],
 		Stdout:      stdio[1],
 		Stderr:      stdio[2],
-		ExtraFiles:  []*os.File{readyW},
+		ExtraFiles:  []*os.File{readyW, aliveW}, // fds 3 and 4
 		SysProcAttr: attr,
 	}
 	if o.netNS != "" {
@@ -224,6 +234,7 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 		err = cmd.Start()
 	}
 	readyW.Close()
+	aliveW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("starting the relay: %w", err)
 	}
@@ -244,6 +255,9 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 	if rp.start, err = StartTime(rp.Pid); err != nil {
 		return nil, fmt.Errorf("the relay exited at once: %w", err)
 	}
+	if err := startGuards(path, o, opts, scale, alive); err != nil {
+		return nil, err
+	}
 	if o.mode.ConsoleSocket != "" {
 		if err := sendConsole(o.mode.ConsoleSocket, rp.master); err != nil {
 			return nil, err
@@ -255,6 +269,42 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 	// caller's subreaper (containerd's shim), whose exec then hangs. Once
 	// the runtime exits, the subreaper (or init) reaps it.
 	return rp, nil
+}
+
+// startGuards starts the relay's two guards in this PID namespace (the
+// relay's dies with it) and in the sandbox's host cgroup. They are not
+// waited for here, as the relay is not.
+func startGuards(path string, o relayConfig, opts RelayOptions, scale time.Duration, alive *os.File) error {
+	args := []string{RelayName, "--guard-fd", strconv.Itoa(relay.GuardFD), "--container", o.containerID,
+		"--timeout-scale", strconv.Itoa(int(scale))}
+	if o.execID != "" {
+		args = append(args, "--exec", o.execID)
+	}
+	// After --container: relayPIDs takes the address followed by
+	// --container for a relay's.
+	args = append(args, relayAddress(o.sb)...)
+	if opts.LogPath != "" {
+		args = append(args, "--log", opts.LogPath, "--log-format", opts.LogFormat)
+	}
+	if opts.Debug {
+		args = append(args, "--debug")
+	}
+	a, b, err := relay.NewLifelines()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	defer b.Close()
+	for _, l := range []relay.Lifeline{a, b} {
+		g, err := relay.StartGuard(path, args, alive, l)
+		if err != nil {
+			return err
+		}
+		if err := o.sb.AddProcess(g.Process.Pid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitReady reads the relay's ready pipe to its end: "ready" or the

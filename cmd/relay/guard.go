@@ -7,13 +7,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/relay"
@@ -25,148 +23,96 @@ import (
 // container's when `conmon -T` (podman run --timeout) expires,
 // containerd's runc shim SIGKILLs an exec's PID to kill it, the host's OOM
 // killer picks one. A relay cannot catch SIGKILL to forward it. So every
-// relay starts a guard: a second cocoon-relay, in its own session with no
-// stdio, that holds the read end of a pipe whose write end only the relay
-// holds. The relay writes one byte to it before it exits by itself; a guard
-// that reads end of file without that byte knows that its relay died
-// unannounced, and SIGKILLs the process in the guest.
+// relay has guards: two more cocoon-relay processes, each in its own
+// session with no stdio, that cocoon-runtime starts in its own PID
+// namespace (the relay's dies with the relay). Each holds the read end of
+// the relay's alive pipe, whose write end only the relay holds (--alive-fd).
+// The relay writes relay.AliveBytes to it before it exits by itself; a guard
+// that reads end of file without a byte knows that its relay died
+// unannounced, and SIGKILLs the process in the guest. The two guards hold
+// lifelines to each other (relay.Lifeline): a guard whose partner dies
+// while the relay runs (killed first, by mistake or on purpose) starts
+// another at once, so that a later SIGKILL of the relay still kills the
+// process in the guest.
 
-// guardFD is the guard's end of the pipe, as the guard sees it.
-const guardFD = 3
-
-// guardAlive is the byte the relay writes when it exits by itself.
-var guardAlive = []byte{'.'}
-
-// guard is a started guard, seen from its relay.
-type guard struct {
-	cmd *exec.Cmd
-	w   *os.File
-	// exited is closed once the guard has exited (and is reaped).
-	exited chan struct{}
-}
-
-// guardian keeps a relay's guard: a guard that dies while its relay runs
-// (killed first, by mistake or on purpose) is replaced at once, so that a
-// later SIGKILL of the relay still kills the process in the guest.
-type guardian struct {
-	c   *cli.Context
-	log *logrus.Entry
-
-	mu       sync.Mutex
-	g        *guard
-	released bool
-}
-
-// startGuardian starts the relay's guard and watches it.
-func startGuardian(c *cli.Context, log *logrus.Entry) (*guardian, error) {
-	g, err := startGuard(c)
-	if err != nil {
-		return nil, err
-	}
-	gd := &guardian{c: c, log: log, g: g}
-	go gd.watch(g)
-	return gd, nil
-}
-
-// watch replaces g once it exits, unless the relay is exiting.
-func (gd *guardian) watch(g *guard) {
-	<-g.exited
-	gd.mu.Lock()
-	defer gd.mu.Unlock()
-	if gd.released {
+// announceExit tells the relay's guards, through its alive pipe (nil
+// without --alive-fd), that the relay exits by itself.
+func announceExit(alive *os.File, log *logrus.Entry) {
+	if alive == nil {
 		return
 	}
-	g.w.Close()
-	gd.log.Warn("the guard died: starting another")
-	ng, err := startGuard(gd.c)
-	if err != nil {
-		gd.log.WithError(err).Error("replacing the guard: a SIGKILL of this relay would leave its process running")
-		return
+	if _, err := alive.Write(relay.AliveBytes); err != nil {
+		log.WithError(err).Warn("telling the guards that the relay exits")
 	}
-	gd.g = ng
-	go gd.watch(ng)
-}
-
-// release tells the current guard that the relay exits by itself.
-func (gd *guardian) release() {
-	gd.mu.Lock()
-	gd.released = true
-	g := gd.g
-	gd.mu.Unlock()
-	g.release(gd.log)
-}
-
-// startGuard starts the guard of the process that c's flags name.
-func startGuard(c *cli.Context) (*guard, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("starting the guard: %w", err)
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("starting the guard: %w", err)
-	}
-	defer r.Close()
-	args := []string{"cocoon-relay", "--guard-fd", strconv.Itoa(guardFD),
-		"--container", c.String("container"),
-		"--timeout-scale", strconv.FormatUint(uint64(c.Uint("timeout-scale")), 10)}
-	for _, f := range []string{"exec", "proxy-socket", "vsock", "log", "log-format"} {
-		if v := c.String(f); v != "" {
-			args = append(args, "--"+f, v)
-		}
-	}
-	if c.Bool("debug") {
-		args = append(args, "--debug")
-	}
-	cmd := &exec.Cmd{
-		Path:        self,
-		Args:        args,
-		Env:         []string{},
-		ExtraFiles:  []*os.File{r}, // fd 3
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("starting the guard: %w", err)
-	}
-	g := &guard{cmd: cmd, w: w, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(g.exited) }()
-	return g, nil
-}
-
-// release tells the guard that the relay exits by itself and reaps it.
-func (g *guard) release(log *logrus.Entry) {
-	_, _ = g.w.Write(guardAlive)
-	g.w.Close()
-	select {
-	case <-g.exited:
-	case <-time.After(2 * time.Second):
-		log.Warn("the guard did not exit")
-		_ = g.cmd.Process.Kill()
-	}
+	alive.Close()
 }
 
 // runGuard is cocoon-relay --guard-fd: it waits for its relay to exit and,
-// if the relay died without writing guardAlive, kills the process.
+// if the relay died without writing to the alive pipe, kills the process.
+// Meanwhile it replaces its partner guard whenever that one dies.
 func runGuard(c *cli.Context) error {
 	fd := c.Int("guard-fd")
-	if _, err := relay.CloseInheritedFDs(fd); err != nil {
+	if fd != relay.GuardFD {
+		// A partner starts with the same command line and fds.
+		return fmt.Errorf("--guard-fd %d: want %d", fd, relay.GuardFD)
+	}
+	if _, err := relay.CloseInheritedFDs(fd, fd+1, fd+2); err != nil {
 		return err
 	}
-	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
+	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"), os.Getpid())
 	if err != nil {
 		return err
 	}
 	log = log.WithFields(logrus.Fields{"container": c.String("container"), "exec": c.String("exec"), "guard": true})
-	pipe := os.NewFile(uintptr(fd), "guard")
+	alive := os.NewFile(uintptr(fd), "alive")
+	defer alive.Close()
+	l := relay.Lifeline{In: os.NewFile(uintptr(fd+1), "lifeline-in"), Out: os.NewFile(uintptr(fd+2), "lifeline-out")}
+	defer func() { l.Close() }()
+	// A partner that dies young is replaced a second after it started, not
+	// at once, lest one that cannot start spin.
+	started, replace := time.Now(), true
+	for {
+		timeout := -1
+		if l.In == nil && replace {
+			if wait := time.Until(started.Add(time.Second)); wait > 0 {
+				timeout = int(wait.Milliseconds()) + 1
+			} else {
+				started = time.Now()
+				if l, err = startPartner(alive); err != nil {
+					log.WithError(err).Error("replacing the partner guard: if this guard dies too, a SIGKILL of the relay leaves its process running")
+					replace = false
+				}
+			}
+		}
+		fds := []unix.PollFd{{Fd: int32(alive.Fd()), Events: unix.POLLIN}, {Fd: -1}}
+		if l.In != nil {
+			fds[1].Fd = int32(l.In.Fd())
+			fds[1].Events = unix.POLLIN
+		}
+		if _, err := unix.Poll(fds, timeout); err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return fmt.Errorf("guard: %w", err)
+		}
+		// The relay first: a partner that has seen the relay exit may be
+		// gone already.
+		if fds[0].Revents != 0 {
+			break
+		}
+		if fds[1].Revents != 0 {
+			l.Close()
+			l = relay.Lifeline{}
+			log.Warn("the partner guard died: starting another")
+		}
+	}
 	buf := make([]byte, 1)
-	n, err := pipe.Read(buf)
-	pipe.Close()
+	n, err := alive.Read(buf)
 	if n == 1 {
 		return nil
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		log.WithError(err).Warn("reading the guard pipe")
+		log.WithError(err).Warn("reading the alive pipe")
 	}
 	log.Info("the relay died without the process's exit: killing the process")
 	d, err := relay.NewDialer(c.String("proxy-socket"), c.String("vsock"))
@@ -182,4 +128,25 @@ func runGuard(c *cli.Context) error {
 	}
 	defer agent.Close()
 	return relay.KillProcess(ctx, agent, c.String("container"), c.String("exec"))
+}
+
+// startPartner starts a guard with this guard's command line and alive pipe,
+// and returns this guard's lifeline to it. The partner is reaped here.
+func startPartner(alive *os.File) (relay.Lifeline, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return relay.Lifeline{}, fmt.Errorf("starting a guard: %w", err)
+	}
+	mine, theirs, err := relay.NewLifelines()
+	if err != nil {
+		return relay.Lifeline{}, err
+	}
+	defer theirs.Close()
+	cmd, err := relay.StartGuard(self, os.Args, alive, theirs)
+	if err != nil {
+		mine.Close()
+		return relay.Lifeline{}, err
+	}
+	go func(cmd *exec.Cmd) { _ = cmd.Wait() }(cmd)
+	return mine, nil
 }

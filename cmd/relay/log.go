@@ -10,8 +10,9 @@ import (
 )
 
 // openLog returns the relay's logger: to path when set, else nowhere, since
-// the relay's stderr is the process's.
-func openLog(path, format string, debug bool) (*logrus.Entry, error) {
+// the relay's stderr is the process's. Entries carry pid, the relay's PID
+// on the host.
+func openLog(path, format string, debug bool, pid int) (*logrus.Entry, error) {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	switch format {
@@ -31,5 +32,5 @@ func openLog(path, format string, debug bool) (*logrus.Entry, error) {
 		}
 		l.SetOutput(f) // open until the relay exits
 	}
-	return logrus.NewEntry(l).WithField("pid", os.Getpid()), nil
+	return logrus.NewEntry(l).WithField("pid", pid), nil
 }

@@ -13,16 +13,21 @@
 //     runtime (pipes, FIFOs, files or /dev/null); with --terminal all three
 //     are the pty slave whose master went to --console-socket, opened
 //     read-write. Other descriptors are closed at start unless --ready-fd
-//     names one; pass the ready pipe as ExtraFiles[0] (fd 3), which also
-//     replaces a descriptor leaked as fd 3.
+//     or --alive-fd names them; pass the ready pipe as ExtraFiles[0] (fd 3),
+//     which also replaces a descriptor leaked as fd 3.
 //   - SysProcAttr{Setsid: true}, and with --terminal also Setctty: true,
 //     Ctty: 0, so that the slave is the relay's controlling terminal: the
 //     relay then gets SIGWINCH when the caller resizes the master (and SIGHUP
 //     when it closes it, which it forwards).
+//   - With --own-proc, also Cloneflags CLONE_NEWPID|CLONE_NEWNS: the relay
+//     is PID 1 of a PID namespace of its own and mounts its /proc in a
+//     mount namespace of its own (see ownproc.go), so that what lists the
+//     processes of the container PID's /proc (podman top) finds the relay
+//     alone, not the host's processes.
 //   - No Pdeathsig: the relay outlives the runtime. The environment is not
-//     used. The relay starts a guard (a second cocoon-relay, --guard-fd) that
-//     kills the process in the guest should the relay be SIGKILLed (see
-//     guard.go).
+//     used. With --alive-fd (ExtraFiles[1], fd 4), the runtime starts two
+//     guards (cocoon-relay --guard-fd) once the relay is ready: they kill the
+//     process in the guest should the relay be SIGKILLed (see guard.go).
 //   - The process must have been created (CreateContainer or ExecProcess)
 //     with the api.StdioConfig that matches --stdin, --stdout and --stderr
 //     (relay.AttachedStdio computes both from the same files).
@@ -78,7 +83,9 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			&cli.StringFlag{Name: "log", Usage: "append logs to `FILE` (default: none)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
-			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as the guard of an exec'd process's relay: SIGKILL the process if descriptor `FD` ends without a byte (see guard.go)"},
+			&cli.BoolFlag{Name: "own-proc", Usage: "the relay is PID 1 of a PID namespace and in a mount namespace of its own: mount its /proc there"},
+			&cli.IntFlag{Name: "alive-fd", Value: -1, Usage: "write to descriptor `FD`, the guards' alive pipe, before exiting by itself"},
+			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as a guard of a relay: SIGKILL the process if descriptor `FD` (3) ends without a byte; FD+1 and FD+2 are the lifeline to the partner guard (see guard.go)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Action: func(c *cli.Context) error {
@@ -102,12 +109,23 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 // status, and an error already reported.
 func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 	ready := newReadyPipe(c.Int("ready-fd"))
-	closed, fdErr := relay.CloseInheritedFDs(ready.fd())
-	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"))
+	alive := aliveFile(c.Int("alive-fd"))
+	pid := os.Getpid()
+	if c.Bool("own-proc") {
+		var err error
+		if pid, err = mountOwnProc(); err != nil {
+			ready.fail(err)
+			return relay.StatusLost, err
+		}
+	}
+	closed, fdErr := relay.CloseInheritedFDs(ready.fd(), c.Int("alive-fd"))
+	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"), pid)
 	if err != nil {
 		ready.fail(err)
 		return relay.StatusLost, err
 	}
+	// Whatever ends the relay from here on, it exits by itself.
+	defer announceExit(alive, log)
 	log = log.WithField("container", c.String("container"))
 	if e := c.String("exec"); e != "" {
 		log = log.WithField("exec", e)
@@ -135,11 +153,6 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		return fail(err)
 	}
 	defer agent.Close()
-	g, err := startGuardian(c, log)
-	if err != nil {
-		return fail(err)
-	}
-	defer g.release()
 
 	cfg := relay.Config{
 		ContainerID: c.String("container"),

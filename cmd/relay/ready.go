@@ -46,3 +46,13 @@ func (r *readyPipe) send(msg string) {
 	r.f.Close()
 	r.f = nil
 }
+
+// aliveFile wraps descriptor fd, the guards' alive pipe; a negative fd
+// means none.
+func aliveFile(fd int) *os.File {
+	if fd < 0 {
+		return nil
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "alive-fd")
+}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -363,10 +364,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	if r := podmanIn(t, "piped\n", "exec", "-i", id, "cat"); r.code != 0 || r.stdout != "piped\n" {
 		t.Errorf("exec -i cat: %v", r)
 	}
-	// ps(1) options psgo lacks make podman top run ps in the container.
-	if r := podman(t, "top", id, "-o", "pid,args"); r.code != 0 || !strings.Contains(r.stdout, "while true") || strings.Contains(r.stdout, "qemu") {
-		t.Errorf("top -o pid,args: %v", r)
-	}
+	checkTop(t, id)
 	start := time.Now()
 	mustPodman(t, "stop", "-t", "2", id)
 	if d := time.Since(start); d < 2*time.Second {
@@ -383,6 +381,37 @@ func TestDetachedLifecycle(t *testing.T) {
 	mustPodman(t, "rm", "-f", "-t", "0", id)
 	if r := podman(t, "inspect", id); r.code == 0 {
 		t.Errorf("inspect after rm: %v", r)
+	}
+}
+
+// checkTop checks what each form of podman top shows of container id, whose
+// init runs "while true". Without descriptors, and with descriptors that
+// psgo knows, podman lists the processes of the /proc that it finds in the
+// container PID's mount namespace: cocoon's relay has a PID namespace and
+// a /proc of its own, so that lists the relay alone, as PID 1, and none of
+// the host's processes. With ps(1) options that psgo lacks, podman runs ps
+// in the container, which lists the container's processes.
+func checkTop(t *testing.T, id string) {
+	t.Helper()
+	for _, args := range [][]string{nil, {"pid", "ppid", "comm", "args"}} {
+		r := podman(t, append([]string{"top", id}, args...)...)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 2 {
+			t.Errorf("top %v: want a header and the relay's line: %v", args, r)
+			continue
+		}
+		head, row := strings.Fields(lines[0]), strings.Fields(lines[1])
+		pid := slices.Index(head, "PID")
+		cmd := slices.Index(head, "COMMAND")
+		if pid < 0 || cmd < 0 || len(row) <= max(pid, cmd) || row[pid] != "1" || !strings.HasSuffix(row[cmd], "cocoon-relay") {
+			t.Errorf("top %v: want PID 1 and COMMAND cocoon-relay: %v", args, r)
+		}
+	}
+	for _, args := range [][]string{{"-o", "pid,args"}, {"-ef"}} {
+		r := podman(t, append([]string{"top", id}, args...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "while true") || strings.Contains(r.stdout, "cocoon-") || strings.Contains(r.stdout, "qemu") {
+			t.Errorf("top %v: want ps's listing of the container's processes: %v", args, r)
+		}
 	}
 }
 
