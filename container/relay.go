@@ -172,8 +172,12 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 	}
 	// A PID and a mount namespace of its own, whose /proc lists the relay
 	// alone: what lists the processes of the container PID's /proc (podman
-	// top) would list the host's.
-	args = append(args, "--own-proc", "--alive-fd", "4")
+	// top) would list the host's. Its root is the container's root file
+	// system on the host (the share's side of it): what works in the
+	// container PID's mount namespace (podman cp into a running container)
+	// would otherwise work on the host's /.
+	hostRoot, _ := o.sb.Share().Rootfs(o.containerID)
+	args = append(args, "--own-proc", "--root", hostRoot, "--alive-fd", "4")
 	attr := &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}
 	if o.newNetNS && o.netNS == "" {
 		attr.Cloneflags |= unix.CLONE_NEWNET

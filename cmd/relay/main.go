@@ -38,6 +38,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -84,6 +85,7 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 			&cli.BoolFlag{Name: "debug", Usage: "log debug messages"},
 			&cli.BoolFlag{Name: "own-proc", Usage: "the relay is PID 1 of a PID namespace and in a mount namespace of its own: mount its /proc there"},
+			&cli.StringFlag{Name: "root", Usage: "with --own-proc: the container's root file system on the host, made the root of the relay's mount namespace"},
 			&cli.IntFlag{Name: "alive-fd", Value: -1, Usage: "write to descriptor `FD`, the guards' alive pipe, before exiting by itself"},
 			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as a guard of a relay: SIGKILL the process if descriptor `FD` (3) ends without a byte; FD+1 and FD+2 are the lifeline to the partner guard (see guard.go)"},
 		},
@@ -142,7 +144,21 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		return relay.StatusLost, nil // reported
 	}
 
-	d, err := relay.NewDialer(c.String("proxy-socket"), c.String("vsock"))
+	sock := c.String("proxy-socket")
+	if root := c.String("root"); root != "" {
+		if !c.Bool("own-proc") {
+			return fail(errors.New("--root needs --own-proc"))
+		}
+		var dir *os.File
+		if sock, dir, err = enterRoot(root, sock); err != nil {
+			return fail(err)
+		}
+		if dir != nil {
+			defer dir.Close()
+		}
+		log.WithField("root", root).Debug("the relay's root is the container's")
+	}
+	d, err := relay.NewDialer(sock, c.String("vsock"))
 	if err != nil {
 		return fail(err)
 	}

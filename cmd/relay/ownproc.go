@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -75,4 +76,53 @@ func parentPID() (int, error) {
 		return 0, err
 	}
 	return 0, errors.New("no PPid in /proc/self/status")
+}
+
+// enterRoot makes root, the container's root file system on the host, the
+// root of the relay's mount namespace (of its own: mountOwnProc has checked
+// it, and made it a slave of the host's), with the relay's /proc on its
+// /proc. What works in the mount namespace of the container PID then works
+// on the container's files, as with runc: Podman's `cp` to or from a running
+// container, psgo's /proc. The agent's socket, a host path, stays reachable
+// through a descriptor of its directory: enterRoot returns the path that
+// reaches it from the new root ("" stays ""), and that directory, which
+// the caller keeps open for as long as it dials (every stream does).
+func enterRoot(root, sock string) (_ string, dir *os.File, retErr error) {
+	if sock != "" {
+		var err error
+		if dir, err = os.Open(filepath.Dir(sock)); err != nil {
+			return "", nil, fmt.Errorf("--root: %w", err)
+		}
+		defer func() {
+			if retErr != nil {
+				dir.Close()
+			}
+		}()
+		sock = fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(sock))
+	}
+	// pivot_root wants a mount point, and leaves the host's root behind.
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return "", nil, fmt.Errorf("--root: binding %s: %w", root, err)
+	}
+	if err := unix.Chdir(root); err != nil {
+		return "", nil, fmt.Errorf("--root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return "", nil, fmt.Errorf("--root: pivot_root to %s: %w", root, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return "", nil, fmt.Errorf("--root: detaching the host's root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return "", nil, fmt.Errorf("--root: %w", err)
+	}
+	// The guest's libcontainer made /proc in the container's root; without
+	// it (or on a read-only root that lacks it) there is no /proc to list.
+	if fi, err := os.Stat("/proc"); err != nil || !fi.IsDir() {
+		return sock, dir, nil
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return "", nil, fmt.Errorf("--root: mounting /proc: %w", err)
+	}
+	return sock, dir, nil
 }

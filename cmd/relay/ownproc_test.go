@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,30 +27,11 @@ import (
 // its process's status.
 func TestOwnProc(t *testing.T) {
 	sb := newSandbox(t)
-	cmd := sb.relayCmd("--exec", "e", "--own-proc")
-	cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWNS
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := sb.attached(t, 2)
+	cmd, out, s := startOwnRelay(t, sb, "--exec", "e", "--own-proc")
 
 	// /proc/PID/root resolves paths in the relay's mount namespace.
 	root := fmt.Sprintf("/proc/%d/root", cmd.Process.Pid)
-	ents, err := os.ReadDir(filepath.Join(root, "proc"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, e.Name())
-		}
-	}
-	if !slices.Equal(pids, []string{"1"}) {
-		t.Errorf("the relay's /proc lists PIDs %v, want [1]", pids)
-	}
+	checkOwnProc(t, root)
 	cl, err := os.ReadFile(filepath.Join(root, "proc/1/cmdline"))
 	if arg0, _, _ := bytes.Cut(cl, []byte{0}); err != nil || filepath.Base(string(arg0)) != "cocoon-relay" {
 		t.Errorf("PID 1 of the relay's /proc runs %q (%v), want cocoon-relay", cl, err)
@@ -83,6 +66,45 @@ func TestOwnProc(t *testing.T) {
 	}
 }
 
+// TestOwnRoot: with --root, the relay's mount namespace has the
+// container's root file system as its root, with the relay's /proc on its
+// /proc: what writes through /proc/PID/root (Podman's cp to a running
+// container) writes into the container's files, never the host's; the
+// relay still reaches its agent (every stream dials it) and exits with the
+// process's status.
+func TestOwnRoot(t *testing.T) {
+	rootfs := t.TempDir()
+	if err := os.Mkdir(filepath.Join(rootfs, "proc"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "marker"), []byte("container\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sb := newSandbox(t)
+	cmd, out, s := startOwnRelay(t, sb, "--exec", "e", "--own-proc", "--root", rootfs)
+
+	root := fmt.Sprintf("/proc/%d/root", cmd.Process.Pid)
+	if b, err := os.ReadFile(filepath.Join(root, "marker")); err != nil || string(b) != "container\n" {
+		t.Errorf("the relay's /marker: %q, %v; want the container's", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "copied"), []byte("in\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(rootfs, "copied")); err != nil || string(b) != "in\n" {
+		t.Errorf("a file written through the relay's root: %q, %v; want it in the container's root file system", b, err)
+	}
+	checkOwnProc(t, root)
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(mi), rootfs) {
+		t.Errorf("the host's mount table has the relay's mounts (%v):\n%s", err, mi)
+	}
+	closeWrite(t, s[api.Stdout])
+	closeWrite(t, s[api.Stderr])
+	sb.Exit <- 3
+	if got := exitCode(t, cmd); got != 3 {
+		t.Errorf("exit code %d, want 3; output %q", got, out.String())
+	}
+}
+
 // TestOwnProcRefused: --own-proc in the caller's PID namespace, or in its
 // mount namespace, fails before it mounts anything.
 func TestOwnProcRefused(t *testing.T) {
@@ -101,4 +123,37 @@ func TestOwnProcRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkOwnProc checks that the /proc under root lists the relay alone.
+func checkOwnProc(t *testing.T, root string) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(root, "proc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, e.Name())
+		}
+	}
+	if !slices.Equal(pids, []string{"1"}) {
+		t.Errorf("the relay's /proc lists PIDs %v, want [1]", pids)
+	}
+}
+
+// startOwnRelay starts a relay of sb with args in a PID and a mount
+// namespace of its own, and waits for its two streams; out collects its
+// output.
+func startOwnRelay(t *testing.T, sb *sandbox, args ...string) (*exec.Cmd, *bytes.Buffer, map[api.Stdio]net.Conn) {
+	t.Helper()
+	cmd := sb.relayCmd(args...)
+	cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWNS
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out, sb.attached(t, 2)
 }

@@ -400,10 +400,12 @@ func checkTop(t *testing.T, id string) {
 			t.Errorf("top %v: want a header and the relay's line: %v", args, r)
 			continue
 		}
+		// Columns may be empty (TTY: the relay has none), so the command
+		// is found by name, after the PID.
 		head, row := strings.Fields(lines[0]), strings.Fields(lines[1])
 		pid := slices.Index(head, "PID")
-		cmd := slices.Index(head, "COMMAND")
-		if pid < 0 || cmd < 0 || len(row) <= max(pid, cmd) || row[pid] != "1" || !strings.HasSuffix(row[cmd], "cocoon-relay") {
+		isRelay := func(f string) bool { return strings.HasSuffix(f, "cocoon-relay") }
+		if pid < 0 || len(row) <= pid || row[pid] != "1" || !slices.ContainsFunc(row[pid+1:], isRelay) {
 			t.Errorf("top %v: want PID 1 and COMMAND cocoon-relay: %v", args, r)
 		}
 	}
@@ -412,6 +414,34 @@ func checkTop(t *testing.T, id string) {
 		if r.code != 0 || !strings.Contains(r.stdout, "while true") || strings.Contains(r.stdout, "cocoon-") || strings.Contains(r.stdout, "qemu") {
 			t.Errorf("top %v: want ps's listing of the container's processes: %v", args, r)
 		}
+	}
+}
+
+// TestCopy: podman cp to and from a running container works on the
+// container's root file system (it works in the mount namespace of the
+// container PID, whose root is the relay's: the container's root on the
+// host), and never on the host's files.
+func TestCopy(t *testing.T) {
+	id := detached(t, nil, "sh", "-c", "echo from the container > /fromctr; echo ready; exec sleep 1000")
+	waitFor(t, func() bool { return podman(t, "logs", id).stdout == "ready\n" }, "the container to write its file")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in")
+	if err := os.WriteFile(src, []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hostPath := "/cocoon-podman-cp-" + id[:12]
+	mustPodman(t, "cp", src, id+":"+hostPath)
+	if _, err := os.Stat(hostPath); err == nil {
+		os.Remove(hostPath)
+		t.Fatalf("podman cp into the container wrote the host's %s", hostPath)
+	}
+	if got := mustPodman(t, "exec", id, "cat", hostPath); got != "from the host" {
+		t.Errorf("the copied file in the container: %q", got)
+	}
+	out := filepath.Join(dir, "out")
+	mustPodman(t, "cp", id+":/fromctr", out)
+	if b, err := os.ReadFile(out); err != nil || string(b) != "from the container\n" {
+		t.Errorf("podman cp out of the container: %q, %v", b, err)
 	}
 }
 
