@@ -19,6 +19,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/api"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
@@ -253,16 +254,9 @@ func poll(ctx context.Context, t *testing.T, what string, cond func() bool) {
 // mountsUnder lists the mount points at or under dir in
 // /proc/self/mountinfo.
 func mountsUnder(dir string) []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mps, err := testutil.MountsUnder(dir)
 	if err != nil {
 		return []string{"reading mountinfo: " + err.Error()}
 	}
-	var found []string
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			found = append(found, fields[4])
-		}
-	}
-	return found
+	return mps
 }

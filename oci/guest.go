@@ -36,6 +36,12 @@ type Bind struct {
 	SealReadOnly bool
 	// File is set when Source is not a directory: Target is then a file.
 	File bool
+	// FromHost makes every mount of the host's side a slave of the
+	// source's, so that what the host mounts under the source later
+	// reaches the guest (where the source is a shared mount; a private
+	// one propagates nothing, as with runc). Without it the host's side
+	// is private. See HostPropagation.
+	FromHost bool
 }
 
 // GuestSpec is a container's spec translated for the guest.
@@ -110,6 +116,10 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 	g.Binds = append(g.Binds, Bind{Source: b.Rootfs, Target: hostRoot, Guest: guestRoot, SealReadOnly: b.Spec.Root.Readonly})
 	spec.Root.Path = guestRoot
 
+	var rootfsPropagation string
+	if b.Spec.Linux != nil {
+		rootfsPropagation = b.Spec.Linux.RootfsPropagation
+	}
 	for i := range spec.Mounts {
 		m := &spec.Mounts[i]
 		if !isBind(*m) {
@@ -148,6 +158,7 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 			ReadOnly:  ro,
 			Recursive: rro,
 			File:      !fi.IsDir(),
+			FromHost:  HostPropagation(rootfsPropagation, m.Options),
 		})
 		m.Source = guest
 	}
@@ -186,6 +197,31 @@ func ForGuest(b *Bundle, id string, share Share) (*GuestSpec, error) {
 		return nil, fmt.Errorf("translating spec: %w", invalid("the translated spec is too large: %d bytes, the guest agent accepts at most %d", len(data), maxGuestSpecSize))
 	}
 	return g, nil
+}
+
+// HostPropagation tells whether a bind mount with options receives the
+// mounts made on the host under its source after the container started,
+// as it does with runc: runc applies rootfsPropagation (rslave when
+// unset) to its copy of the host's mounts, binds the source from that
+// copy, then applies the mount's propagation options in order. So the
+// bind receives unless rootfsPropagation is recursively private or
+// unbindable (a non-recursive one changes only "/", not the source's own
+// mount), or the mount's last propagation option is private or
+// unbindable. Shared is received as slave: the guest's mounts cannot
+// reach the host across the VM.
+func HostPropagation(rootfsPropagation string, options []string) bool {
+	if rootfsPropagation == "rprivate" || rootfsPropagation == "runbindable" {
+		return false
+	}
+	for _, o := range slices.Backward(options) {
+		switch o {
+		case "private", "rprivate", "unbindable", "runbindable":
+			return false
+		case "shared", "rshared", "slave", "rslave":
+			return true
+		}
+	}
+	return true
 }
 
 // GuestBlockIO is what the guest gets of the block I/O limits: nothing.

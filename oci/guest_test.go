@@ -116,8 +116,8 @@ func TestForGuest(t *testing.T) {
 			wantBinds: []Bind{
 				rootBind,
 				{Source: h.volume, Target: "/sb/shared/c1/mounts/2", Guest: "/run/cocoon/shared/c1/mounts/2"},
-				{Source: h.resolv, Target: "/sb/shared/c1/mounts/3", Guest: "/run/cocoon/shared/c1/mounts/3", ReadOnly: true, File: true},
-				{Source: h.hosts, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4", File: true},
+				{Source: h.resolv, Target: "/sb/shared/c1/mounts/3", Guest: "/run/cocoon/shared/c1/mounts/3", ReadOnly: true, File: true, FromHost: true},
+				{Source: h.hosts, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4", File: true, FromHost: true},
 			},
 		},
 		"mounts keep the listed order: tmpfs, then binds with propagation and file system options": {
@@ -141,9 +141,9 @@ func TestForGuest(t *testing.T) {
 			},
 			wantBinds: []Bind{
 				rootBind,
-				{Source: h.volume, Target: "/sb/shared/c1/mounts/2", Guest: "/run/cocoon/shared/c1/mounts/2"},
+				{Source: h.volume, Target: "/sb/shared/c1/mounts/2", Guest: "/run/cocoon/shared/c1/mounts/2", FromHost: true},
 				{Source: h.volume, Target: "/sb/shared/c1/mounts/3", Guest: "/run/cocoon/shared/c1/mounts/3"},
-				{Source: h.volume, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4"},
+				{Source: h.volume, Target: "/sb/shared/c1/mounts/4", Guest: "/run/cocoon/shared/c1/mounts/4", FromHost: true},
 			},
 		},
 		"network namespace path dropped, new namespaces kept": {
@@ -374,5 +374,35 @@ func TestForGuestReadOnlySubmounts(t *testing.T) {
 	}
 	if !slices.Contains(spec.Mounts[0].Options, "ro") {
 		t.Error("the bundle's spec was modified")
+	}
+}
+
+// TestHostPropagation: which binds receive the host's later mounts under
+// their source, as runc decides it (see HostPropagation).
+func TestHostPropagation(t *testing.T) {
+	for name, tc := range map[string]struct {
+		rootfs  string
+		options []string
+		want    bool
+	}{
+		"no option: runc's rslave root":       {"", []string{"rbind"}, true},
+		"rslave":                              {"", []string{"rbind", "rslave"}, true},
+		"rshared":                             {"", []string{"rbind", "rshared"}, true},
+		"slave":                               {"", []string{"bind", "slave"}, true},
+		"rprivate":                            {"", []string{"rbind", "rprivate"}, false},
+		"private":                             {"", []string{"bind", "private"}, false},
+		"runbindable":                         {"", []string{"rbind", "runbindable"}, false},
+		"the last option wins":                {"", []string{"rprivate", "rslave"}, true},
+		"the last option wins, private":       {"", []string{"rshared", "private"}, false},
+		"rprivate root":                       {"rprivate", []string{"rbind", "rslave"}, false},
+		"runbindable root":                    {"runbindable", []string{"rbind"}, false},
+		"private root changes only /":         {"private", []string{"rbind", "rslave"}, true},
+		"rslave root":                         {"rslave", []string{"rbind"}, true},
+		"rshared root, rprivate mount":        {"rshared", []string{"rbind", "rprivate"}, false},
+		"file system options are no decision": {"", []string{"rbind", "nosuid", "ro"}, true},
+	} {
+		if got := HostPropagation(tc.rootfs, tc.options); got != tc.want {
+			t.Errorf("%s: HostPropagation(%q, %q) = %v, want %v", name, tc.rootfs, tc.options, got, tc.want)
+		}
 	}
 }

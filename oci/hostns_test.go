@@ -19,7 +19,7 @@ func TestHostNamespaces(t *testing.T) {
 		want  []specs.LinuxNamespaceType
 	}{
 		"no linux section": {spec: &specs.Spec{}, want: []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace}},
-		"new namespaces": {spec: withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace}, specs.LinuxNamespace{Type: specs.IPCNamespace})},
+		"new namespaces":   {spec: withNS(specs.LinuxNamespace{Type: specs.NetworkNamespace}, specs.LinuxNamespace{Type: specs.IPCNamespace})},
 		"no network entry": {
 			spec: withNS(specs.LinuxNamespace{Type: specs.IPCNamespace}),
 			want: []specs.LinuxNamespaceType{specs.NetworkNamespace},

@@ -78,8 +78,9 @@ func sealReadOnly(binds []oci.Bind) error {
 
 // bindMount makes b: it creates the mount point (a file for a file
 // source), bind-mounts the source recursively, read-only for a read-only
-// bind (its top, or every mount for a recursive one), and keeps the new
-// mounts private.
+// bind (its top, or every mount for a recursive one), every mount of it a
+// slave of the source's for a bind that receives the host's mounts
+// (FromHost), private otherwise.
 func bindMount(b oci.Bind) error {
 	if err := os.MkdirAll(filepath.Dir(b.Target), 0o700); err != nil {
 		return fmt.Errorf("creating mount point: %w", err)
@@ -101,32 +102,39 @@ func bindMount(b oci.Bind) error {
 		// "ro" leaves the submounts as they are, as with runc.
 		top = unix.MOUNT_ATTR_RDONLY
 	}
-	// A detached copy of the source tree gets its flags before it is
-	// attached: read-only, nodev and nosuid hold from the first moment,
-	// on every mount of the tree (read-only on its top for "ro"), and in
-	// the copies that propagation makes (virtiofsd's namespace), which a
-	// later remount would miss.
-	err := attachTree(b.Source, b.Target, flags, top)
+	// A slave receives what the host mounts under the source later (if
+	// the source is shared: the copy of a private mount stays private,
+	// as with runc) and sends nothing back, not even the unmounts that
+	// the sandbox's end makes. Slave for rshared too: the guest's mounts
+	// cannot reach the host anyway.
+	propagation := uint64(unix.MS_PRIVATE)
+	if b.FromHost {
+		propagation = unix.MS_SLAVE
+	}
+	// A detached copy of the source tree gets its flags and propagation
+	// before it is attached: read-only, nodev and nosuid hold from the
+	// first moment, on every mount of the tree (read-only on its top for
+	// "ro"), and in the copies that propagation makes (virtiofsd's
+	// namespace), which a later remount would miss. Attached under a
+	// shared share (virtio-fs), the tree becomes shared too, its copies in
+	// the daemon's namespace its slaves: the host's mounts under the
+	// source reach them through it, and its unmounts unmount them.
+	err := attachTree(b.Source, b.Target, flags, top, propagation)
 	if errors.Is(err, unix.ENOSYS) {
 		var ro uintptr
 		if b.ReadOnly {
 			ro = unix.MS_RDONLY
 		}
-		err = bindRemount(b.Source, b.Target, ro|unix.MS_NODEV|unix.MS_NOSUID)
+		err = bindRemount(b.Source, b.Target, ro|unix.MS_NODEV|unix.MS_NOSUID, uintptr(propagation))
 	}
-	if err != nil {
-		return err
-	}
-	if err := unix.Mount("", b.Target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("making %s private: %w", b.Target, err)
-	}
-	return nil
+	return err
 }
 
 // attachTree bind-mounts the tree at source on target with open_tree,
-// mount_setattr (attrs on every mount of the tree, topAttrs on its top
-// only) and move_mount. ENOSYS: the kernel predates them (5.12).
-func attachTree(source, target string, attrs, topAttrs uint64) error {
+// mount_setattr (attrs and propagation on every mount of the tree,
+// topAttrs on its top only) and move_mount. ENOSYS: the kernel predates
+// them (5.12).
+func attachTree(source, target string, attrs, topAttrs, propagation uint64) error {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
@@ -135,7 +143,7 @@ func attachTree(source, target string, attrs, topAttrs uint64) error {
 		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)
 	}
 	defer unix.Close(fd)
-	attr := unix.MountAttr{Attr_set: attrs}
+	attr := unix.MountAttr{Attr_set: attrs, Propagation: propagation}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 		if errors.Is(err, unix.ENOSYS) {
 			return err
@@ -155,12 +163,19 @@ func attachTree(source, target string, attrs, topAttrs uint64) error {
 }
 
 // bindRemount is attachTree for kernels before 5.12: a recursive bind,
-// then a remount of its top with flags.
-func bindRemount(source, target string, flags uintptr) error {
+// a remount of its top with flags, then propagation (MS_PRIVATE or
+// MS_SLAVE) on every mount of it.
+func bindRemount(source, target string, flags, propagation uintptr) error {
 	if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)
 	}
-	return remount(target, flags)
+	if err := remount(target, flags); err != nil {
+		return err
+	}
+	if err := unix.Mount("", target, "", propagation|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("setting the propagation of %s: %w", target, err)
+	}
+	return nil
 }
 
 // realPath resolves dir for comparison with mount points, which the kernel

@@ -22,6 +22,7 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
 	"github.com/cocoon-containers/cocoon/sandbox/sandboxtest"
@@ -103,26 +104,9 @@ func (f *fixture) create(t *testing.T, id string) *sandbox.Sandbox {
 	return sb
 }
 
-// mountsUnder lists the mount points under dir from mountinfo.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found []string
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			found = append(found, fields[4])
-		}
-	}
-	return found
-}
-
 func checkNoMounts(t *testing.T, dir string) {
 	t.Helper()
-	if left := mountsUnder(t, dir); len(left) > 0 {
+	if left := testutil.MustMountsUnder(t, dir); len(left) > 0 {
 		t.Errorf("mounts left under %s: %v", dir, left)
 		for _, mp := range left {
 			_ = unix.Unmount(mp, unix.MNT_DETACH)
@@ -201,7 +185,7 @@ func TestCreateAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sb.Destroy(ctx)
-	if mps := mountsUnder(t, sb.Dir()); len(mps) != 1 || mps[0] != sb.SharedDir() {
+	if mps := testutil.MustMountsUnder(t, sb.Dir()); len(mps) != 1 || mps[0] != sb.SharedDir() {
 		t.Errorf("mounts after boot: %v, want the private share only", mps)
 	}
 	if _, err := sb.CreateContainer(ctx, "c1", newBundle(t).Bundle, nil); !errors.Is(err, sandbox.ErrNotAttached) {
@@ -289,14 +273,14 @@ func TestContainerLifecycle(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(b.volume, "new")); string(got) != "guest" {
 		t.Errorf("the volume's source does not see the write: %q", got)
 	}
-	if n := len(mountsUnder(t, filepath.Join(share, "c1"))); n != 3 {
+	if n := len(testutil.MustMountsUnder(t, filepath.Join(share, "c1"))); n != 3 {
 		t.Errorf("%d mounts for the container, want 3", n)
 	}
 
 	if _, err := sb.CreateContainer(ctx, "c1", b.Bundle, nil); !errors.Is(err, sandbox.ErrContainerExists) {
 		t.Errorf("second create of c1: %v", err)
 	}
-	if n := len(mountsUnder(t, filepath.Join(share, "c1"))); n != 3 {
+	if n := len(testutil.MustMountsUnder(t, filepath.Join(share, "c1"))); n != 3 {
 		t.Errorf("the failed duplicate changed the first container's mounts: %d", n)
 	}
 
@@ -408,7 +392,7 @@ func TestRemoveContainerRefused(t *testing.T) {
 	if !errors.Is(err, agentclient.ErrFailedPrecondition) {
 		t.Fatalf("remove of a running container: %v", err)
 	}
-	if n := len(mountsUnder(t, sb.SharedDir()+"/c1")); n != 3 {
+	if n := len(testutil.MustMountsUnder(t, sb.SharedDir()+"/c1")); n != 3 {
 		t.Errorf("a refused remove unmounted: %d mounts left of 3", n)
 	}
 	if err := sb.RemoveContainer(ctx, "c1", true); err != nil {

@@ -351,3 +351,151 @@ func fifoSpec(withDevTmpfs bool) func(t *testing.T, rootfs string) *specs.Spec {
 
 // fifoWant is what fifoSpec's container prints.
 const fifoWant = "0:0 fifo 640 1:2\n0:0 fifo 666 0:0\nthrough\n"
+
+// propagationSeen is what the container prints when the host's mount
+// under its volume reached it.
+const propagationSeen = "from the host\n"
+
+// TestPropagation is the CRI validation suite's "Container Mount
+// Propagation" (issue 25) under runc and under cocoon with each shared
+// file system, on the same bundle: a volume whose source is a shared
+// mount (as kubelet's volumes are), then, once the container runs, a
+// tmpfs mounted on the host under the source, with a file in it, and a
+// tmpfs mounted in the container under the volume. rslave, rshared and no
+// option at all (runc's rslave root) see the host's mount, rprivate does
+// not, as with runc. The container's mount reaches the host under runc
+// with rshared only, and never under cocoon: it cannot cross the VM (the
+// README says so). Deleting the container leaves nothing mounted of the
+// source or the sandbox, and unmounts nothing of the host's.
+func TestPropagation(t *testing.T) {
+	rts := runtimes(t)
+	virtioFS := virtioFSConfig(t)
+	for _, tc := range []struct {
+		name, option, rootfs string
+		seen                 bool
+		// runcHostSees: the container's mount reaches the host (runc).
+		runcHostSees bool
+	}{
+		// rootfsPropagation as containerd's CRI sets it for each.
+		{"rslave", "rslave", "rslave", true, false},
+		{"rshared", "rshared", "rshared", true, true},
+		{"rprivate", "rprivate", "", false, false},
+		{"none", "", "", true, false},
+	} {
+		for _, r := range rts {
+			for _, fs := range []string{"9p", "virtio-fs"} {
+				if r.name == "runc" && fs != "9p" {
+					continue
+				}
+				name := fmt.Sprintf("%s/%s", tc.name, r.name)
+				args := r.args
+				if r.name == "cocoon" {
+					name += "/" + fs
+					if fs == "virtio-fs" {
+						args = func(a ...string) []string {
+							return append([]string{"--config", virtioFS, "--root", e.root}, a...)
+						}
+					}
+				}
+				t.Run(name, func(t *testing.T) {
+					vol := sharedVolume(t)
+					s := spec(t, privateRootfs(t), "sleep 600")
+					options := []string{"rbind", "rw"}
+					if tc.option != "" {
+						options = append(options, tc.option)
+					}
+					s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/vol", Type: "bind", Source: vol, Options: options})
+					s.Linux.RootfsPropagation = tc.rootfs
+					// To mount in the container, as the suite's privileged
+					// container does.
+					c := s.Process.Capabilities
+					c.Bounding = append(c.Bounding, "CAP_SYS_ADMIN")
+					c.Effective = append(c.Effective, "CAP_SYS_ADMIN")
+					c.Permitted = append(c.Permitted, "CAP_SYS_ADMIN")
+					id := "prop-" + strings.ReplaceAll(strings.ToLower(name), "/", "-")
+					if res := run(t, cmdOpts{}, r.bin, args("run", "--detach", "--bundle", writeBundle(t, s), id)...); res.code != 0 {
+						t.Fatalf("run --detach: %v", res)
+					}
+					deleted := false
+					t.Cleanup(func() {
+						if !deleted {
+							run(t, cmdOpts{}, r.bin, args("delete", "--force", id)...)
+						}
+					})
+
+					// The host's mount, made after the container started.
+					mnt := filepath.Join(vol, "mnt")
+					if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=64k"); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(filepath.Join(mnt, "file"), []byte(propagationSeen), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					// virtio-fs's guest may hold a directory entry for a
+					// second (cache=auto); a mount that does not come
+					// prints nothing after the wait.
+					res := run(t, cmdOpts{}, r.bin, args("exec", id, "sh", "-c",
+						"for i in $(seq 30); do cat /mnt/vol/mnt/file 2>/dev/null && exit; sleep 0.1; done")...)
+					if seen := res.stdout == propagationSeen; res.code != 0 || seen != tc.seen {
+						t.Errorf("the host's mount in the container: %v; want seen %v", res, tc.seen)
+					}
+
+					// The container's mount.
+					res = run(t, cmdOpts{}, r.bin, args("exec", id, "sh", "-c",
+						"mkdir /mnt/vol/ctr && mount -t tmpfs tmpfs /mnt/vol/ctr && echo x > /mnt/vol/ctr/x")...)
+					if res.code != 0 {
+						t.Fatalf("mounting in the container: %v", res)
+					}
+					entries, err := os.ReadDir(filepath.Join(vol, "ctr"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := tc.runcHostSees && r.name == "runc"; (len(entries) > 0) != want {
+						t.Errorf("the container's mount on the host: %d entries, want seen %v", len(entries), want)
+					}
+
+					if res := run(t, cmdOpts{}, r.bin, args("delete", "--force", id)...); res.code != 0 {
+						t.Fatalf("delete --force: %v", res)
+					}
+					deleted = true
+					wantLeft := []string{vol, mnt}
+					if tc.runcHostSees && r.name == "runc" {
+						wantLeft = append(wantLeft, filepath.Join(vol, "ctr"))
+					}
+					if left := testutil.MustMountsUnder(t, vol); strings.Join(left, " ") != strings.Join(wantLeft, " ") {
+						t.Errorf("mounted under the source after delete: %q, want %q (the host's own)", left, wantLeft)
+					}
+					if left := testutil.MustMountsUnder(t, filepath.Join(sandboxRoot(), id)); len(left) > 0 {
+						t.Errorf("mounted under the sandbox after delete: %q", left)
+					}
+					if b, err := os.ReadFile(filepath.Join(mnt, "file")); err != nil || string(b) != propagationSeen {
+						t.Errorf("the host's mount after delete: %q, %v", b, err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// sharedVolume makes a volume source as kubelet's are: a directory with
+// an empty mnt/ in it, bind-mounted on itself and shared, unmounted with
+// whatever is under it when the test ends.
+func sharedVolume(t *testing.T) string {
+	t.Helper()
+	vol := t.TempDir()
+	if err := os.Mkdir(filepath.Join(vol, "mnt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(vol, vol, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(vol, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", vol, err)
+		}
+	})
+	if err := unix.Mount("", vol, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	return vol
+}

@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -26,4 +27,31 @@ func TmpfsSubmount(t *testing.T, dir, name string) string {
 		}
 	})
 	return sub
+}
+
+// MountsUnder lists the mount points at or under dir that this process
+// sees, in mountinfo's order.
+func MountsUnder(dir string) ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			found = append(found, fields[4])
+		}
+	}
+	return found, nil
+}
+
+// MustMountsUnder is MountsUnder that fails the test on an error.
+func MustMountsUnder(t testing.TB, dir string) []string {
+	t.Helper()
+	mps, err := MountsUnder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mps
 }
