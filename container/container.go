@@ -259,7 +259,10 @@ func (c *Container) Resume(ctx context.Context) error {
 }
 
 // Update changes the container's cgroup limits in the guest (of the block
-// I/O limits, nothing: see oci.GuestBlockIO).
+// I/O limits, nothing: see oci.GuestBlockIO), and, for the container that
+// made its sandbox, the sandbox's host cgroups (the caller's gets them as
+// given, the overhead cgroup with the VM's costs added): both front ends,
+// cocoon-runtime update and the shim's Update, come here.
 func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
 	guest := *r
 	guest.BlockIO = oci.GuestBlockIO(r.BlockIO)
@@ -273,6 +276,9 @@ func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
 	}
 	if _, err := ag.UpdateContainer(ctx, &api.UpdateContainerRequest{ContainerId: c.ID, ResourcesJson: data}); err != nil {
 		return fmt.Errorf("updating container %s: %w", c.ID, err)
+	}
+	if c.OwnsSandbox && c.sb != nil {
+		return c.sb.UpdateCgroup(r)
 	}
 	return nil
 }

@@ -232,15 +232,7 @@ func (h *Handle) Update(ctx context.Context, res *specs.LinuxResources) error {
 	if err := h.ready(ctx); err != nil {
 		return err
 	}
-	if err := h.c.Update(ctx, res); err != nil {
-		return err
-	}
-	if h.rec.OwnsSandbox {
-		// The sandbox's host cgroup has the limits of the container it
-		// was made for.
-		return h.c.sb.UpdateCgroup(res)
-	}
-	return nil
+	return h.c.Update(ctx, res)
 }
 
 // Stats returns the container's statistics (runc's types.Stats as JSON).

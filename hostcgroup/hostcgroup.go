@@ -1,10 +1,17 @@
-// Package hostcgroup puts a sandbox's host processes (QEMU, cocoon-proxy,
-// virtiofsd, the cocoon-relays) into the cgroup that the caller named in the
-// spec's linux.cgroupsPath, and writes the spec's limits there, as Kata
-// Containers does with sandbox_cgroup_only. Whatever reads a container's
-// cgroup from the host (docker stats, podman stats, monitoring, checks of the
-// limits) then sees the whole VM: the numbers are the VM's, not the
-// container's, and the limits carry the VM's own overhead (see Resources).
+// Package hostcgroup makes a sandbox's host cgroups: the one that the
+// caller named in the spec's linux.cgroupsPath, which holds the container's
+// limits exactly as runc writes them (Exact), and the overhead cgroup
+// beside it (VMMPath), which holds the VM's host processes (QEMU,
+// cocoon-proxy, virtiofsd) with the container's limits plus what the VM
+// costs beyond them (Resources). A VM cannot run within the container's own
+// memory limit: QEMU alone charges its touched guest RAM, TCG's code cache
+// and its device state to one memory cgroup (v1 charges a process's mm as a
+// whole, v2's threaded mode has no memory controller), ~170 MiB for an idle
+// 1 GiB guest. So whatever reads the caller's cgroup (docker stats, checks
+// of the limits, monitoring) sees the container's limits, and the VM is
+// still accounted and bounded in the sibling, under the same parent (a
+// Kubernetes pod's cgroup, which carries the RuntimeClass's overhead), as
+// Kata Containers' overhead cgroup.
 //
 // Both drivers are handled: cgroupfs paths ("/docker/<id>", or relative to
 // the caller's own cgroup) and systemd's "slice:prefix:name". Where systemd
@@ -47,8 +54,8 @@ type Spec struct {
 	GuestMemoryMiB int
 }
 
-// State is what is persisted so that another process can find the cgroup
-// again (Load).
+// State is what is persisted so that another process can find the
+// cgroups again (Load).
 type State struct {
 	// Path is the cgroup as given in the spec.
 	Path string `json:"path"`
@@ -62,10 +69,20 @@ type State struct {
 	// Parents are the ancestors that Create made (/docker of
 	// /docker/<id>), deepest first: Destroy removes those left empty.
 	Parents []string `json:"parents,omitempty"`
+	// VMM is the overhead cgroup beside the caller's (VMMPath), in the
+	// caller's State only.
+	VMM *State `json:"vmm,omitempty"`
 }
 
-// Cgroup is a sandbox's host cgroup.
+// Cgroup is a sandbox's host cgroups: the caller's, at linux.cgroupsPath,
+// with the container's limits and its relays (the processes the caller
+// knows by PID); and the overhead cgroup beside it, with the VM.
 type Cgroup struct {
+	caller, vmm *group
+}
+
+// group is one cgroup in every hierarchy.
+type group struct {
 	st State
 	m  cgroups.Manager
 	// res are the limits to set once the cgroup exists.
@@ -76,58 +93,119 @@ type Cgroup struct {
 	applied bool
 }
 
-// Create creates the cgroup and writes the limits. No process joins it,
-// the caller least of all (a long-lived shim must never be charged for a
-// pod): the sandbox's processes are placed in it with Add, by PID, before
-// they run (proc.StartPlaced), so that every page they touch is charged
-// there. Under systemd the scope is made with the first process added.
+// Create creates the caller's cgroup and the overhead cgroup beside it, and
+// writes their limits. No process joins them, the caller least of all (a
+// long-lived shim must never be charged for a pod): the sandbox's
+// processes are placed with Add and AddRelay, by PID, before they run
+// (proc.StartPlaced), so that every page they touch is charged where they
+// run. Under systemd a scope is made with the first process added.
 func Create(spec Spec) (_ *Cgroup, retErr error) {
 	if spec.Path == "" {
 		return nil, errors.New("creating host cgroup: no cgroups path")
 	}
-	cfg, dir, err := config(spec.Path, spec.Systemd)
+	vmmPath, err := VMMPath(spec.Path, spec.Systemd)
 	if err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
 	}
-	res := Resources(spec.Resources, spec.GuestMemoryMiB)
+	caller, err := newGroup(spec.Path, spec.Systemd, Exact(spec.Resources))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			caller.remove()
+		}
+	}()
+	vmm, err := newGroup(vmmPath, spec.Systemd, Resources(spec.Resources, spec.GuestMemoryMiB))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			vmm.remove()
+		}
+	}()
+	return &Cgroup{caller: caller, vmm: vmm}, nil
+}
+
+// newGroup makes the cgroup at path with the limits res: at once with
+// cgroupfs, with its first process under systemd.
+func newGroup(path string, useSystemd bool, res *cgroups.Resources) (*group, error) {
+	cfg, dir, err := config(path, useSystemd)
+	if err != nil {
+		return nil, fmt.Errorf("creating host cgroup %s: %w", path, err)
+	}
 	cfg.Resources = res
 	m, err := manager.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
+		return nil, fmt.Errorf("creating host cgroup %s: %w", path, err)
 	}
-	c := &Cgroup{m: m, res: res}
+	g := &group{m: m, res: res}
 	var parents []string
 	if !cfg.Systemd {
 		parents = missingParents(m.GetPaths())
 	}
-	c.st = State{Path: spec.Path, Systemd: cfg.Systemd, Dir: dir, Parents: parents}
+	g.st = State{Path: path, Systemd: cfg.Systemd, Dir: dir, Parents: parents}
 	if cfg.Systemd {
-		return c, nil
+		return g, nil
 	}
-	defer func() {
-		if retErr != nil {
-			_ = m.Destroy()
-			removeEmpty(parents)
-		}
-	}()
-	if err := c.apply(-1); err != nil {
+	if err := g.apply(-1); err != nil {
+		g.remove()
 		return nil, err
 	}
-	return c, nil
+	return g, nil
+}
+
+// remove removes the cgroup and the parents made for it, for a Create that
+// failed.
+func (g *group) remove() {
+	_ = g.m.Destroy()
+	removeEmpty(g.st.Parents)
 }
 
 // apply creates the cgroup in every hierarchy (the v2 one too on a hybrid
 // host), with pid in it unless it is -1, and writes the limits.
-func (c *Cgroup) apply(pid int) error {
-	if err := c.m.Apply(pid); err != nil {
-		return fmt.Errorf("creating host cgroup %s: %w", c.st.Path, err)
+func (g *group) apply(pid int) error {
+	if err := g.m.Apply(pid); err != nil {
+		return fmt.Errorf("creating host cgroup %s: %w", g.st.Path, err)
 	}
-	c.applied = true
-	c.st.Paths = c.dirs()
-	if err := c.m.Set(c.res); err != nil {
-		return fmt.Errorf("setting the limits of host cgroup %s: %w", c.st.Path, err)
+	g.applied = true
+	g.st.Paths = g.dirs()
+	if err := g.m.Set(g.res); err != nil {
+		return fmt.Errorf("setting the limits of host cgroup %s: %w", g.st.Path, err)
 	}
 	return nil
+}
+
+// VMMPath is the overhead cgroup of the caller's cgroup path: beside it,
+// under the same parent, with ".vmm" added to its name ("/docker/<id>" gives
+// "/docker/<id>.vmm", "system.slice:docker:<id>" gives the scope
+// docker-<id>.vmm.scope, a slice "a-b.slice" gives "a-b.vmm.slice"). A dot,
+// not a dash: under systemd a dash in a slice's name makes it a child, and
+// a child would be held by the caller's memory limit.
+func VMMPath(path string, useSystemd bool) (string, error) {
+	const suffix = ".vmm"
+	withSuffix := func(name string) string {
+		for _, ext := range []string{".slice", ".scope"} {
+			if base, ok := strings.CutSuffix(name, ext); ok {
+				return base + suffix + ext
+			}
+		}
+		return name + suffix
+	}
+	sdPath := !strings.HasPrefix(path, "/") && strings.Count(path, ":") == 2
+	if !useSystemd && !sdPath {
+		clean := filepath.Clean(path)
+		if clean == "/" || clean == "." {
+			return "", errors.New("refusing the root cgroup")
+		}
+		return filepath.Join(filepath.Dir(clean), withSuffix(filepath.Base(clean))), nil
+	}
+	parts := strings.Split(path, ":")
+	if len(parts) != 3 || parts[2] == "" {
+		return "", fmt.Errorf("systemd cgroups path %q is not slice:prefix:name", path)
+	}
+	return parts[0] + ":" + parts[1] + ":" + withSuffix(parts[2]), nil
 }
 
 // config turns a cgroups path into runc's cgroup configuration, and says
@@ -176,8 +254,23 @@ func config(path string, useSystemd bool) (*cgroups.Cgroup, string, error) {
 	return &cgroups.Cgroup{Path: dir}, dir, nil
 }
 
-// Load finds a cgroup that Create made, possibly in another process.
+// Load finds the cgroups that Create made, possibly in another process.
 func Load(st State) (*Cgroup, error) {
+	caller, err := loadGroup(st)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cgroup{caller: caller}
+	if st.VMM != nil {
+		if c.vmm, err = loadGroup(*st.VMM); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func loadGroup(st State) (*group, error) {
+	st.VMM = nil
 	cfg := &cgroups.Cgroup{Path: st.Dir, Resources: &cgroups.Resources{}}
 	if st.Systemd {
 		c, _, err := config(st.Path, true)
@@ -195,20 +288,37 @@ func Load(st State) (*Cgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading host cgroup %s: %w", st.Path, err)
 	}
-	return &Cgroup{st: st, m: m, applied: true}, nil
+	return &group{st: st, m: m, applied: true}, nil
 }
 
-// State returns what to persist.
-func (c *Cgroup) State() State { return c.st }
+// State returns what to persist: the caller's cgroup's, with the overhead
+// cgroup's in VMM.
+func (c *Cgroup) State() State {
+	st := c.caller.st
+	if c.vmm != nil {
+		vmm := c.vmm.st
+		st.VMM = &vmm
+	}
+	return st
+}
 
-// Paths returns the cgroup's directories, by controller ("" is the v2 one).
-func (c *Cgroup) Paths() map[string]string { return c.dirs() }
+// Paths returns the caller's cgroup's directories, by controller ("" is
+// the v2 one).
+func (c *Cgroup) Paths() map[string]string { return c.caller.dirs() }
+
+// VMMPaths returns the overhead cgroup's directories, by controller.
+func (c *Cgroup) VMMPaths() map[string]string {
+	if c.vmm == nil {
+		return nil
+	}
+	return c.vmm.dirs()
+}
 
 // dirs are the manager's directories that exist: without device rules
 // there is no devices cgroup, though the manager names one.
-func (c *Cgroup) dirs() map[string]string {
+func (g *group) dirs() map[string]string {
 	dirs := map[string]string{}
-	for ctrl, dir := range c.m.GetPaths() {
+	for ctrl, dir := range g.m.GetPaths() {
 		if _, err := os.Stat(dir); err == nil {
 			dirs[ctrl] = dir
 		}
@@ -216,38 +326,109 @@ func (c *Cgroup) dirs() map[string]string {
 	return dirs
 }
 
-// Add moves the process pid (with all its threads) into the cgroup; the
-// first one makes a systemd scope.
+// Add places a process of the VM (QEMU, the proxy, virtiofsd), by PID with
+// all its threads, in the overhead cgroup: the hypervisor.Placer of the
+// VMM. The first one makes a systemd scope.
 func (c *Cgroup) Add(pid int) error {
-	if !c.applied {
-		return c.apply(pid)
+	if c.vmm == nil {
+		return c.caller.add(pid, nil)
 	}
-	for _, dir := range c.dirs() {
+	return c.vmm.add(pid, nil)
+}
+
+// AddRelay moves a relay (the container's process as the caller sees it,
+// or one of its guards), by PID, into the caller's cgroup, so that what
+// reads the container's cgroup through that PID (the runc shim's stats
+// behind docker stats, podman stats) reads the caller's limits. Where the
+// pids controller has a hierarchy of its own (cgroup v1), the relay is
+// counted in the overhead cgroup's instead: a relay's Go threads (about
+// seven, three relays per process) would otherwise take a small pids limit
+// that the caller meant for the container's processes, which the guest
+// counts.
+func (c *Cgroup) AddRelay(pid int) error {
+	if c.vmm == nil {
+		return c.caller.add(pid, nil)
+	}
+	var elsewhere map[string]string
+	if dir, ok := c.vmm.dirs()["pids"]; ok && !cgroups.IsCgroup2UnifiedMode() {
+		elsewhere = map[string]string{"pids": dir}
+	}
+	return c.caller.add(pid, elsewhere)
+}
+
+// add moves pid into the group in every hierarchy but those of elsewhere,
+// where it goes to the directory named.
+func (g *group) add(pid int, elsewhere map[string]string) error {
+	if !g.applied {
+		if err := g.apply(pid); err != nil {
+			return err
+		}
+	}
+	dirs := g.dirs()
+	for ctrl, dir := range elsewhere {
+		if _, ok := dirs[ctrl]; ok {
+			dirs[ctrl] = dir
+		}
+	}
+	for _, dir := range dirs {
 		if err := cgroups.WriteCgroupProc(dir, pid); err != nil {
-			return fmt.Errorf("adding process %d to host cgroup %s: %w", pid, c.st.Path, err)
+			return fmt.Errorf("adding process %d to host cgroup %s: %w", pid, g.st.Path, err)
 		}
 	}
 	return nil
 }
 
-// Update writes new limits (cocoon-runtime update, a CRI update).
+// Update writes new limits (cocoon-runtime update, a CRI update): the
+// caller's cgroup gets them as given, the overhead cgroup with the VM's
+// overhead.
 func (c *Cgroup) Update(r *specs.LinuxResources, guestMemoryMiB int) error {
-	res := Resources(r, guestMemoryMiB)
-	if !c.applied {
-		c.res = res
+	if err := c.caller.update(Exact(r)); err != nil {
+		return err
+	}
+	if c.vmm == nil {
 		return nil
 	}
-	if err := c.m.Set(res); err != nil {
-		return fmt.Errorf("updating host cgroup %s: %w", c.st.Path, err)
+	return c.vmm.update(Resources(r, guestMemoryMiB))
+}
+
+func (g *group) update(res *cgroups.Resources) error {
+	if !g.applied {
+		g.res = res
+		return nil
+	}
+	if err := g.m.Set(res); err != nil {
+		return fmt.Errorf("updating host cgroup %s: %w", g.st.Path, err)
 	}
 	return nil
 }
 
-// Pids returns the processes in the cgroup, in any of its hierarchies.
+// Pids returns the processes in either cgroup, in any of their
+// hierarchies.
 func (c *Cgroup) Pids() ([]int, error) {
+	pids, err := c.caller.pids()
+	if err != nil || c.vmm == nil {
+		return pids, err
+	}
+	more, err := c.vmm.pids()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	for _, pid := range pids {
+		seen[pid] = true
+	}
+	for _, pid := range more {
+		if !seen[pid] {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+func (g *group) pids() ([]int, error) {
 	seen := map[int]bool{}
 	var pids []int
-	for _, dir := range c.dirs() {
+	for _, dir := range g.dirs() {
 		in, err := cgroups.GetAllPids(dir)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -265,14 +446,14 @@ func (c *Cgroup) Pids() ([]int, error) {
 	return pids, nil
 }
 
-// Destroy removes the cgroup. Its processes (the sandbox's relays, exiting
-// with their VM) get until ctx's deadline to leave. Nothing is killed: a
-// process that stays makes Destroy fail and names it.
+// Destroy removes both cgroups. Their processes (the sandbox's relays,
+// exiting with their VM) get until ctx's deadline to leave. Nothing is
+// killed: a process that stays makes Destroy fail and names it.
 func (c *Cgroup) Destroy(ctx context.Context) error {
 	for {
 		pids, err := c.Pids()
 		if err != nil {
-			return fmt.Errorf("removing host cgroup %s: %w", c.st.Path, err)
+			return fmt.Errorf("removing host cgroup %s: %w", c.caller.st.Path, err)
 		}
 		var others []int
 		for _, pid := range pids {
@@ -285,14 +466,24 @@ func (c *Cgroup) Destroy(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("removing host cgroup %s: processes %v are still in it: %w", c.st.Path, others, ctx.Err())
+			return fmt.Errorf("removing host cgroup %s: processes %v are still in it: %w", c.caller.st.Path, others, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if err := c.m.Destroy(); err != nil {
-		return fmt.Errorf("removing host cgroup %s: %w", c.st.Path, err)
+	for _, g := range []*group{c.vmm, c.caller} {
+		if g == nil {
+			continue
+		}
+		if err := g.m.Destroy(); err != nil {
+			return fmt.Errorf("removing host cgroup %s: %w", g.st.Path, err)
+		}
 	}
-	removeEmpty(c.st.Parents)
+	// The parents once both are gone: they share them.
+	for _, g := range []*group{c.vmm, c.caller} {
+		if g != nil {
+			removeEmpty(g.st.Parents)
+		}
+	}
 	return nil
 }
 

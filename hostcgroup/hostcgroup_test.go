@@ -111,10 +111,87 @@ func TestConfigPaths(t *testing.T) {
 	}
 }
 
+// TestExact: the caller's cgroup gets the spec's values as runc writes
+// them, nothing added.
+func TestExact(t *testing.T) {
+	r := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: i64(64 << 20), Reservation: i64(32 << 20), Swap: i64(128 << 20), Swappiness: u64(10)},
+		Pids:   &specs.LinuxPids{Limit: i64(10)},
+		CPU:    &specs.LinuxCPU{Shares: u64(512), Quota: i64(50000), Period: u64(200000), Cpus: "0", Mems: "0"},
+	}
+	res := Exact(r)
+	if res.Memory != 64<<20 || res.MemoryReservation != 32<<20 || res.MemorySwap != 128<<20 || res.MemorySwappiness == nil || *res.MemorySwappiness != 10 {
+		t.Errorf("memory %d reservation %d swap %d swappiness %v", res.Memory, res.MemoryReservation, res.MemorySwap, res.MemorySwappiness)
+	}
+	if res.PidsLimit == nil || *res.PidsLimit != 10 {
+		t.Errorf("pids %v, want 10", res.PidsLimit)
+	}
+	if res.CpuShares != 512 || res.CpuPeriod != 200000 || res.CpuQuota != 50000 || res.CpusetCpus != "0" || res.CpusetMems != "0" {
+		t.Errorf("cpu shares %d period %d quota %d cpus %q mems %q", res.CpuShares, res.CpuPeriod, res.CpuQuota, res.CpusetCpus, res.CpusetMems)
+	}
+	if !res.SkipDevices {
+		t.Error("devices written without rules in the spec")
+	}
+	// A quota without a period leaves the period as it is, as runc does.
+	if res := Exact(&specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(30000)}}); res.CpuQuota != 30000 || res.CpuPeriod != 0 {
+		t.Errorf("quota alone: quota %d period %d", res.CpuQuota, res.CpuPeriod)
+	}
+	if res := Exact(nil); res.Memory != 0 || res.PidsLimit != nil || !res.SkipDevices {
+		t.Errorf("nil resources: %+v", res)
+	}
+}
+
+// TestVMMPath: the overhead cgroup is a sibling of the caller's, never a
+// child (systemd nests a slice whose name has a dash in it).
+func TestVMMPath(t *testing.T) {
+	for _, tc := range []struct {
+		path    string
+		systemd bool
+		want    string
+		dir     string
+	}{
+		{path: "/docker/abc", want: "/docker/abc.vmm", dir: "/docker/abc.vmm"},
+		{path: "/a/../b/", want: "/b.vmm", dir: "/b.vmm"},
+		{path: "rel/x", want: "rel/x.vmm", dir: "rel/x.vmm"},
+		{path: "/machine.slice/x.scope", want: "/machine.slice/x.vmm.scope", dir: "/machine.slice/x.vmm.scope"},
+		{path: "system.slice:docker:abc", want: "system.slice:docker:abc.vmm", dir: "/system.slice/docker-abc.vmm.scope"},
+		{path: "kubepods-besteffort-pod1.slice:cri-containerd:abc", want: "kubepods-besteffort-pod1.slice:cri-containerd:abc.vmm",
+			dir: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.vmm.scope"},
+		{path: "user.slice:x:pod-1.slice", want: "user.slice:x:pod-1.vmm.slice", dir: "/user.slice/pod-1.vmm.slice"},
+		{path: "/", want: ""},
+		{path: "system.slice:x:", want: ""},
+	} {
+		got, err := VMMPath(tc.path, tc.systemd)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("%q: got %q, want an error", tc.path, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %q (%v), want %q", tc.path, got, err, tc.want)
+			continue
+		}
+		_, dir, err := config(got, tc.systemd)
+		if err != nil || dir != tc.dir {
+			t.Errorf("%q: directory %q (%v), want %q", got, dir, err, tc.dir)
+		}
+		if _, caller, _ := config(tc.path, tc.systemd); filepath.Dir(caller) != filepath.Dir(dir) {
+			t.Errorf("%q: %s is not beside %s", tc.path, dir, caller)
+		}
+	}
+}
+
 // readFile reads a cgroup file of controller ctrl of c.
 func readFile(t *testing.T, c *Cgroup, ctrl, file string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.Paths()[ctrl], file))
+	return readIn(t, c.Paths(), ctrl, file)
+}
+
+// readIn reads a cgroup file of controller ctrl of the directories paths.
+func readIn(t *testing.T, paths map[string]string, ctrl, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(paths[ctrl], file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +200,12 @@ func readFile(t *testing.T, c *Cgroup, ctrl, file string) string {
 
 // TestCreateOnHost creates a real cgroup on this host (both drivers'
 // syntax; systemd's falls back to cgroupfs where systemd does not run),
-// checks its limits, that Create leaves this process where it was, that a
-// child placed by Add before it runs (proc.StartPlaced) runs in it from its
-// start, that Load finds it from its State, and that Destroy waits for its
-// processes and leaves nothing.
+// checks its limits (the spec's in the caller's cgroup, with the VM's
+// overhead in the overhead cgroup beside it), that Create leaves this
+// process where it was, that a child placed by Add before it runs
+// (proc.StartPlaced) runs in the overhead cgroup from its start, that Load
+// finds both from the State, that AddRelay puts a process in the caller's,
+// and that Destroy waits for their processes and leaves nothing.
 func TestCreateOnHost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create cgroups")
@@ -153,7 +232,7 @@ func testCreate(t *testing.T, path, parent string) {
 	c, err := Create(Spec{Path: path, GuestMemoryMiB: guest, Resources: &specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: i64(64 << 20)},
 		Pids:   &specs.LinuxPids{Limit: i64(20)},
-		CPU:    &specs.LinuxCPU{Quota: i64(50000), Period: u64(100000)},
+		CPU:    &specs.LinuxCPU{Quota: i64(50000), Period: u64(100000), Shares: u64(512)},
 		Devices: []specs.LinuxDeviceCgroup{
 			{Allow: false, Access: "rwm"},
 			{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},
@@ -162,12 +241,19 @@ func testCreate(t *testing.T, path, parent string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths := map[string]string{}
+	paths, vmmPaths := map[string]string{}, c.VMMPaths()
 	for k, v := range c.Paths() {
 		paths[k] = v
 	}
+	vmmDir := c.State().VMM.Dir
+	if want, _ := VMMPath(path, false); !strings.HasSuffix(vmmDir, ".vmm.scope") && vmmDir != want {
+		t.Errorf("overhead cgroup %s, want %s", vmmDir, want)
+	}
 	t.Cleanup(func() {
 		_ = c.Destroy(context.Background())
+		for _, dir := range vmmPaths {
+			_ = os.Remove(dir)
+		}
 		for _, dir := range paths {
 			if root, ok := strings.CutSuffix(dir, c.State().Dir); ok {
 				_ = os.Remove(filepath.Join(root, parent))
@@ -187,15 +273,25 @@ func testCreate(t *testing.T, path, parent string) {
 			t.Errorf("hybrid host: no cgroup in the v2 hierarchy: %v", paths)
 		}
 	}
+	for ctrl, dir := range vmmPaths {
+		if want := strings.TrimSuffix(paths[ctrl], c.State().Dir) + vmmDir; dir != want {
+			t.Errorf("%s: overhead cgroup %s, want %s", ctrl, dir, want)
+		}
+	}
 	if !cgroups.IsCgroup2UnifiedMode() {
-		if got, want := readFile(t, c, "memory", "memory.limit_in_bytes"), strconv.Itoa(64<<20+(MemoryOverheadMiB+guest/64)<<20); got != want {
-			t.Errorf("memory.limit_in_bytes %s, want %s", got, want)
-		}
-		if got, want := readFile(t, c, "pids", "pids.max"), strconv.Itoa(20+PidsOverhead); got != want {
-			t.Errorf("pids.max %s, want %s", got, want)
-		}
-		if got := readFile(t, c, "cpu", "cpu.cfs_quota_us"); got != "75000" {
-			t.Errorf("cpu.cfs_quota_us %s, want 75000", got)
+		for _, f := range []struct{ ctrl, file, caller, vmm string }{
+			{"memory", "memory.limit_in_bytes", strconv.Itoa(64 << 20), strconv.Itoa(64<<20 + (MemoryOverheadMiB+guest/64)<<20)},
+			{"pids", "pids.max", "20", strconv.Itoa(20 + PidsOverhead)},
+			{"cpu", "cpu.cfs_quota_us", "50000", "75000"},
+			{"cpu", "cpu.cfs_period_us", "100000", "100000"},
+			{"cpu", "cpu.shares", "512", "512"},
+		} {
+			if got := readFile(t, c, f.ctrl, f.file); got != f.caller {
+				t.Errorf("caller's %s %s, want %s (the spec's)", f.file, got, f.caller)
+			}
+			if got := readIn(t, vmmPaths, f.ctrl, f.file); got != f.vmm {
+				t.Errorf("overhead %s %s, want %s", f.file, got, f.vmm)
+			}
 		}
 		devs := readFile(t, c, "devices", "devices.list")
 		for _, want := range []string{"c 1:3 rwm", "c 10:232 rwm", "c 136:* rwm"} {
@@ -241,8 +337,8 @@ func testCreate(t *testing.T, path, parent string) {
 		time.Sleep(10 * time.Millisecond)
 		first, _ = os.ReadFile(seen)
 	}
-	if !strings.Contains(string(first), c.State().Dir) {
-		t.Errorf("the child started outside the cgroup %s:\n%s", c.State().Dir, first)
+	if !strings.Contains(string(first), vmmDir+"\n") {
+		t.Errorf("the child started outside the overhead cgroup %s:\n%s", vmmDir, first)
 	}
 	// Once its cat is gone, the child alone.
 	pids, _ = c.Pids()
@@ -265,11 +361,25 @@ func testCreate(t *testing.T, path, parent string) {
 	}
 	var reapOther sync.Once
 	defer reap(other, &reapOther)
-	if err := l.Add(other.Process.Pid); err != nil {
+	if err := l.AddRelay(other.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	if pids, _ := l.Pids(); len(pids) != 2 {
-		t.Errorf("after Add: processes %v, want 2", pids)
+		t.Errorf("after AddRelay: processes %v, want 2", pids)
+	}
+	in, err := cgroups.ParseCgroupFile(fmt.Sprintf("/proc/%d/cgroup", other.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ctrl, dir := range in {
+		want := c.State().Dir
+		if ctrl == "pids" {
+			// A relay's threads do not take the container's pids.
+			want = vmmDir
+		}
+		if _, ok := paths[ctrl]; ok && dir != want {
+			t.Errorf("after AddRelay: %s %s, want %s", ctrl, dir, want)
+		}
 	}
 
 	// Destroy waits for the processes, and fails naming them.
@@ -288,6 +398,11 @@ func testCreate(t *testing.T, path, parent string) {
 	defer cancel()
 	if err := l.Destroy(ctx); err != nil {
 		t.Fatal(err)
+	}
+	for ctrl, dir := range vmmPaths {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s: %s left behind (%v)", ctrl, dir, err)
+		}
 	}
 	for ctrl, dir := range paths {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {

@@ -6,7 +6,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// The host cgroup holds the whole VM, so its limits are the container's plus
+// The overhead cgroup holds the VM, so its limits are the container's plus
 // what the VM costs beyond the container (Kata users who set the host limit
 // to the container's limit saw QEMU OOM-killed):
 const (
@@ -54,8 +54,8 @@ var vmmDevices = []devices.Rule{
 	{Type: devices.CharDevice, Major: 10, Minor: 241},               // vhost-vsock
 }
 
-// Resources is the accounting rule: the host limits for a container with
-// limits r in a guest of guestMiB.
+// Resources is the accounting rule of the overhead cgroup: the host limits
+// of the VM of a container with limits r in a guest of guestMiB.
 //
 //   - memory: min(limit, guest memory) + memoryOverhead(guest memory); the
 //     swap limit keeps the container's swap allowance on top of that
@@ -106,35 +106,96 @@ func Resources(r *specs.LinuxResources, guestMiB int) *cgroups.Resources {
 		res.CpusetCpus = c.Cpus
 		res.CpusetMems = c.Mems
 	}
-	if len(r.Devices) > 0 {
-		res.SkipDevices = false
-		for _, d := range r.Devices {
-			rule := &devices.Rule{
-				Type:        devices.WildcardDevice,
-				Major:       devices.Wildcard,
-				Minor:       devices.Wildcard,
-				Permissions: devices.Permissions(d.Access),
-				Allow:       d.Allow,
-			}
-			if d.Type != "" {
-				rule.Type = devices.Type(d.Type[0])
-			}
-			if d.Major != nil {
-				rule.Major = *d.Major
-			}
-			if d.Minor != nil {
-				rule.Minor = *d.Minor
-			}
-			if rule.Permissions == "" {
-				rule.Permissions = "rwm"
-			}
-			res.Devices = append(res.Devices, rule)
-		}
-		for _, d := range vmmDevices {
-			rule := d
-			rule.Permissions, rule.Allow = "rwm", true
-			res.Devices = append(res.Devices, &rule)
-		}
-	}
+	setDevices(res, r.Devices)
 	return res
+}
+
+// Exact is the limits of the caller's cgroup: the container's, as runc
+// writes them (libcontainer/specconv): memory limit, reservation, swap and
+// swappiness; CPU shares (a weight on cgroup v2), quota, period, realtime
+// runtime and period, idle, burst and cpuset; the pids limit. The
+// difference is devices: the container's rules plus vmmDevices, for the
+// relays' terminals. Block I/O, hugepages, network priorities and the OOM
+// killer's switch apply in the guest only, as for the overhead cgroup:
+// the caller's cgroup holds the relays, not the container's processes.
+func Exact(r *specs.LinuxResources) *cgroups.Resources {
+	res := &cgroups.Resources{SkipDevices: true}
+	if r == nil {
+		return res
+	}
+	if m := r.Memory; m != nil {
+		if m.Limit != nil {
+			res.Memory = *m.Limit
+		}
+		if m.Reservation != nil {
+			res.MemoryReservation = *m.Reservation
+		}
+		if m.Swap != nil {
+			res.MemorySwap = *m.Swap
+		}
+		res.MemorySwappiness = m.Swappiness
+	}
+	if c := r.CPU; c != nil {
+		if c.Shares != nil {
+			res.CpuShares = *c.Shares
+		}
+		if c.Quota != nil {
+			res.CpuQuota = *c.Quota
+		}
+		if c.Period != nil {
+			res.CpuPeriod = *c.Period
+		}
+		if c.RealtimeRuntime != nil {
+			res.CpuRtRuntime = *c.RealtimeRuntime
+		}
+		if c.RealtimePeriod != nil {
+			res.CpuRtPeriod = *c.RealtimePeriod
+		}
+		res.CPUIdle = c.Idle
+		res.CpuBurst = c.Burst
+		res.CpusetCpus = c.Cpus
+		res.CpusetMems = c.Mems
+	}
+	if p := r.Pids; p != nil && p.Limit != nil {
+		limit := *p.Limit
+		res.PidsLimit = &limit
+	}
+	setDevices(res, r.Devices)
+	return res
+}
+
+// setDevices gives res the container's device rules plus vmmDevices; none
+// (no devices cgroup written) when the container has none.
+func setDevices(res *cgroups.Resources, rules []specs.LinuxDeviceCgroup) {
+	if len(rules) == 0 {
+		return
+	}
+	res.SkipDevices = false
+	for _, d := range rules {
+		rule := &devices.Rule{
+			Type:        devices.WildcardDevice,
+			Major:       devices.Wildcard,
+			Minor:       devices.Wildcard,
+			Permissions: devices.Permissions(d.Access),
+			Allow:       d.Allow,
+		}
+		if d.Type != "" {
+			rule.Type = devices.Type(d.Type[0])
+		}
+		if d.Major != nil {
+			rule.Major = *d.Major
+		}
+		if d.Minor != nil {
+			rule.Minor = *d.Minor
+		}
+		if rule.Permissions == "" {
+			rule.Permissions = "rwm"
+		}
+		res.Devices = append(res.Devices, rule)
+	}
+	for _, d := range vmmDevices {
+		rule := d
+		rule.Permissions, rule.Allow = "rwm", true
+		res.Devices = append(res.Devices, &rule)
+	}
 }

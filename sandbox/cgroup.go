@@ -21,9 +21,10 @@ type Cgroup struct {
 	// Systemd says the caller uses systemd's driver (runc's
 	// --systemd-cgroup, the SystemdCgroup option of the runc shim).
 	Systemd bool
-	// Resources are the limits of the container the sandbox is made for;
-	// the host cgroup gets them plus the VM's overhead (see
-	// hostcgroup.Resources).
+	// Resources are the limits of the container the sandbox is made for:
+	// the caller's cgroup gets them as given (hostcgroup.Exact), the
+	// overhead cgroup beside it, which holds the VM, gets them plus the
+	// VM's overhead (hostcgroup.Resources).
 	Resources *specs.LinuxResources
 }
 
@@ -36,16 +37,17 @@ func CgroupOf(spec *specs.Spec, systemd bool) Cgroup {
 	return Cgroup{Path: spec.Linux.CgroupsPath, Systemd: systemd, Resources: spec.Linux.Resources}
 }
 
-// WithCgroup puts the sandbox's host processes (QEMU, proxy, virtiofsd, and
-// the processes given to AddProcess) in the host cgroup cg, created by
-// Create and removed by Destroy, as Kata's sandbox_cgroup_only does; a cg
-// without a path makes none.
+// WithCgroup gives the sandbox the host cgroup cg, and the overhead cgroup
+// beside it (hostcgroup.VMMPath), created by Create and removed by Destroy:
+// QEMU, the proxy and virtiofsd run in the overhead cgroup, the processes
+// given to AddProcess (the relays) in cg, as with Kata's overhead cgroup
+// (sandbox_cgroup_only = false); a cg without a path makes none.
 func WithCgroup(cg Cgroup) CreateOption {
 	return func(o *Options) { o.Cgroup = cg }
 }
 
-// createCgroup creates the host cgroup; the processes boot starts are
-// placed in it before they run (startPlaced, VMConfig.Cgroup), and this
+// createCgroup creates the host cgroups; the processes boot starts are
+// placed in the overhead cgroup before they run (startPlaced, VMConfig.Cgroup), and this
 // process never joins it.
 func (s *Sandbox) createCgroup(cg Cgroup) error {
 	if cg.Path == "" {
@@ -65,8 +67,8 @@ func (s *Sandbox) createCgroup(cg Cgroup) error {
 	return nil
 }
 
-// placer is where the VMM is placed before it runs: the host cgroup, or
-// nil for none (never a nil *hostcgroup.Cgroup in the interface).
+// placer is where the VMM is placed before it runs: the overhead cgroup
+// (hostcgroup.Cgroup.Add), or nil for none (never a nil *hostcgroup.Cgroup in the interface).
 func (s *Sandbox) placer() hypervisor.Placer {
 	if s.cgroup == nil {
 		return nil
@@ -75,8 +77,8 @@ func (s *Sandbox) placer() hypervisor.Placer {
 }
 
 // startPlaced starts one of the sandbox's host processes (the proxy,
-// virtiofsd), in its host cgroup from its first instruction when it has
-// one.
+// virtiofsd), in its overhead cgroup from its first instruction when it
+// has one.
 func (s *Sandbox) startPlaced(cmd *exec.Cmd) error {
 	if s.cgroup == nil {
 		return cmd.Start()
@@ -100,22 +102,23 @@ func (s *Sandbox) hostCgroup() (*hostcgroup.Cgroup, error) {
 }
 
 // AddProcess moves the host process pid (a cocoon-relay, say) into the
-// sandbox's host cgroup, if it has one, so that what reads the container's
-// cgroup through that PID (the runc shim's stats, podman stats) reads the
-// sandbox's.
+// caller's host cgroup, if the sandbox has one, so that what reads the
+// container's cgroup through that PID (the runc shim's stats, podman
+// stats) reads the caller's limits (hostcgroup.Cgroup.AddRelay).
 func (s *Sandbox) AddProcess(pid int) error {
 	c, err := s.hostCgroup()
 	if err != nil || c == nil {
 		return err
 	}
-	if err := c.Add(pid); err != nil {
+	if err := c.AddRelay(pid); err != nil {
 		return fmt.Errorf("sandbox %s: %w", s.state.ID, err)
 	}
 	return nil
 }
 
-// UpdateCgroup writes new limits to the sandbox's host cgroup, if it has
-// one (an update of the container's resources).
+// UpdateCgroup writes new limits to the sandbox's host cgroups, if it has
+// them (an update of the container's resources): as given to the caller's,
+// with the VM's overhead to the overhead cgroup.
 func (s *Sandbox) UpdateCgroup(r *specs.LinuxResources) error {
 	c, err := s.hostCgroup()
 	if err != nil || c == nil {
@@ -124,7 +127,7 @@ func (s *Sandbox) UpdateCgroup(r *specs.LinuxResources) error {
 	return c.Update(r, s.GuestSize().MemoryMiB)
 }
 
-// destroyCgroup removes the host cgroup once the processes in it (relays
+// destroyCgroup removes the host cgroups once the processes in it (relays
 // exiting with the VM) have left.
 func (s *Sandbox) destroyCgroup(ctx context.Context) error {
 	c, err := s.hostCgroup()

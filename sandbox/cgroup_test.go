@@ -19,12 +19,13 @@ import (
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
-// TestHostCgroup: Create makes the host cgroup with the limits and hands it
-// to the hypervisor to place the VMM in before it runs, without ever
-// joining it itself (a long-lived shim must not be charged for a pod);
-// another process's manager finds it from the state and adds a process;
-// Destroy refuses while that process lives, keeping the state, and removes
-// the cgroup once it has gone.
+// TestHostCgroup: Create makes the caller's host cgroup with the spec's
+// limits and the overhead cgroup beside it with the VM's, and hands the
+// latter to the hypervisor to place the VMM in before it runs, without ever
+// joining either itself (a long-lived shim must not be charged for a pod);
+// another process's manager finds them from the state and adds a process
+// (a relay) to the caller's; Destroy refuses while that process lives,
+// keeping the state, and removes both cgroups once it has gone.
 func TestHostCgroup(t *testing.T) {
 	f := newFixture(t, &clienttest.Agent{})
 	path := fmt.Sprintf("/cocoon-sandbox-test-%d", os.Getpid())
@@ -50,10 +51,13 @@ func TestHostCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := sb.State().Cgroup
-	if st == nil || len(st.Paths) == 0 {
-		t.Fatalf("no host cgroup in the state: %+v", st)
+	if st == nil || len(st.Paths) == 0 || st.VMM == nil || len(st.VMM.Paths) == 0 {
+		t.Fatalf("no host cgroups in the state: %+v", st)
 	}
 	t.Cleanup(func() {
+		for _, dir := range st.VMM.Paths {
+			_ = os.Remove(dir)
+		}
 		for _, dir := range st.Paths {
 			_ = os.Remove(dir)
 		}
@@ -77,8 +81,12 @@ func TestHostCgroup(t *testing.T) {
 	}
 	if dir, ok := st.Paths["memory"]; ok {
 		got, _ := os.ReadFile(filepath.Join(dir, "memory.limit_in_bytes"))
+		if v, _ := strconv.ParseInt(strings.TrimSpace(string(got)), 10, 64); v != limit {
+			t.Errorf("memory.limit_in_bytes %s: want the spec's %d", got, limit)
+		}
+		got, _ = os.ReadFile(filepath.Join(st.VMM.Paths["memory"], "memory.limit_in_bytes"))
 		if v, _ := strconv.ParseInt(strings.TrimSpace(string(got)), 10, 64); v <= limit {
-			t.Errorf("memory.limit_in_bytes %s: want the limit plus the VM's overhead", got)
+			t.Errorf("overhead cgroup's memory.limit_in_bytes %s: want the limit plus the VM's overhead", got)
 		}
 	}
 
@@ -95,6 +103,10 @@ func TestHostCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for ctrl, dir := range st.Paths {
+		if ctrl == "pids" {
+			// A relay's threads are counted with the VM's (v1).
+			dir = st.VMM.Paths[ctrl]
+		}
 		procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		if strings.TrimSpace(string(procs)) != strconv.Itoa(child.Process.Pid) {
 			t.Errorf("%s: cgroup.procs %q, want the added %d", ctrl, procs, child.Process.Pid)
@@ -112,9 +124,11 @@ func TestHostCgroup(t *testing.T) {
 	if err := again.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for ctrl, dir := range st.Paths {
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("%s: %s left (%v)", ctrl, dir, err)
+	for _, paths := range []map[string]string{st.Paths, st.VMM.Paths} {
+		for ctrl, dir := range paths {
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s: %s left (%v)", ctrl, dir, err)
+			}
 		}
 	}
 	if _, err := f.m.Load(context.Background(), "cg"); err == nil {

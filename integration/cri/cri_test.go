@@ -339,9 +339,10 @@ func TestHungPod(t *testing.T) {
 	}
 }
 
-// TestShimStaysInItsCgroup: the pod's host cgroup (the pod config's
-// cgroup_parent) holds the pod's VM and proxy, placed there before they
-// run, and never the shim: while the pod starts, runs a container and
+// TestShimStaysInItsCgroup: the pod's host cgroups (under the pod config's
+// cgroup_parent: the sandbox's, and its overhead cgroup beside it, which
+// holds the pod's VM and proxy, placed there before they run) never hold
+// the shim: while the pod starts, runs a container and
 // execs, the pod's cgroups are read every few milliseconds, and so is the
 // shim's own /proc/<pid>/cgroup once it runs.
 func TestShimStaysInItsCgroup(t *testing.T) {
@@ -404,8 +405,8 @@ func TestShimStaysInItsCgroup(t *testing.T) {
 	if _, err := fmt.Sscanf(q[0], "%d:", &pid); err != nil {
 		t.Fatal(err)
 	}
-	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !strings.Contains(string(cg), parent+"/") {
-		t.Errorf("the pod's QEMU is not in the pod's cgroup %s:\n%s", parent, cg)
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); !strings.Contains(string(cg), parent+"/") || !strings.Contains(string(cg), ".vmm\n") {
+		t.Errorf("the pod's QEMU is not in the overhead cgroup beside the pod's under %s:\n%s", parent, cg)
 	}
 	shims := containerdtest.Processes(shimCmd)
 	if len(shims) != 1 {
