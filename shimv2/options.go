@@ -3,7 +3,7 @@ package shimv2
 import (
 	"fmt"
 
-	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/anypb"
 )

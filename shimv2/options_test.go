@@ -3,8 +3,8 @@ package shimv2
 import (
 	"testing"
 
-	runtimeoptions "github.com/containerd/containerd/pkg/runtimeoptions/v1"
-	runcoptions "github.com/containerd/containerd/runtime/v2/runc/options"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/anypb"
 )

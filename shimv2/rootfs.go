@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/v2/core/mount"
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/container"

@@ -20,9 +20,15 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/containerd/containerd/namespaces"
-	"github.com/containerd/containerd/runtime/v2/shim"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/log"
+	"github.com/containerd/plugin"
+	"github.com/containerd/plugin/registry"
+	"github.com/containerd/ttrpc"
 
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/container"
@@ -50,18 +56,48 @@ type Service struct {
 	tasks   map[string]*task
 }
 
-var _ shim.Shim = (*Service)(nil)
-
-// New returns the task service of shim id. containerd runs the shim binary
-// for its start and delete commands too, so New does no work.
-func New(ctx context.Context, id string, publisher shim.Publisher, shutdown func()) (shim.Shim, error) {
+// New returns the task service of the shim that serves the bundle in the
+// working directory (its name is the shim's ID: its first container's),
+// publishing events with publisher; shutdown ends the shim.
+func New(ctx context.Context, publisher shim.Publisher, shutdown func()) (*Service, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
 	return &Service{
 		ctx:       ctx,
-		id:        id,
+		id:        filepath.Base(cwd),
 		publisher: publisher,
 		shutdown:  shutdown,
 		tasks:     map[string]*task{},
 	}, nil
+}
+
+// RegisterTTRPC serves the task API on the shim's TTRPC server.
+func (s *Service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskAPI.RegisterTTRPCTaskService(server, s)
+	return nil
+}
+
+// RegisterTaskService registers the task service as the shim library's
+// TTRPC plugin, which the shim serves (shim.RunShim); call it once, before.
+func RegisterTaskService() {
+	registry.Register(&plugin.Registration{
+		Type:     plugins.TTRPCPlugin,
+		ID:       "task",
+		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
+		InitFn: func(ic *plugin.InitContext) (any, error) {
+			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
+			if err != nil {
+				return nil, err
+			}
+			ss, err := ic.GetByID(plugins.InternalPlugin, "shutdown")
+			if err != nil {
+				return nil, err
+			}
+			return New(ic.Context, pp.(shim.Publisher), ss.(shutdown.Service).Shutdown)
+		},
+	})
 }
 
 // managerFor returns the sandbox manager of the containerd namespace that

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
-	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/protobuf"
-	"github.com/containerd/containerd/runtime/v2/shim"
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	apitypes "github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
@@ -18,16 +21,62 @@ import (
 	"github.com/cocoon-containers/cocoon/oci"
 )
 
-// StartShim is the shim's start command, run in the bundle directory: it
-// returns the address of the shim that serves the container, starting one
-// unless the container's pod already has one (grouped by the CRI sandbox
-// ID annotation, as containerd-shim-runc-v2 groups).
-func (s *Service) StartShim(ctx context.Context, opts shim.StartOpts) (_ string, retErr error) {
+// Manager is the shim binary's side of containerd's shim protocol
+// (shim.Shim): the start and delete commands and runtime introspection
+// (-info). The task service that the started shim serves is Service,
+// registered as the shim's TTRPC plugin (RegisterTaskService).
+type Manager struct {
+	// Version is the shim's version, given back by -info.
+	Version string
+}
+
+var _ shim.Shim = Manager{}
+
+// Name is the runtime type.
+func (Manager) Name() string { return RuntimeName }
+
+// Start is the start command of containerd 2.3 and later (the bootstrap
+// protocol); RunLegacyStart answers older ones.
+func (Manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*bootapi.BootstrapResult, error) {
+	debug := params.GetLogLevel() <= bootapi.LogLevel_LOG_LEVEL_DEBUG
+	address, err := startShim(ctx, params.GetInstanceID(), params.GetContainerdGrpcAddress(),
+		params.GetContainerdTtrpcAddress(), params.GetSocketDir(), debug)
+	if err != nil {
+		return nil, err
+	}
+	return &bootapi.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"}, nil
+}
+
+// Stop is the delete command: see cleanup.
+func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	if err := cleanup(ctx, id); err != nil {
+		return shim.StopStatus{}, err
+	}
+	return shim.StopStatus{ExitStatus: 128 + int(unix.SIGKILL), ExitedAt: time.Now()}, nil
+}
+
+// Info answers -info: see Info.
+func (m Manager) Info(ctx context.Context, options io.Reader) (*apitypes.RuntimeInfo, error) {
+	return Info(ctx, options, m.Version)
+}
+
+// startShim is the shim's start command, run in the bundle directory of
+// container id: it returns the address of the shim that serves the
+// container, starting one unless the container's pod already has one
+// (grouped by the CRI sandbox ID annotation, as containerd-shim-runc-v2
+// groups). The socket is under socketDir, or containerd's default when "".
+func startShim(ctx context.Context, id, grpcAddress, ttrpcAddress, socketDir string, debug bool) (_ string, retErr error) {
 	b, err := oci.LoadBundle(".")
 	if err != nil {
 		return "", err
 	}
-	address, err := shim.SocketAddress(ctx, opts.Address, container.GroupOf(opts.ID, b.Spec.Annotations))
+	group := container.GroupOf(id, b.Spec.Annotations)
+	var address string
+	if socketDir != "" {
+		address, err = shim.CreateSocketAddress(ctx, socketDir, grpcAddress, group, false)
+	} else {
+		address, err = shim.SocketAddress(ctx, grpcAddress, group, false)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -38,7 +87,7 @@ func (s *Service) StartShim(ctx context.Context, opts shim.StartOpts) (_ string,
 		}
 		if shim.CanConnect(address) {
 			// The pod's shim is running: the container joins it.
-			if err := shim.WriteAddress("address", address); err != nil {
+			if err := writeAddress(address); err != nil {
 				return "", err
 			}
 			return address, nil
@@ -56,28 +105,10 @@ func (s *Service) StartShim(ctx context.Context, opts shim.StartOpts) (_ string,
 			_ = shim.RemoveSocket(address)
 		}
 	}()
-	if err := shim.WriteAddress("address", address); err != nil {
+	if err := writeAddress(address); err != nil {
 		return "", err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	cwd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	args := []string{"-id", opts.ID}
-	if opts.Debug {
-		args = append(args, "-debug")
-	}
-	cmd, err := shim.Command(ctx, &shim.CommandConfig{
-		Runtime:      self,
-		Address:      opts.Address,
-		TTRPCAddress: opts.TTRPCAddress,
-		Path:         cwd,
-		Args:         args,
-	})
+	cmd, err := shimCommand(ctx, id, grpcAddress, ttrpcAddress, debug)
 	if err != nil {
 		return "", err
 	}
@@ -86,6 +117,8 @@ func (s *Service) StartShim(ctx context.Context, opts shim.StartOpts) (_ string,
 		return "", err
 	}
 	defer f.Close()
+	// The socket is the served shim's descriptor 3, where the shim
+	// library looks for it.
 	cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("starting shim: %w", err)
@@ -94,17 +127,59 @@ func (s *Service) StartShim(ctx context.Context, opts shim.StartOpts) (_ string,
 	return address, nil
 }
 
-// Cleanup is the shim's delete command, run in the bundle directory when
-// the shim is gone (or its start failed): it removes what the container
-// left: the VM when the container owned it (else the container from its
-// pod's VM) and the rootfs mount.
-func (s *Service) Cleanup(ctx context.Context) (*taskAPI.DeleteResponse, error) {
-	resp := &taskAPI.DeleteResponse{ExitStatus: 128 + uint32(unix.SIGKILL), ExitedAt: protobuf.ToTimestamp(time.Now())}
+// shimCommand is the command of the shim that serves container id: this
+// binary again, in the bundle directory, in a process group of its own (a
+// signal to containerd's group does not reach it), with the addresses of
+// containerd in its flags and environment as containerd gives them to the
+// start command.
+func shimCommand(ctx context.Context, id, grpcAddress, ttrpcAddress string, debug bool) (*exec.Cmd, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	cwd, err := os.Getwd()
 	if err != nil {
 		return nil, err
 	}
-	l := log.G(ctx).WithField("id", s.id)
+	args := []string{"-namespace", ns, "-address", grpcAddress, "-id", id}
+	if debug {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=2", "TTRPC_ADDRESS="+ttrpcAddress)
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	return cmd, nil
+}
+
+// writeAddress writes the shim's address to the file "address" in the
+// bundle directory (atomically), where cleanup and the shim library's
+// socket cleanup read it.
+func writeAddress(address string) error {
+	tmp := ".address.tmp"
+	if err := os.WriteFile(tmp, []byte(address), 0o600); err != nil {
+		return fmt.Errorf("writing the shim address: %w", err)
+	}
+	if err := os.Rename(tmp, "address"); err != nil {
+		return fmt.Errorf("writing the shim address: %w", err)
+	}
+	return nil
+}
+
+// cleanup is the shim's delete command, run in the bundle directory of
+// container id when the shim is gone (or its start failed): it removes
+// what the container left: the VM when the container owned it (else the
+// container from its pod's VM) and the rootfs mount.
+func cleanup(ctx context.Context, id string) error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	l := log.G(ctx).WithField("id", id)
 	var errs []error
 	if address, err := shim.ReadAddress(filepath.Join(cwd, "address")); err == nil && shim.CanConnect(address) {
 		// The pod's shim is alive (this container's task was deleted through
@@ -112,16 +187,13 @@ func (s *Service) Cleanup(ctx context.Context) (*taskAPI.DeleteResponse, error) 
 		l.Debug("the pod's shim still serves: leaving its sandbox")
 	} else if b, err := oci.LoadBundle(cwd); err != nil {
 		l.WithError(err).Warn("reading the bundle")
-	} else if err := cleanupSandbox(ctx, s.id, b.Spec.Annotations); err != nil {
+	} else if err := cleanupSandbox(ctx, id, b.Spec.Annotations); err != nil {
 		errs = append(errs, err)
 	}
 	if err := unmountRootfs(filepath.Join(cwd, "rootfs")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return errors.Join(errs...)
 }
 
 // cleanupSandbox removes what container id left in its sandbox, by the

@@ -6,7 +6,7 @@ import (
 
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
-	"github.com/containerd/containerd/protobuf"
+	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runc/types"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -26,11 +26,11 @@ func metricsFromJSON(data []byte, oomKills uint64) (*anypb.Any, error) {
 	if _, v1Keys := raw["total_inactive_file"]; v1Keys {
 		m := metricsV1(&st)
 		m.MemoryOomControl = &v1.MemoryOomControl{OomKill: oomKills}
-		return protobuf.MarshalAnyToProto(m)
+		return typeurl.MarshalAnyToProto(m)
 	}
 	m := metricsV2(&st)
 	m.MemoryEvents = &v2.MemoryEvents{OomKill: oomKills}
-	return protobuf.MarshalAnyToProto(m)
+	return typeurl.MarshalAnyToProto(m)
 }
 
 func metricsV1(st *types.Stats) *v1.Metrics {

@@ -10,9 +10,10 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
-	"github.com/containerd/containerd/errdefs"
-	"github.com/containerd/containerd/protobuf"
-	"github.com/containerd/containerd/runtime"
+	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -43,7 +44,7 @@ func toGRPC(err error) error {
 	case errors.Is(err, container.ErrInvalidArgument), errors.Is(err, oci.ErrInvalidBundle):
 		err = fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	return errdefs.ToGRPC(err)
+	return errgrpc.ToGRPC(err)
 }
 
 func (s *Service) lookup(id string) *task {
@@ -323,5 +324,5 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 
 // Checkpoint is not supported: a VM's containers are not checkpointed.
 func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, errdefs.ToGRPC(fmt.Errorf("checkpointing %s: %w", r.ID, errdefs.ErrNotImplemented))
+	return nil, errgrpc.ToGRPC(fmt.Errorf("checkpointing %s: %w", r.ID, errdefs.ErrNotImplemented))
 }

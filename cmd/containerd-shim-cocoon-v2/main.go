@@ -8,9 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
-	"github.com/containerd/containerd/runtime/v2/shim"
+	"github.com/containerd/containerd/v2/pkg/shim"
 
 	"github.com/cocoon-containers/cocoon/factory"
 	"github.com/cocoon-containers/cocoon/shimv2"
@@ -23,20 +22,43 @@ func main() {
 	// A refill of the sandbox pool that a shim started runs here, and
 	// exits.
 	factory.Main()
-	// containerd 2.x's runtime introspection, which containerd 1.7's shim
-	// library does not know.
-	if slices.ContainsFunc(os.Args[1:], func(a string) bool { return a == "-"+shimv2.InfoFlag || a == "--"+shimv2.InfoFlag }) {
-		if err := shimv2.WriteInfo(context.Background(), os.Stdout, os.Stdin, version); err != nil {
+	ctx := context.Background()
+	// containerd before 2.3 starts a shim with another protocol than the
+	// shim library's.
+	handled, read, err := shimv2.RunLegacyStart(ctx, os.Args[1:], os.Stdin, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		os.Exit(1)
+	}
+	if handled {
+		return
+	}
+	if read != nil {
+		if err := giveBackStdin(read); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
 			os.Exit(1)
 		}
-		return
 	}
-	shim.Run(shimv2.RuntimeName, shimv2.New, func(c *shim.Config) {
+	shimv2.RegisterTaskService()
+	shim.RunShim(ctx, shimv2.Manager{Version: version}, func(c *shim.Config) {
 		// The shim's only children are QEMU and cocoon-proxy, each reaped by
 		// the goroutine that started it: containerd's reaper (wait4 on any
 		// child) would steal their exit statuses.
 		c.NoSubreaper = true
 		c.NoReaper = true
 	})
+}
+
+// giveBackStdin makes data os.Stdin again, for the shim library to read.
+func giveBackStdin(data []byte) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("giving stdin back: %w", err)
+	}
+	go func() {
+		_, _ = w.Write(data)
+		w.Close()
+	}()
+	os.Stdin = r
+	return nil
 }

@@ -1,5 +1,6 @@
-// Package containerdtest runs a private containerd (Debian's 1.6 daemon)
-// for cocoon's containerd and CRI tests: its own root, state, socket and
+// Package containerdtest runs a private containerd (Debian's 1.6 daemon,
+// or the 2.x that `make containerd2` builds: Options.Containerd) for
+// cocoon's containerd and CRI tests: its own root, state, socket and
 // configuration under a temporary directory, bin/ first in its PATH so
 // that it finds containerd-shim-cocoon-v2, and the development
 // configuration of cocoon (or that configuration with VM templates on) in
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,10 +40,13 @@ type Daemon struct {
 	Socket string
 	// Bin and Out are cocoon's bin/ and out/ directories.
 	Bin, Out string
+	// Major is the daemon's major version: 1 (Debian's 1.6) or 2.
+	Major int
 	// Templates are the daemon's VM templates, with Options.Templates.
 	Templates *testutil.Templates
 
 	pid    int
+	ctr    string // the ctr beside the daemon's binary
 	podNet *PodNetwork
 	// hostNSConfig is HostNSRuntime's configuration.
 	hostNSConfig string
@@ -56,6 +61,12 @@ type Options struct {
 	// Bin and Out are cocoon's bin/ and out/ directories; empty means
 	// $COCOON_TEST_BIN and $COCOON_TEST_OUT.
 	Bin, Out string
+	// Containerd is the containerd binary to run; empty means
+	// $COCOON_TEST_CONTAINERD, else the one on PATH (Debian's 1.6). The
+	// ctr beside it is the tests' and, first in the daemon's PATH after
+	// bin/, the shims beside it are the daemon's: Debian's runc shim does
+	// not work with containerd 2.x, which brings its own.
+	Containerd string
 	// CRI enables the CRI plugin with runtime handlers "cocoon",
 	// HostNSRuntime and "runc" and the given sandbox (pause) image;
 	// otherwise the plugin is disabled.
@@ -88,15 +99,27 @@ func Start(o Options) (*Daemon, error) {
 	if _, err := os.Stat(filepath.Join(bin, "containerd-shim-cocoon-v2")); err != nil {
 		return nil, fmt.Errorf("the shim is not built (make build): %w", err)
 	}
-	containerd, err := exec.LookPath("containerd")
+	containerd := o.Containerd
+	if containerd == "" {
+		containerd = os.Getenv("COCOON_TEST_CONTAINERD")
+	}
+	if containerd == "" {
+		containerd = "containerd"
+	}
+	containerd, err := exec.LookPath(containerd)
 	if err != nil {
-		return nil, fmt.Errorf("containerd not found (packaging/deps.sh installs it): %w", err)
+		return nil, fmt.Errorf("containerd not found (packaging/deps.sh installs Debian's, make containerd2 builds 2.x): %w", err)
+	}
+	major, err := majorVersion(containerd)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "cocoon-ctrd")
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
+	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, Major: major,
+		ctr: filepath.Join(filepath.Dir(containerd), "ctr"), exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
 	if o.CRI && o.PodNetwork != nil {
 		if err := d.setupCNI(o.PodNetwork); err != nil {
 			os.RemoveAll(dir)
@@ -135,7 +158,7 @@ func Start(o Options) (*Daemon, error) {
 	cmd := exec.Command(containerd, "--config", cfg)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(),
-		"PATH="+bin+":"+os.Getenv("PATH"),
+		"PATH="+bin+":"+filepath.Dir(containerd)+":"+os.Getenv("PATH"),
 		"COCOON_CONFIG="+config)
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -151,7 +174,32 @@ func Start(o Options) (*Daemon, error) {
 	return d, nil
 }
 
+// majorVersion returns the major version of the containerd binary at path,
+// from `containerd --version` ("containerd <module> <version> <revision>").
+func majorVersion(path string) (int, error) {
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: %w", path, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return 0, fmt.Errorf("%s --version: unexpected output %q", path, out)
+	}
+	major, _, _ := strings.Cut(strings.TrimPrefix(f[2], "v"), ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0, fmt.Errorf("%s --version: version %q: %w", path, f[2], err)
+	}
+	return n, nil
+}
+
+// config is the daemon's configuration: version 2 for containerd 1.x,
+// version 3 for 2.x, whose CRI plugin is split into runtime and image
+// plugins.
 func (d *Daemon) config(o Options) string {
+	if d.Major >= 2 {
+		return d.configV3(o)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version = 2\nroot = %q\nstate = %q\n", filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"))
 	if !o.CRI {
@@ -174,6 +222,31 @@ func (d *Daemon) config(o Options) string {
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %q\n", cri, HostNSRuntime, Runtime)
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  ConfigPath = %q\n", cri, HostNSRuntime, d.hostNSConfig)
 	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, d.cniBinDir(), d.cniConfDir())
+	return b.String()
+}
+
+// configV3 is config for containerd 2.x.
+func (d *Daemon) configV3(o Options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 3\nroot = %q\nstate = %q\n", filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"))
+	if !o.CRI {
+		b.WriteString("disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.cri.v1.runtime\", \"io.containerd.cri.v1.images\"]\n")
+	}
+	fmt.Fprintf(&b, "[grpc]\n  address = %q\n", d.Socket)
+	fmt.Fprintf(&b, "[debug]\n  level = \"debug\"\n")
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q\n", filepath.Join(d.Dir, "opt"))
+	if !o.CRI {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = %q\n", o.SandboxImage)
+	const rt = `plugins."io.containerd.cri.v1.runtime"`
+	fmt.Fprintf(&b, "[%s]\n  restrict_oom_score_adj = true\n", rt)
+	fmt.Fprintf(&b, "[%s.containerd]\n  default_runtime_name = \"runc\"\n", rt)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n", rt)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.cocoon]\n  runtime_type = %q\n", rt, Runtime)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %q\n", rt, HostNSRuntime, Runtime)
+	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  ConfigPath = %q\n", rt, HostNSRuntime, d.hostNSConfig)
+	fmt.Fprintf(&b, "[%s.cni]\n  bin_dirs = [%q]\n  conf_dir = %q\n", rt, d.cniBinDir(), d.cniConfDir())
 	return b.String()
 }
 
@@ -212,7 +285,11 @@ func (d *Daemon) CtrCommand(ctx context.Context, ns string, args ...string) *exe
 	if ns == "" {
 		ns = "default"
 	}
-	return exec.CommandContext(ctx, "ctr", append([]string{"--address", d.Socket, "--namespace", ns}, args...)...)
+	cmd := exec.CommandContext(ctx, d.ctr, append([]string{"--address", d.Socket, "--namespace", ns}, args...)...)
+	// containerd 2.x's ctr warns on stderr of the host's deprecated
+	// features (cgroup v1 here), which is none of the tests' business.
+	cmd.Env = append(os.Environ(), "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1")
+	return cmd
 }
 
 // LogTail returns the end of the daemon's log.
