@@ -18,7 +18,7 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image crictl containerd2 run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
+.PHONY: all deps build kernel image crictl containerd2 crio run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
 
 all: build
 
@@ -68,6 +68,27 @@ $(CONTAINERD2):
 	    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD2_VERSION) && \
 	  rm -rf $(CONTAINERD2_DIR) && mv $$tmp $(CONTAINERD2_DIR)
 
+# CRI-O for the CRI-O suite (integration/crio finds it there): crio and its
+# pinns, built once into the cache outside the clone. The Go module proxy
+# serves exact versions only (it lists none, so `go install crio@version`
+# fails): the module is built in a copy of its own. Build tags that need no C
+# library beyond libseccomp (Debian's libseccomp-dev, which the agent needs
+# too): OpenPGP in Go instead of gpgme, no ostree, no btrfs driver; pinns is
+# C (static, as CRI-O's Makefile builds it).
+CRIO_VERSION := v1.36.3
+CRIO_DIR := $(COCOON_CACHE)/crio-$(CRIO_VERSION:v%=%)
+CRIO := $(CRIO_DIR)/bin/crio
+CRIO_TAGS := containers_image_openpgp containers_image_ostree_stub exclude_graphdriver_btrfs btrfs_noversion seccomp
+crio: $(CRIO)
+$(CRIO):
+	@mkdir -p $(COCOON_CACHE)
+	cd / && tmp=$(CRIO_DIR).tmp.$$$$ && rm -rf $$tmp && mkdir -p $$tmp/bin && \
+	  $(GO) mod download github.com/cri-o/cri-o@$(CRIO_VERSION) && \
+	  cp -r $$($(GO) env GOMODCACHE)/github.com/cri-o/cri-o@$(CRIO_VERSION) $$tmp/src && chmod -R u+w $$tmp/src && \
+	  cd $$tmp/src && CGO_ENABLED=1 $(GO) build -trimpath -tags '$(CRIO_TAGS)' -ldflags '-s -w' -o $$tmp/bin/crio ./cmd/crio && \
+	  $(MAKE) -C pinns && mv bin/pinns $$tmp/bin/ && cd / && rm -rf $$tmp/src && \
+	  rm -rf $(CRIO_DIR) && mv $$tmp $(CRIO_DIR)
+
 # The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
 # the first build takes about 15 minutes on 2 cores, later ones are instant.
 kernel:
@@ -92,7 +113,7 @@ run: deps kernel image
 	@echo "host:      $$(uname -a)"
 	@printf 'container: '; $(BIN)/cocoon-runtime --config $(OUT)/configuration.toml run --bundle $(OUT)/busybox cocoon-run-$$$$
 
-test: deps kernel image crictl containerd2 unit integration
+test: deps kernel image crictl containerd2 crio unit integration
 
 unit:
 	$(GO) vet ./...
