@@ -2,6 +2,7 @@ package shimv2
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -54,6 +55,21 @@ func Info(ctx context.Context, options io.Reader, version string) (*apitypes.Run
 	}
 	info.Features = &anypb.Any{TypeUrl: f.GetTypeUrl(), Value: f.GetValue()}
 	return info, nil
+}
+
+// FeaturesCommand is the command with which CRI-O runs every handler's
+// binary, the shim's too, to learn what it supports (as `runc features`).
+const FeaturesCommand = "features"
+
+// WriteFeatures writes the runtime-spec features document of `cocoon-runtime
+// features`, as JSON, to w: the answer to FeaturesCommand.
+func WriteFeatures(w io.Writer, version string) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "    ")
+	if err := enc.Encode(oci.Features(version)); err != nil {
+		return fmt.Errorf("runtime features: %w", err)
+	}
+	return nil
 }
 
 // WriteInfo writes Info, protobuf-encoded, to w: the answer to -info.

@@ -58,3 +58,19 @@ func TestInfo(t *testing.T) {
 		t.Error("options that are not a protobuf Any: no error")
 	}
 }
+
+// TestFeatures: what the shim answers CRI-O's `features` is cocoon-runtime's
+// document.
+func TestFeatures(t *testing.T) {
+	var out bytes.Buffer
+	if err := WriteFeatures(&out, "1.2.3"); err != nil {
+		t.Fatal(err)
+	}
+	var got features.Features
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("features: %v: %s", err, out.String())
+	}
+	if want := oci.Features("1.2.3"); !reflect.DeepEqual(&got, want) {
+		t.Errorf("features %+v, want %+v", got, want)
+	}
+}

@@ -13,6 +13,10 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// ttrpcAddressEnv names containerd's TTRPC address (where events go) in a
+// shim's environment; CRI-O leaves it empty.
+const ttrpcAddressEnv = "TTRPC_ADDRESS"
+
 // maxStdin bounds what the start command reads from stdin, as the shim
 // library bounds it.
 const maxStdin = 10 << 20
@@ -83,7 +87,7 @@ func RunLegacyStart(ctx context.Context, args []string, stdin io.Reader, stdout 
 		return true, nil, fmt.Errorf("shim namespace cannot be empty")
 	}
 	ctx = namespaces.WithNamespace(ctx, f.namespace)
-	address, err := startShim(ctx, f.id, f.address, os.Getenv("TTRPC_ADDRESS"), "", f.debug)
+	address, err := startShim(ctx, f.id, f.address, os.Getenv(ttrpcAddressEnv), "", f.debug)
 	if err != nil {
 		return true, nil, err
 	}

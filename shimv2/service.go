@@ -45,7 +45,10 @@ type Service struct {
 	ctx       context.Context
 	id        string
 	publisher shim.Publisher
-	shutdown  func()
+	// events is false when the shim's caller gave it no address to
+	// publish events to: CRI-O, which reads every exit through Wait.
+	events   bool
+	shutdown func()
 
 	// createMu serializes Create and Delete, which change the sandbox.
 	createMu sync.Mutex
@@ -68,6 +71,7 @@ func New(ctx context.Context, publisher shim.Publisher, shutdown func()) (*Servi
 		ctx:       ctx,
 		id:        filepath.Base(cwd),
 		publisher: publisher,
+		events:    os.Getenv(ttrpcAddressEnv) != "",
 		shutdown:  shutdown,
 		tasks:     map[string]*task{},
 	}, nil
@@ -150,8 +154,12 @@ func (s *Service) getManager(ctx context.Context, cfgPath string) (*sandbox.Mana
 	return m, nil
 }
 
-// publish sends an event to containerd; failures are only logged.
+// publish sends an event to containerd; failures are only logged. Without
+// an address (CRI-O), there is no one to send it to.
 func (s *Service) publish(topic string, event any) {
+	if !s.events {
+		return
+	}
 	if err := s.publisher.Publish(s.ctx, topic, event); err != nil {
 		log.G(s.ctx).WithError(err).WithField("topic", topic).Warn("publishing event")
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/core/events"
@@ -80,7 +81,7 @@ func TestTaskLifecycle(t *testing.T) {
 	ctx := namespaces.WithNamespace(context.Background(), "test")
 	pub := &recorder{}
 	shutdown := make(chan struct{})
-	s := &Service{ctx: ctx, id: "c1", publisher: pub, shutdown: func() { close(shutdown) },
+	s := &Service{ctx: ctx, id: "c1", publisher: pub, events: true, shutdown: func() { close(shutdown) },
 		tasks: map[string]*task{}, manager: sandboxtest.New(t, a).Manager}
 
 	bundle := t.TempDir()
@@ -166,5 +167,27 @@ func TestTaskLifecycle(t *testing.T) {
 		if pub.topics[i] != want[i] {
 			t.Errorf("event %d: %s, want %s", i, pub.topics[i], want[i])
 		}
+	}
+}
+
+// TestEventsNeedAnAddress: a shim whose caller gave it no TTRPC address
+// (CRI-O) publishes nothing; one started by containerd does.
+func TestEventsNeedAnAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name, address string
+		want          int
+	}{{"CRI-O", "", 0}, {"containerd", "/run/containerd/containerd.sock.ttrpc", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(ttrpcAddressEnv, tc.address)
+			pub := &recorder{}
+			s, err := New(context.Background(), pub, func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.publish("/tasks/exit", &eventstypes.TaskExit{ID: "c1"})
+			if len(pub.topics) != tc.want {
+				t.Errorf("published %v, want %d event(s)", pub.topics, tc.want)
+			}
+		})
 	}
 }

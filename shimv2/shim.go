@@ -151,7 +151,7 @@ func shimCommand(ctx context.Context, id, grpcAddress, ttrpcAddress string, debu
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = cwd
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=2", "TTRPC_ADDRESS="+ttrpcAddress)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=2", ttrpcAddressEnv+"="+ttrpcAddress)
 	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
 	return cmd, nil
 }

@@ -22,6 +22,14 @@ func main() {
 	// A refill of the sandbox pool that a shim started runs here, and
 	// exits.
 	factory.Main()
+	// CRI-O asks every handler's binary for its features, as it asks runc.
+	if len(os.Args) == 2 && os.Args[1] == shimv2.FeaturesCommand {
+		if err := shimv2.WriteFeatures(os.Stdout, version); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx := context.Background()
 	// containerd before 2.3 starts a shim with another protocol than the
 	// shim library's.
