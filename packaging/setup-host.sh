@@ -59,7 +59,7 @@ export CONFDIR=${CONFDIR:-/etc/cocoon}
 # Registrations name the installed paths, without DESTDIR.
 export COCOON_BINDIR=${COCOON_BINDIR:-$PREFIX/bin}
 # The runtime reads /etc/cocoon/configuration.toml by itself; another
-# CONFDIR is passed to it (docker: runtimeArgs --config; crio: the vm handler).
+# CONFDIR is passed to it (docker: runtimeArgs --config; crio: both handlers).
 if [ "$CONFDIR" != /etc/cocoon ]; then
 	export COCOON_CONFIG=$CONFDIR/configuration.toml
 else

@@ -45,19 +45,30 @@ func (n *PodNetwork) Gateway() (net.IP, error) {
 	return gw, nil
 }
 
+// CNIDirs are the directories of a private CNI setup: the plugins (Bin),
+// the network's configuration (Conf) and host-local's address leases
+// (State: one file per leased address in a directory named after the
+// network).
+type CNIDirs struct{ Bin, Conf, State string }
+
+// CNIDirsIn are the CNI directories under dir: cni-bin, cni-conf and
+// cni-state.
+func CNIDirsIn(dir string) CNIDirs {
+	return CNIDirs{filepath.Join(dir, "cni-bin"), filepath.Join(dir, "cni-conf"), filepath.Join(dir, "cni-state")}
+}
+
 // cniBinDir, cniConfDir and CNIStateDir are the daemon's CNI directories
 // (config names the first two to the CRI plugin).
-func (d *Daemon) cniBinDir() string  { return filepath.Join(d.Dir, "cni-bin") }
-func (d *Daemon) cniConfDir() string { return filepath.Join(d.Dir, "cni-conf") }
+func (d *Daemon) cniBinDir() string  { return CNIDirsIn(d.Dir).Bin }
+func (d *Daemon) cniConfDir() string { return CNIDirsIn(d.Dir).Conf }
 
-// CNIStateDir is where host-local keeps the pods' address leases: one
-// file per leased address in a directory named after the network.
-func (d *Daemon) CNIStateDir() string { return filepath.Join(d.Dir, "cni-state") }
+// CNIStateDir is where host-local keeps the pods' address leases.
+func (d *Daemon) CNIStateDir() string { return CNIDirsIn(d.Dir).State }
 
-// setupCNI links the plugins that the network needs into the daemon's
-// bin_dir (loopback too: the CRI plugin sets up every pod's lo with it)
-// and writes the network's conflist into its conf_dir.
-func (d *Daemon) setupCNI(n *PodNetwork) error {
+// Setup links the plugins that the network needs into dirs.Bin (loopback
+// too: CRI runtimes set up every pod's lo with it) and writes the
+// network's conflist into dirs.Conf.
+func (n *PodNetwork) Setup(dirs CNIDirs) error {
 	gw, err := n.Gateway()
 	if err != nil {
 		return err
@@ -65,7 +76,7 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 	if len(n.Bridge) > 15 || n.Bridge == "" {
 		return fmt.Errorf("pod network %s: bridge name %q must have 1 to 15 bytes", n.Name, n.Bridge)
 	}
-	for _, dir := range []string{d.cniBinDir(), d.cniConfDir(), d.CNIStateDir()} {
+	for _, dir := range []string{dirs.Bin, dirs.Conf, dirs.State} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
@@ -75,7 +86,7 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 		if _, err := os.Stat(src); err != nil {
 			return fmt.Errorf("CNI plugin %s (packaging/deps.sh installs containernetworking-plugins): %w", p, err)
 		}
-		if err := os.Symlink(src, filepath.Join(d.cniBinDir(), p)); err != nil {
+		if err := os.Symlink(src, filepath.Join(dirs.Bin, p)); err != nil {
 			return err
 		}
 	}
@@ -95,7 +106,7 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 			"ipMasq":    false,
 			"ipam": map[string]any{
 				"type":    "host-local",
-				"dataDir": d.CNIStateDir(),
+				"dataDir": dirs.State,
 				"ranges":  ranges,
 				"routes":  routes,
 			},
@@ -104,24 +115,28 @@ func (d *Daemon) setupCNI(n *PodNetwork) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(d.cniConfDir(), "10-"+n.Name+".conflist"), conf, 0o644)
+	return os.WriteFile(filepath.Join(dirs.Conf, "10-"+n.Name+".conflist"), conf, 0o644)
 }
 
+// setupCNI sets the network up in the daemon's CNI directories.
+func (d *Daemon) setupCNI(n *PodNetwork) error { return n.Setup(CNIDirsIn(d.Dir)) }
+
 // libcniCacheDir is where libcni caches each attachment's result; the
-// CRI plugin of containerd 1.6 has no setting to move it, so it is the one
-// CNI state outside the daemon's directory (CNI DEL removes the files).
+// CRI plugin of containerd 1.6 and CRI-O (ocicni) have no setting to move
+// it, so it is the one CNI state outside the daemon's directory (CNI DEL
+// removes the files).
 const libcniCacheDir = "/var/lib/cni/results"
 
-// cniLeftovers reports the address leases that CNI DEL did not release,
-// the network's cached results and the interfaces still enslaved to the
-// bridge.
-func (d *Daemon) cniLeftovers(n *PodNetwork) []string {
+// Leftovers reports the address leases in stateDir that CNI DEL did not
+// release, the network's cached results and the interfaces still enslaved
+// to the bridge.
+func (n *PodNetwork) Leftovers(stateDir string) []string {
 	var problems []string
 	cached, _ := filepath.Glob(filepath.Join(libcniCacheDir, n.Name+"-*"))
 	for _, c := range cached {
 		problems = append(problems, "CNI result left: "+c)
 	}
-	entries, _ := os.ReadDir(filepath.Join(d.CNIStateDir(), n.Name))
+	entries, _ := os.ReadDir(filepath.Join(stateDir, n.Name))
 	for _, e := range entries {
 		if net.ParseIP(e.Name()) != nil {
 			problems = append(problems, "CNI lease left: "+e.Name())
@@ -140,6 +155,8 @@ func (d *Daemon) cniLeftovers(n *PodNetwork) []string {
 	return problems
 }
 
+func (d *Daemon) cniLeftovers(n *PodNetwork) []string { return n.Leftovers(d.CNIStateDir()) }
+
 // PodNetworkLeftovers reports the address leases and the interfaces on
 // the bridge of the daemon's pod network, while the daemon runs.
 func (d *Daemon) PodNetworkLeftovers() []string {
@@ -149,9 +166,9 @@ func (d *Daemon) PodNetworkLeftovers() []string {
 	return d.cniLeftovers(d.podNet)
 }
 
-// removeBridge deletes the network's bridge, which the bridge plugin
+// RemoveBridge deletes the network's bridge, which the bridge plugin
 // creates on the first pod and never removes.
-func removeBridge(n *PodNetwork) error {
+func (n *PodNetwork) RemoveBridge() error {
 	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
 		if _, ok := err.(netlink.LinkNotFoundError); ok {

@@ -321,7 +321,7 @@ func (d *Daemon) Stop() {
 	}
 	if d.podNet != nil {
 		d.cniLeft = d.cniLeftovers(d.podNet)
-		if err := removeBridge(d.podNet); err != nil {
+		if err := d.podNet.RemoveBridge(); err != nil {
 			d.cniLeft = append(d.cniLeft, err.Error())
 		}
 	}

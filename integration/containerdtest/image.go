@@ -30,7 +30,7 @@ type Image struct {
 // a docker-archive tar written next to the rootfs.
 func (d *Daemon) Import(ctx context.Context, ns string, img Image) error {
 	archive := img.Rootfs + ".tar"
-	if err := writeDockerArchive(archive, img); err != nil {
+	if err := WriteDockerArchive(archive, img); err != nil {
 		return err
 	}
 	defer os.Remove(archive)
@@ -40,7 +40,7 @@ func (d *Daemon) Import(ctx context.Context, ns string, img Image) error {
 
 // writeDockerArchive writes img as `docker save` does: one layer, its
 // config, and manifest.json naming the tag.
-func writeDockerArchive(path string, img Image) error {
+func WriteDockerArchive(path string, img Image) error {
 	layer, err := tarDir(img.Rootfs)
 	if err != nil {
 		return err

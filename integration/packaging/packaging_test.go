@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -232,6 +233,13 @@ func TestSetupHostInstallRegisterUninstall(t *testing.T) {
 		}
 		if vm["runtime_type"] != "vm" || vm["runtime_path"] != "/usr/local/bin/containerd-shim-cocoon-v2" {
 			t.Errorf("cocoon-vm handler: %v", vm)
+		}
+		// CRI-O gives the oci handler's runtime monitor_env only: the
+		// configuration is named there.
+		env, _ := oci["monitor_env"].([]any)
+		if !slices.Contains(env, any("COCOON_CONFIG=/etc/cocoon/configuration.toml")) || oci["runtime_root"] != "/run/cocoon" ||
+			vm["runtime_config_path"] != "/etc/cocoon/configuration.toml" || vm["runtime_root"] != "/run/cocoon-vm" {
+			t.Errorf("handlers' configuration and roots: %v, %v", oci, vm)
 		}
 		if read(t, filepath.Join(files.crioDir, "10-other.conf")) != otherDropIn {
 			t.Error("another drop-in was changed")

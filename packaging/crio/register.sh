@@ -11,7 +11,9 @@
 # changed. Environment:
 #   CRIO_DROPIN_DIR  the drop-in directory (default /etc/crio/crio.conf.d)
 #   COCOON_BINDIR    where cocoon's binaries are installed (default /usr/local/bin)
-#   COCOON_CONFIG    the configuration for the vm handler (default /etc/cocoon/configuration.toml)
+#   COCOON_CONFIG    the configuration of both handlers (default /etc/cocoon/configuration.toml)
+#   COCOON_RUNTIME_ROOT  the cocoon handler's runtime root (default /run/cocoon;
+#                    the cocoon-vm handler's is the same with -vm appended)
 #   CONMON           conmon (default: `command -v conmon`, else /usr/bin/conmon)
 #   CRIO_RESTART     auto (default: restart crio.service if active), yes, or no
 set -euo pipefail
@@ -23,6 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir=${CRIO_DROPIN_DIR:-/etc/crio/crio.conf.d}
 bindir=${COCOON_BINDIR:-/usr/local/bin}
 config=${COCOON_CONFIG:-/etc/cocoon/configuration.toml}
+root=${COCOON_RUNTIME_ROOT:-/run/cocoon}
 conmon=${CONMON:-$(command -v conmon || echo /usr/bin/conmon)}
 restart=${CRIO_RESTART:-auto}
 file=$dir/50-cocoon.conf
@@ -32,6 +35,7 @@ if [ "$action" = register ]; then
 	mkdir -p "$dir"
 	new=$(sed -e "s|/usr/local/bin/|$bindir/|g" \
 		-e "s|/etc/cocoon/configuration.toml|$config|g" \
+		-e "s|\"/run/cocoon\"|\"$root\"|" -e "s|\"/run/cocoon-vm\"|\"$root-vm\"|" \
 		-e "s|/usr/bin/conmon|$conmon|g" \
 		-e "s|/etc/crio/crio.conf.d/50-cocoon.conf|$file|g" "$here/50-cocoon.conf")
 	if [ "$(cat "$file" 2>/dev/null || true)" != "$new" ]; then
