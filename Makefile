@@ -12,6 +12,9 @@ OUT       := out
 export COCOON_CACHE ?= /var/cache/cocoon
 
 GOFLAGS_BUILD := -trimpath -ldflags '-s -w -X main.version=$(VERSION)'
+# The shim library's -v (which CRI-O runs and logs) prints containerd's
+# version variable: the shim's version there.
+SHIM_GOFLAGS  := -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/containerd/containerd/v2/version.Version=$(VERSION)'
 # The agent is the guest's /init and its own "runc init": static, with cgo for
 # libcontainer's nsenter and seccomp (Debian's libseccomp-dev ships libseccomp.a).
 AGENT_TAGS    := seccomp osusergo netgo
@@ -32,7 +35,7 @@ build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-runtime ./cmd/runtime
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-proxy ./cmd/proxy
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-relay ./cmd/relay
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/containerd-shim-cocoon-v2 ./cmd/containerd-shim-cocoon-v2
+	$(GO) build $(SHIM_GOFLAGS) -o $(BIN)/containerd-shim-cocoon-v2 ./cmd/containerd-shim-cocoon-v2
 	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
 	$(GO) build -o $(BIN)/dockerconfig ./packaging/cmd/dockerconfig
 	$(GO) build -o $(BIN)/containerdconfig ./packaging/cmd/containerdconfig

@@ -42,26 +42,34 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 	return p
 }
 
+// CRI's namespace modes (NamespaceMode).
+const (
+	modePod       = 0 // shared by the pod's containers
+	modeContainer = 1 // each container's own
+	modeNode      = 2 // the host's
+)
+
 // podConfig writes the configuration of a pod on the suite's CNI network
-// whose containers have PID namespaces of their own (the kubelet's
-// default), under the suite's cgroup parent, and returns its path.
-func podConfig(t *testing.T, dir, name string) string {
+// whose containers have the PID namespace mode pid (the kubelet's default
+// is modeContainer, modePod with shareProcessNamespace), under the suite's
+// cgroup parent, and returns its path.
+func podConfig(t *testing.T, dir, name string, pid int) string {
 	t.Helper()
 	return writeJSON(t, dir, name+"-pod.json", map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
 		"hostname":      name,
 		"log_directory": filepath.Join(dir, "logs"),
 		"linux": map[string]any{
-			"cgroup_parent": cgParent + "/" + name,
-			// network POD (0): a namespace that CNI fills; pid CONTAINER (1).
-			"security_context": map[string]any{"namespace_options": map[string]any{"network": 0, "pid": 1}},
+			"cgroup_parent":    cgParent + "/" + name,
+			"security_context": map[string]any{"namespace_options": map[string]any{"network": modePod, "pid": pid}},
 		},
 	})
 }
 
 // containerConfig writes the configuration of a busybox container running
-// cmd; stdin gives it a stdin that closes when its first attach ends.
-func containerConfig(t *testing.T, dir, name string, stdin bool, cmd ...string) string {
+// cmd with the PID namespace mode pid (its pod's); stdin gives it a stdin
+// that closes when its first attach ends.
+func containerConfig(t *testing.T, dir, name string, pid int, stdin bool, cmd ...string) string {
 	t.Helper()
 	return writeJSON(t, dir, name+".json", map[string]any{
 		"metadata":   map[string]any{"name": name},
@@ -70,8 +78,7 @@ func containerConfig(t *testing.T, dir, name string, stdin bool, cmd ...string) 
 		"log_path":   name + ".log",
 		"stdin":      stdin,
 		"stdin_once": stdin,
-		// pid CONTAINER (1), as the pod's.
-		"linux": map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
+		"linux":      map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": pid}}},
 	})
 }
 
@@ -235,13 +242,13 @@ func TestPod(t *testing.T) {
 func testPod(t *testing.T, handler string) {
 	dir := t.TempDir()
 	name := "pod-" + handler
-	podJSON := podConfig(t, dir, name)
+	podJSON := podConfig(t, dir, name, modeContainer)
 	start := time.Now()
 	pod := runPod(t, handler, podJSON)
-	web := startContainer(t, pod, containerConfig(t, dir, "web", false, "sh", "-c",
+	web := startContainer(t, pod, containerConfig(t, dir, "web", modeContainer, false, "sh", "-c",
 		"echo kernel $(uname -r); mkdir -p /www && echo hello-"+handler+" > /www/index.html && exec httpd -f -p 8080 -h /www"), podJSON)
 	t.Logf("%s: runp + create + start: %v", handler, time.Since(start).Round(time.Millisecond))
-	sleeper := startContainer(t, pod, containerConfig(t, dir, "sleeper", false, "sh", "-c", "echo sleeper up; exec sleep 1000"), podJSON)
+	sleeper := startContainer(t, pod, containerConfig(t, dir, "sleeper", modeContainer, false, "sh", "-c", "echo sleeper up; exec sleep 1000"), podJSON)
 	st := inspectPod(t, pod)
 
 	if q := qemus(pod); len(q) != 1 {
@@ -310,7 +317,7 @@ func testPod(t *testing.T, handler string) {
 	})
 
 	t.Run("attach", func(t *testing.T) {
-		ctr := startContainer(t, pod, containerConfig(t, dir, "reader", true, "sh", "-c", "read l; echo got-$l"), podJSON)
+		ctr := startContainer(t, pod, containerConfig(t, dir, "reader", modeContainer, true, "sh", "-c", "read l; echo got-$l"), podJSON)
 		r := crictlIn(t, "hello\n", "attach", "-i", ctr)
 		if !strings.Contains(r.Stdout, "got-hello") {
 			t.Errorf("attach: %v", r)
@@ -446,9 +453,8 @@ func TestHostNetwork(t *testing.T) {
 				"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-uid", "attempt": 0},
 				"log_directory": filepath.Join(dir, "logs"),
 				"linux": map[string]any{
-					"cgroup_parent": cgParent + "/" + name,
-					// network NODE (2), pid CONTAINER (1).
-					"security_context": map[string]any{"namespace_options": map[string]any{"network": 2, "pid": 1}},
+					"cgroup_parent":    cgParent + "/" + name,
+					"security_context": map[string]any{"namespace_options": map[string]any{"network": modeNode, "pid": modeContainer}},
 				},
 			})
 			r := crictl(t, "runp", "--runtime", handler, podJSON)
@@ -458,7 +464,7 @@ func TestHostNetwork(t *testing.T) {
 					crictl(t, "stopp", pod)
 					crictl(t, "rmp", "-f", pod)
 				})
-				r = crictl(t, "create", pod, containerConfig(t, dir, "c", false, "true"), podJSON)
+				r = crictl(t, "create", pod, containerConfig(t, dir, "c", modeContainer, false, "true"), podJSON)
 			}
 			if r.Code == 0 || !strings.Contains(r.Stderr, want) {
 				t.Fatalf("a host-network pod: %v, want a refusal: %q", r, want)
@@ -468,6 +474,36 @@ func TestHostNetwork(t *testing.T) {
 					t.Errorf("a refused pod left QEMU: %v", q)
 				}
 			}
+		})
+	}
+}
+
+// TestSharedPIDNamespace: with each handler, a pod whose containers share
+// one PID namespace (CRI-O keeps its infra container, which boots the
+// VM): two containers in one VM, each seeing the other's processes.
+func TestSharedPIDNamespace(t *testing.T) {
+	for _, handler := range []string{ociHandler, vmHandler} {
+		t.Run(handler, func(t *testing.T) {
+			dir := t.TempDir()
+			name := "sharedpid-" + handler
+			podJSON := podConfig(t, dir, name, modePod)
+			pod := runPod(t, handler, podJSON)
+			c1 := startContainer(t, pod, containerConfig(t, dir, "c1", modePod, false, "sleep", "1001"), podJSON)
+			c2 := startContainer(t, pod, containerConfig(t, dir, "c2", modePod, false, "sleep", "1002"), podJSON)
+			if q := qemus(pod); len(q) != 1 {
+				t.Fatalf("%d QEMU processes for a pod of two containers, want 1: %v", len(q), q)
+			}
+			for _, tc := range []struct{ in, sees string }{{c1, "sleep 1002"}, {c2, "sleep 1001"}} {
+				if ps := mustCrictl(t, "exec", "-s", tc.in, "ps", "-o", "args"); !strings.Contains(ps, tc.sees) {
+					t.Errorf("ps in %s lacks %q: %s", tc.in[:12], tc.sees, ps)
+				}
+			}
+			mustCrictl(t, "stopp", pod)
+			mustCrictl(t, "rmp", pod)
+			waitFor(t, "the pod's processes to go", func() (bool, string) {
+				left := append(qemus(pod), testutil.ProcessesOf(pod)...)
+				return len(left) == 0, strings.Join(left, "; ")
+			})
 		})
 	}
 }

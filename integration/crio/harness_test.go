@@ -40,9 +40,10 @@ const (
 	commandTimeout = 3 * time.Minute
 )
 
-// podNetwork is the suite's CNI network, in TEST-NET-3 (the CRI suite
-// has TEST-NET-2, the podman suite another part of TEST-NET-3).
-var podNetwork = &containerdtest.PodNetwork{Name: "cocoon-crio-test", Bridge: "cocoon-crio0", Subnet: "203.0.113.128/25"}
+// podNetwork is the suite's CNI network, in the benchmarking range
+// 198.18.0.0/15 (the TEST-NETs are the other suites': a bridge of each may
+// be up at once).
+var podNetwork = &containerdtest.PodNetwork{Name: "cocoon-crio-test", Bridge: "cocoon-crio0", Subnet: "198.18.71.0/24"}
 
 // crioHostPaths are where CRI-O keeps state by default: the suite's CRI-O
 // must not create them (its configuration moves every one under tmp).
