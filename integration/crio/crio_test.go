@@ -311,6 +311,7 @@ func testPod(t *testing.T, handler string) {
 
 	t.Run("stats", func(t *testing.T) {
 		s := containerStats(t, web)
+		t.Logf("%s: stats of the web container: CPU %v, memory working set %d KiB", handler, time.Duration(s.CPU), s.Memory>>10)
 		if s.CPU == 0 || s.Memory == 0 {
 			t.Errorf("stats of %s: %+v, want CPU time and memory in use", web[:12], s)
 		}
