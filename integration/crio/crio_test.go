@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,24 @@ func startContainer(t *testing.T, podID, ctrJSON, podJSON string) string {
 	id := mustCrictl(t, "create", podID, ctrJSON, podJSON)
 	mustCrictl(t, "start", id)
 	return id
+}
+
+// oneRestoredVM checks that the pod runs in one VM (one QEMU, named after
+// the pod), restored from one of the suite's templates.
+func oneRestoredVM(t *testing.T, podID string) {
+	t.Helper()
+	q := qemus(podID)
+	if len(q) != 1 {
+		t.Fatalf("%d QEMU processes for a pod of two containers, want 1: %v", len(q), q)
+	}
+	pid, _, _ := strings.Cut(q[0], ":")
+	n, err := strconv.Atoi(pid)
+	if err != nil {
+		t.Fatalf("QEMU process %q: %v", q[0], err)
+	}
+	if err := templates.Restored(n); err != nil {
+		t.Error(err)
+	}
 }
 
 // qemus lists the QEMU processes of the pod's VM (named after the pod).
@@ -251,9 +270,7 @@ func testPod(t *testing.T, handler string) {
 	sleeper := startContainer(t, pod, containerConfig(t, dir, "sleeper", modeContainer, false, "sh", "-c", "echo sleeper up; exec sleep 1000"), podJSON)
 	st := inspectPod(t, pod)
 
-	if q := qemus(pod); len(q) != 1 {
-		t.Fatalf("%d QEMU processes for a pod of two containers, want 1: %v", len(q), q)
-	}
+	oneRestoredVM(t, pod)
 	if guestRel == hostRel {
 		t.Fatalf("guest kernel release %q is the host's", guestRel)
 	}
@@ -491,9 +508,7 @@ func TestSharedPIDNamespace(t *testing.T) {
 			pod := runPod(t, handler, podJSON)
 			c1 := startContainer(t, pod, containerConfig(t, dir, "c1", modePod, false, "sleep", "1001"), podJSON)
 			c2 := startContainer(t, pod, containerConfig(t, dir, "c2", modePod, false, "sleep", "1002"), podJSON)
-			if q := qemus(pod); len(q) != 1 {
-				t.Fatalf("%d QEMU processes for a pod of two containers, want 1: %v", len(q), q)
-			}
+			oneRestoredVM(t, pod)
 			for _, tc := range []struct{ in, sees string }{{c1, "sleep 1002"}, {c2, "sleep 1001"}} {
 				if ps := mustCrictl(t, "exec", "-s", tc.in, "ps", "-o", "args"); !strings.Contains(ps, tc.sees) {
 					t.Errorf("ps in %s lacks %q: %s", tc.in[:12], tc.sees, ps)

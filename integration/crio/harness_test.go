@@ -11,7 +11,8 @@
 // registry is reachable: the busybox and pause images are built here and
 // loaded into CRI-O's storage (vfs) with podman before CRI-O starts. Every
 // pod is on a CNI network (Debian's bridge and host-local plugins), since
-// cocoon refuses host-network pods. Nothing is left behind: processes,
+// cocoon refuses host-network pods. VM templates are on, as in an
+// install: every pod's VM is restored from one. Nothing is left behind: processes,
 // mounts, pinned namespaces, CNI leases, VM state, cgroups.
 package crio_test
 
@@ -60,6 +61,7 @@ var (
 	guestRel   string // out/kernel.release
 	hostRel    string
 	cgParent   string // the pods' cgroup parent
+	templates  *testutil.Templates
 )
 
 // Paths under tmp.
@@ -147,7 +149,15 @@ func setup(bin, out string) error {
 	if err := podNetwork.Setup(cniDirs()); err != nil {
 		return err
 	}
-	if err := configure(bin, out); err != nil {
+	// VM templates on, as an installed cocoon has them: every pod's VM is
+	// restored from one (factory init makes both shapes first).
+	if templates, err = testutil.NewTemplates(filepath.Join(bin, "cocoon-runtime"), filepath.Join(out, "configuration.toml"), tmp); err == nil {
+		err = templates.Init()
+	}
+	if err != nil {
+		return err
+	}
+	if err := configure(bin, templates.Config); err != nil {
 		return err
 	}
 	return startCRIO()
@@ -224,8 +234,9 @@ func loadImages(ctx context.Context) error {
 
 // configure writes CRI-O's configuration: crio.conf with the suite's
 // directories, runc as the default handler, and the drop-in directory
-// with cocoon's drop-in as packaging/crio/register.sh installs it.
-func configure(bin, out string) error {
+// with cocoon's drop-in as packaging/crio/register.sh installs it, naming
+// cocoon's configuration at config.
+func configure(bin, config string) error {
 	for _, d := range []string{path("crio.conf.d"), path("logs"), path("lib"), path("run"), path("hooks"), path("cdi"), path("keys"), path("rt"), path("registries.conf.d"), nsDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -313,7 +324,7 @@ enable_nri = false
 	}
 	reg := exec.Command("bash", filepath.Join(repo, "packaging", "crio", "register.sh"), "register")
 	reg.Env = append(os.Environ(), "CRIO_DROPIN_DIR="+path("crio.conf.d"), "COCOON_BINDIR="+bin,
-		"COCOON_CONFIG="+filepath.Join(out, "configuration.toml"), "COCOON_RUNTIME_ROOT="+ociRoot(),
+		"COCOON_CONFIG="+config, "COCOON_RUNTIME_ROOT="+ociRoot(),
 		"CONMON="+conmon, "CRIO_RESTART=no")
 	if out, err := reg.CombinedOutput(); err != nil {
 		return fmt.Errorf("packaging/crio/register.sh register: %w: %s", err, out)
@@ -400,6 +411,11 @@ func logTail() string {
 // directories on the host that were not there before.
 func leftovers(preexisting map[string]bool) error {
 	var problems []string
+	if templates != nil {
+		if err := templates.Destroy(2); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	for _, p := range crioHostPaths {
 		if _, err := os.Stat(p); err == nil && !preexisting[p] {
 			problems = append(problems, "CRI-O made "+p)
