@@ -21,7 +21,7 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image crictl containerd2 crio run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
+.PHONY: all deps build kernel image crictl critest containerd2 crio run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
 
 all: build
 
@@ -50,6 +50,20 @@ $(CRICTL):
 	@mkdir -p $(COCOON_CACHE)/bin
 	cd / && GOBIN=$(COCOON_CACHE)/bin.tmp.$$$$ $(GO) install -ldflags '-X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION)' \
 	  sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION) && mv $(COCOON_CACHE)/bin.tmp.$$$$/crictl $@ && rmdir $(COCOON_CACHE)/bin.tmp.$$$$
+
+# critest, the CRI validation suite of cri-tools, for integration/critest:
+# `go test -c ./cmd/critest` in a writable copy of the module (the module
+# cache is read-only), built once into the cache outside the clone.
+CRITEST_VERSION := v1.34.0
+CRITEST := $(COCOON_CACHE)/bin/critest-$(CRITEST_VERSION)
+critest: $(CRITEST)
+$(CRITEST):
+	@mkdir -p $(COCOON_CACHE)/bin $(COCOON_CACHE)/src
+	cd / && tmp=$(COCOON_CACHE)/src/cri-tools.tmp.$$$$ && \
+	  src=$$($(GO) mod download -json sigs.k8s.io/cri-tools@$(CRITEST_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  test -d "$$src" && rm -rf $$tmp && cp -r $$src $$tmp && chmod -R u+w $$tmp && \
+	  (cd $$tmp && $(GO) test -c -ldflags '-X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRITEST_VERSION)' -o $@.tmp ./cmd/critest); \
+	  rc=$$?; rm -rf $$tmp; [ $$rc -eq 0 ] && mv $@.tmp $@
 
 # containerd 2.x for the containerd and CRI suites' second run (integration/
 # containerdtest finds it there): containerd, ctr and its runc shim, built
@@ -116,7 +130,7 @@ run: deps kernel image
 	@echo "host:      $$(uname -a)"
 	@printf 'container: '; $(BIN)/cocoon-runtime --config $(OUT)/configuration.toml run --bundle $(OUT)/busybox cocoon-run-$$$$
 
-test: deps kernel image crictl containerd2 crio unit integration
+test: deps kernel image crictl critest containerd2 crio unit integration
 
 unit:
 	$(GO) vet ./...
@@ -128,18 +142,20 @@ unit:
 # and a failure prints the log's tail.
 # The runtime suite runs a second time with QEMU 7.2 (Debian 12's, which
 # make deps unpacks beside the system's 10): cold boots, as with templates
-# "auto" there. The containerd and CRI suites run first against Debian's
-# containerd 1.6 (on PATH), then against containerd 2.x (make containerd2).
-CONTAINERD_PKGS := ./integration/containerd/ ./integration/cri/
+# "auto" there. The containerd and CRI suites and the CRI validation suite
+# (critest: its tallies and the exceptions are printed) run first against
+# Debian's containerd 1.6 (on PATH), then against containerd 2.x (make
+# containerd2).
+CONTAINERD_PKGS := ./integration/containerd/ ./integration/cri/ ./integration/critest/
 QEMU_72 := $(COCOON_CACHE)/qemu-7.2/usr/bin/qemu-system-x86_64
 integration:
 	@mkdir -p $(OUT)
 	@export COCOON_TEST_OUT=$(CURDIR)/$(OUT) COCOON_TEST_BIN=$(CURDIR)/$(BIN) COCOON_TEST_KERNEL=$(CURDIR)/$(OUT)/vmlinux; \
 	  { $(GO) test -tags integration -count=1 -p 1 -timeout 25m -v $(INTEGRATION_PKGS) && \
 	    COCOON_TEST_QEMU=$(QEMU_72) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v ./integration/runtime/ && \
-	    echo "--- containerd $(CONTAINERD2_VERSION) ($(CONTAINERD2)): the containerd and CRI suites again" && \
+	    echo "--- containerd $(CONTAINERD2_VERSION) ($(CONTAINERD2)): the containerd, CRI and CRI validation suites again" && \
 	    COCOON_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v $(CONTAINERD_PKGS); } > $(OUT)/integration.log 2>&1; rc=$$?; \
-	  grep -E '^(--- |ok |FAIL)|^[a-z ]*throughput|left behind' $(OUT)/integration.log; \
+	  grep -E '^(--- |ok |FAIL)|^[a-z ]*throughput|left behind|^critest: (containerd|exception|passes)' $(OUT)/integration.log; \
 	  if [ $$rc -ne 0 ]; then echo "--- integration log tail ($(OUT)/integration.log):"; tail -n 150 $(OUT)/integration.log; fi; \
 	  exit $$rc
 

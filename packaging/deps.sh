@@ -9,7 +9,10 @@
 # For the tests (no arguments) it also unpacks Debian 12's QEMU 7.2 under
 # $COCOON_CACHE/qemu-7.2, beside the system's (the suites cover it too;
 # its package also brings the C virtiofsd that Debian 12 has no package of
-# since QEMU 8 dropped it).
+# since QEMU 8 dropped it), and Debian's dynamically linked busybox under
+# $COCOON_CACHE/busybox (it conflicts with busybox-static): the CRI
+# validation suite's busybox image needs a shell that runs commands from
+# PATH, where busybox-static's runs its own applets first.
 set -euo pipefail
 
 cache=${COCOON_CACHE:-/var/cache/cocoon}
@@ -102,6 +105,22 @@ if [ "$qemu_wanted" = yes ]; then
 			echo "deps: QEMU $have is older than $min_qemu; cocoon runs on it cold (no VM templates)" >&2
 		fi
 	fi
+fi
+
+# Debian's dynamically linked busybox, unpacked, for the tests.
+if [ "$test_deps" = yes ] && [ ! -x "$cache/busybox/bin/busybox" ]; then
+	update
+	tmp=$(mktemp -d)
+	if ! (cd "$tmp" && apt-get download -qq busybox 2>"$tmp/err"); then
+		cat "$tmp/err" >&2
+		exit 1
+	fi
+	echo "deps: unpacking Debian's busybox (dynamically linked) into $cache/busybox" >&2
+	rm -rf "$cache/busybox.new"
+	mkdir -p "$cache/busybox.new"
+	dpkg-deb -x "$tmp"/busybox_*.deb "$cache/busybox.new"
+	rm -rf "$tmp" "$cache/busybox"
+	mv "$cache/busybox.new" "$cache/busybox"
 fi
 
 # QEMU 7.2 beside it, for the tests: Debian 12's packages, unpacked (each at

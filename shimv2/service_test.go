@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cocoon-containers/cocoon/agentclient/clienttest"
 	"github.com/cocoon-containers/cocoon/api"
@@ -137,6 +139,11 @@ func TestTaskLifecycle(t *testing.T) {
 	}
 	if st, err := s.State(ctx, &taskAPI.StateRequest{ID: "c1"}); err != nil || st.Status != tasktypes.Status_STOPPED || st.ExitStatus != 137 {
 		t.Fatalf("state %v, %v; want stopped with 137", st, err)
+	}
+	// containerd's CRI stops a pod whose container just exited: the kill
+	// of a finished process is not found, nothing else.
+	if _, err := s.Kill(ctx, &taskAPI.KillRequest{ID: "c1", Signal: uint32(syscall.SIGKILL)}); status.Code(err) != codes.NotFound {
+		t.Errorf("kill of a stopped task: %v (code %v), want not found", err, status.Code(err))
 	}
 	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)

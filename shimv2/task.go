@@ -203,8 +203,11 @@ func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (_ *emptypb.
 	}
 	if err := p.check(op); err != nil {
 		if errors.Is(err, container.ErrNotRunning) {
-			// containerd's word for it: the process already finished.
-			return nil, fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
+			// containerd's word for it: the process already finished
+			// (not found, as runc's shim says). Not wrapped: it is a
+			// failed precondition too, which containerd's CRI does
+			// not take for a finished process (a pod's stop fails).
+			return nil, fmt.Errorf("process %s already finished (%v): %w", p.id(), err, errdefs.ErrNotFound)
 		}
 		return nil, err
 	}

@@ -42,6 +42,9 @@ type Daemon struct {
 	Bin, Out string
 	// Major is the daemon's major version: 1 (Debian's 1.6) or 2.
 	Major int
+	// Version is its version, as `containerd --version` prints it
+	// (e.g. 1.6.20~ds1, v2.4.2).
+	Version string
 	// Templates are the daemon's VM templates, with Options.Templates.
 	Templates *testutil.Templates
 
@@ -76,6 +79,11 @@ type Options struct {
 	// use the host's network; nil leaves the CNI configuration empty
 	// (host-network pods only).
 	PodNetwork *PodNetwork
+	// Mirrors, with CRI, sends the pulls of registries to others: it maps
+	// a registry's host (e.g. "registry.k8s.io") to the host:port of a
+	// plain-HTTP registry that serves its images under the same
+	// repository names (see writeRegistryHosts).
+	Mirrors map[string]string
 	// Templates, when not zero, turns VM templates on, in a template
 	// directory of the daemon's own: the shim restores every sandbox from
 	// a template. It is how many templates (one per shape: without NIC,
@@ -110,7 +118,7 @@ func Start(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd not found (packaging/deps.sh installs Debian's, make containerd2 builds 2.x): %w", err)
 	}
-	major, err := majorVersion(containerd)
+	version, major, err := containerdVersion(containerd)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +126,7 @@ func Start(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, Major: major,
+	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, Major: major, Version: version,
 		ctr: filepath.Join(filepath.Dir(containerd), "ctr"), exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
 	if o.CRI && o.PodNetwork != nil {
 		if err := d.setupCNI(o.PodNetwork); err != nil {
@@ -141,6 +149,10 @@ func Start(o Options) (*Daemon, error) {
 	// HostNSRuntime's: the same with runtime.host_namespaces = "guest".
 	d.hostNSConfig = filepath.Join(dir, "configuration-hostns.toml")
 	if err := testutil.DeriveConfig(config, d.hostNSConfig, testutil.GuestNamespaces); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := d.writeRegistryHosts(o.Mirrors); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -174,23 +186,24 @@ func Start(o Options) (*Daemon, error) {
 	return d, nil
 }
 
-// majorVersion returns the major version of the containerd binary at path,
-// from `containerd --version` ("containerd <module> <version> <revision>").
-func majorVersion(path string) (int, error) {
+// containerdVersion returns the version and major version of the
+// containerd binary at path, from `containerd --version` ("containerd
+// <module> <version> <revision>").
+func containerdVersion(path string) (string, int, error) {
 	out, err := exec.Command(path, "--version").Output()
 	if err != nil {
-		return 0, fmt.Errorf("%s --version: %w", path, err)
+		return "", 0, fmt.Errorf("%s --version: %w", path, err)
 	}
 	f := strings.Fields(string(out))
 	if len(f) < 3 {
-		return 0, fmt.Errorf("%s --version: unexpected output %q", path, out)
+		return "", 0, fmt.Errorf("%s --version: unexpected output %q", path, out)
 	}
 	major, _, _ := strings.Cut(strings.TrimPrefix(f[2], "v"), ".")
 	n, err := strconv.Atoi(major)
 	if err != nil {
-		return 0, fmt.Errorf("%s --version: version %q: %w", path, f[2], err)
+		return "", 0, fmt.Errorf("%s --version: version %q: %w", path, f[2], err)
 	}
-	return n, nil
+	return f[2], n, nil
 }
 
 // config is the daemon's configuration: version 2 for containerd 1.x,
@@ -222,6 +235,9 @@ func (d *Daemon) config(o Options) string {
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s]\n  runtime_type = %q\n", cri, HostNSRuntime, Runtime)
 	fmt.Fprintf(&b, "[%s.containerd.runtimes.%s.options]\n  ConfigPath = %q\n", cri, HostNSRuntime, d.hostNSConfig)
 	fmt.Fprintf(&b, "[%s.cni]\n  bin_dir = %q\n  conf_dir = %q\n", cri, d.cniBinDir(), d.cniConfDir())
+	if len(o.Mirrors) > 0 {
+		fmt.Fprintf(&b, "[%s.registry]\n  config_path = %q\n", cri, d.registryHostsDir())
+	}
 	return b.String()
 }
 
@@ -239,6 +255,9 @@ func (d *Daemon) configV3(o Options) string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = %q\n", o.SandboxImage)
+	if len(o.Mirrors) > 0 {
+		fmt.Fprintf(&b, "[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = %q\n", d.registryHostsDir())
+	}
 	const rt = `plugins."io.containerd.cri.v1.runtime"`
 	fmt.Fprintf(&b, "[%s]\n  restrict_oom_score_adj = true\n", rt)
 	fmt.Fprintf(&b, "[%s.containerd]\n  default_runtime_name = \"runc\"\n", rt)

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // CrictlVersion is the crictl that `make crictl` builds.
@@ -17,15 +19,7 @@ const CrictlVersion = "v1.37.0"
 // CrictlPath is where `make crictl` puts crictl: $COCOON_CACHE/bin
 // (default /var/cache/cocoon/bin), outside the clone.
 func CrictlPath() (string, error) {
-	cache := os.Getenv("COCOON_CACHE")
-	if cache == "" {
-		cache = "/var/cache/cocoon"
-	}
-	path := filepath.Join(cache, "bin", "crictl-"+CrictlVersion)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("crictl %s is not built (make crictl): %w", CrictlVersion, err)
-	}
-	return path, nil
+	return testutil.CacheFile(filepath.Join("bin", "crictl-"+CrictlVersion), "crictl "+CrictlVersion, "make crictl")
 }
 
 // CrictlCommand returns crictl with a configuration that points it at the

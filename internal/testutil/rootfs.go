@@ -87,12 +87,8 @@ func Virtiofsd() (daemon, qemu string, err error) {
 			return p, "", nil
 		}
 	}
-	cache := os.Getenv("COCOON_CACHE")
-	if cache == "" {
-		cache = "/var/cache/cocoon"
-	}
-	daemon = filepath.Join(cache, "qemu-7.2/usr/lib/qemu/virtiofsd")
-	qemu = filepath.Join(cache, "qemu-7.2/usr/bin/qemu-system-x86_64")
+	daemon = filepath.Join(CacheDir(), "qemu-7.2/usr/lib/qemu/virtiofsd")
+	qemu = filepath.Join(CacheDir(), "qemu-7.2/usr/bin/qemu-system-x86_64")
 	for _, p := range []string{daemon, qemu} {
 		if _, err := os.Stat(p); err != nil {
 			return "", "", errors.New("no virtiofsd: make deps (packaging/deps.sh) unpacks QEMU 7.2's")
