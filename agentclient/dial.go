@@ -90,3 +90,10 @@ func OpenStream(ctx context.Context, d Dialer, h api.StreamHeader) (Conn, error)
 	}
 	return c, nil
 }
+
+// OpenWatch opens an idle stream to the agent (an RPC stream on which
+// nothing is sent), whose reads end when the agent, its proxy or the VM
+// goes away: what a helper that must not outlive the sandbox waits on.
+func OpenWatch(ctx context.Context, d Dialer) (Conn, error) {
+	return OpenStream(ctx, d, api.StreamHeader{Kind: api.StreamRPC})
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cocoon-containers/cocoon/agentclient"
-	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/portforward"
 )
@@ -85,7 +84,7 @@ func runForward(ctx context.Context, cfg forwardConfig, log *logrus.Entry) error
 	// An idle stream to the agent ends when the VM goes away, and the
 	// forwarder with it.
 	octx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
-	watch, err := agentclient.OpenStream(octx, d, api.StreamHeader{Kind: api.StreamRPC})
+	watch, err := agentclient.OpenWatch(octx, d)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -20,9 +20,6 @@ import (
 // reports it in the CRI status (`crictl info`): cocoon's handlers support
 // recursive read-only mounts. containerd 1.6 reports no handlers.
 func TestRuntimeHandlerFeatures(t *testing.T) {
-	if daemon.Major < 2 {
-		t.Skipf("containerd %d.x reports no runtime handler features (2.x does)", daemon.Major)
-	}
 	var info struct {
 		RuntimeHandlers []struct {
 			Name     string `json:"name"`
@@ -38,6 +35,13 @@ func TestRuntimeHandlerFeatures(t *testing.T) {
 	rro := map[string]bool{}
 	for _, h := range info.RuntimeHandlers {
 		rro[h.Name] = h.Features.RecursiveReadOnlyMounts
+	}
+	if daemon.Major < 2 {
+		// 1.6 has no runtime introspection: it lists no handlers.
+		if len(info.RuntimeHandlers) != 0 {
+			t.Errorf("containerd %d.x listed runtime handlers %v, want none", daemon.Major, rro)
+		}
+		return
 	}
 	for _, h := range []string{"cocoon", containerdtest.HostNSRuntime} {
 		if v, ok := rro[h]; !ok || !v {
