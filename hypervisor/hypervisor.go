@@ -74,6 +74,10 @@ type VMConfig struct {
 	VsockCID uint32
 	// SharedDirs are exported to the guest (virtio-9p or virtio-fs).
 	SharedDirs []SharedDir
+	// MountNamespace, when set, is the mount namespace (an open
+	// /proc/PID/ns/mnt file) that the VMM runs in: the one that holds the
+	// mounts under SharedDirs, which the host's namespace does not see.
+	MountNamespace *os.File
 	// NICs are the guest's network interfaces, in order.
 	NICs []NIC
 	// Debug keeps the guest's kernel messages on the console.

@@ -128,6 +128,7 @@ func (m *Manager) VMConfig(id, dir, sharedDir string, nics []hypervisor.NIC) hyp
 // start starts the VM of cfg and its proxy, and waits for the agent.
 func (s *Sandbox) start(ctx context.Context, cfg hypervisor.VMConfig) error {
 	m := s.m
+	cfg.MountNamespace = s.mntns
 	vm, err := m.Hypervisor.Start(ctx, cfg)
 	if err != nil {
 		return err

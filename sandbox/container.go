@@ -39,6 +39,10 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 	if err != nil {
 		return 0, fmt.Errorf("creating container %s: encoding spec: %w", id, err)
 	}
+	ns, err := s.shareNS()
+	if err != nil {
+		return 0, fmt.Errorf("creating container %s: %w", id, err)
+	}
 	dir := s.Share().ContainerDir(id)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -54,12 +58,12 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 		if agentCreated {
 			s.forceRemove(ctx, id)
 		}
-		if err := removeUnmounted(dir); err != nil {
+		if err := removeUnmounted(ns, dir); err != nil {
 			s.m.Log.WithError(err).WithField("container", id).Warn("cleaning up a failed container")
 		}
 	}()
 	for _, bind := range g.Binds {
-		if err := bindMount(bind); err != nil {
+		if err := bindMount(ns, bind); err != nil {
 			return 0, fmt.Errorf("creating container %s: %w", id, err)
 		}
 	}
@@ -77,7 +81,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, id string, b *oci.Bundle,
 		}
 		return 0, fmt.Errorf("creating container %s: %w", id, err)
 	}
-	if err := sealReadOnly(g.Binds); err != nil {
+	if err := sealReadOnly(ns, g.Binds); err != nil {
 		agentCreated = true
 		return 0, fmt.Errorf("creating container %s: %w", id, err)
 	}
@@ -152,7 +156,11 @@ func (s *Sandbox) RemoveContainer(ctx context.Context, id string, force bool) er
 	default:
 		return fmt.Errorf("removing container %s: %w", id, err)
 	}
-	if err := removeUnmounted(dir); err != nil {
+	ns, err := s.shareNS()
+	if err == nil {
+		err = removeUnmounted(ns, dir)
+	}
+	if err != nil {
 		return fmt.Errorf("removing container %s: %w", id, err)
 	}
 	return nil

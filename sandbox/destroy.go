@@ -59,6 +59,9 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	if err := s.Close(); err != nil {
 		s.m.Log.WithError(err).Debug("closing the agent connection")
 	}
+	// After the VMM (QEMU, virtiofsd): the last hold on the share's
+	// mount namespace, which takes its mounts along.
+	s.releaseNS()
 	// After QEMU is gone (its taps with it): the filters on the
 	// namespace's interfaces.
 	if err := s.teardownNetwork(); err != nil {
@@ -69,7 +72,7 @@ func (s *Sandbox) teardown(ctx context.Context, graceful bool) error {
 	// next Destroy.
 	if err := s.destroyCgroup(ctx); err != nil {
 		errs = append(errs, err)
-	} else if err := removeUnmounted(s.dir); err != nil {
+	} else if err := removeUnmounted(nil, s.dir); err != nil {
 		// Never remove the directory while something is mounted under
 		// it: that would delete a container's root file system or volumes.
 		errs = append(errs, fmt.Errorf("removing sandbox directory: %w", err))

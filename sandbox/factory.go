@@ -140,7 +140,7 @@ func (m *Manager) Adopt(ctx context.Context, id, dir string, o Options) (_ *Sand
 	}
 	s := &Sandbox{m: m, dir: dir}
 	if err := statedir.ReadJSON(filepath.Join(dir, stateFile), &s.state); err != nil {
-		_ = removeUnmounted(dir)
+		_ = removeUnmounted(nil, dir)
 		return nil, fmt.Errorf("adopting sandbox %s: %w", dir, err)
 	}
 	defer func() {

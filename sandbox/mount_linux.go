@@ -13,11 +13,50 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/oci"
 )
 
-// mountInfo is the kernel's list of the mounts this process sees.
-const mountInfo = "/proc/self/mountinfo"
+// mountInfo is the kernel's list of the mounts this thread sees: in the
+// share's mount namespace (mountns.Do), /proc/self would show the host's.
+const mountInfo = "/proc/thread-self/mountinfo"
+
+// shareNS returns the mount namespace that holds the share's mounts: the
+// one Create made, or the VMM's, which entered it and holds it for the
+// VM's life. It is nil where neither is left: the VM is gone, and the
+// kernel unmounted everything in the namespace with it (a sandbox made
+// before the share had a namespace of its own has its mounts in the
+// caller's, where nil looks).
+func (s *Sandbox) shareNS() (*os.File, error) {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
+	if s.mntns != nil {
+		return s.mntns, nil
+	}
+	if s.vm == nil || s.state.VM.PID <= 0 {
+		return nil, nil
+	}
+	ns, err := mountns.Open(s.state.VM.PID)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mntns = ns
+	return ns, nil
+}
+
+// releaseNS lets go of the share's mount namespace, once the VMM is gone:
+// with it, the namespace and every mount in it.
+func (s *Sandbox) releaseNS() {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
+	if s.mntns != nil {
+		s.mntns.Close()
+		s.mntns = nil
+	}
+}
 
 // privateShare bind-mounts dir on itself and makes it private, so that the
 // container mounts made under it never propagate to other mount namespaces
@@ -55,10 +94,15 @@ func remount(target string, flags uintptr) error {
 }
 
 // sealReadOnly makes read-only the binds marked SealReadOnly (a
-// read-only root file system), once the guest has created the container
-// and no longer needs to make mount points in it. From then on neither
-// the guest nor the VMM serving the share can write it.
-func sealReadOnly(binds []oci.Bind) error {
+// read-only root file system) in the share's mount namespace ns, once the
+// guest has created the container and no longer needs to make mount points
+// in it. From then on neither the guest nor the VMM serving the share can
+// write it.
+func sealReadOnly(ns *os.File, binds []oci.Bind) error {
+	return mountns.Do(ns, func() error { return sealBinds(binds) })
+}
+
+func sealBinds(binds []oci.Bind) error {
 	for _, b := range binds {
 		if !b.SealReadOnly {
 			continue
@@ -76,12 +120,13 @@ func sealReadOnly(binds []oci.Bind) error {
 	return nil
 }
 
-// bindMount makes b: it creates the mount point (a file for a file
-// source), bind-mounts the source recursively, read-only for a read-only
+// bindMount makes b in the share's mount namespace ns (nil: the caller's):
+// it creates the mount point (a file for a file source), bind-mounts the
+// source, as the caller sees it, recursively, read-only for a read-only
 // bind (its top, or every mount for a recursive one), every mount of it a
 // slave of the source's for a bind that receives the host's mounts
 // (FromHost), private otherwise.
-func bindMount(b oci.Bind) error {
+func bindMount(ns *os.File, b oci.Bind) error {
 	if err := os.MkdirAll(filepath.Dir(b.Target), 0o700); err != nil {
 		return fmt.Errorf("creating mount point: %w", err)
 	}
@@ -119,22 +164,29 @@ func bindMount(b oci.Bind) error {
 	// shared share (virtio-fs), the tree becomes shared too, its copies in
 	// the daemon's namespace its slaves: the host's mounts under the
 	// source reach them through it, and its unmounts unmount them.
-	err := attachTree(b.Source, b.Target, flags, top, propagation)
+	err := attachTree(ns, b.Source, b.Target, flags, top, propagation)
 	if errors.Is(err, unix.ENOSYS) {
 		var ro uintptr
 		if b.ReadOnly {
 			ro = unix.MS_RDONLY
 		}
-		err = bindRemount(b.Source, b.Target, ro|unix.MS_NODEV|unix.MS_NOSUID, uintptr(propagation))
+		// The source as the share's namespace sees it: a copy of the
+		// host's from when the namespace was made, and what propagated
+		// into it since.
+		err = mountns.Do(ns, func() error {
+			return bindRemount(b.Source, b.Target, ro|unix.MS_NODEV|unix.MS_NOSUID, uintptr(propagation))
+		})
 	}
 	return err
 }
 
-// attachTree bind-mounts the tree at source on target with open_tree,
-// mount_setattr (attrs and propagation on every mount of the tree,
-// topAttrs on its top only) and move_mount. ENOSYS: the kernel predates
-// them (5.12).
-func attachTree(source, target string, attrs, topAttrs, propagation uint64) error {
+// attachTree bind-mounts the tree at source on target in ns with
+// open_tree, mount_setattr (attrs and propagation on every mount of the
+// tree, topAttrs on its top only) and move_mount. The tree is cloned here,
+// from the caller's view of source (the host's: a container's root file
+// system mounted after the share's namespace was made is there), and
+// attached in ns. ENOSYS: the kernel predates them (5.12).
+func attachTree(ns *os.File, source, target string, attrs, topAttrs, propagation uint64) error {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
@@ -156,7 +208,10 @@ func attachTree(source, target string, attrs, topAttrs, propagation uint64) erro
 			return fmt.Errorf("bind-mounting %s on %s: setting attributes: %w", source, target, err)
 		}
 	}
-	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+	err = mountns.Do(ns, func() error {
+		return unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+	})
+	if err != nil {
 		return fmt.Errorf("bind-mounting %s on %s: %w", source, target, err)
 	}
 	return nil
@@ -266,17 +321,19 @@ func unmountAll(dir string) error {
 	return errors.Join(errs...)
 }
 
-// removeUnmounted unmounts everything under dir, then removes dir; it
-// removes nothing if a mount is left.
-func removeUnmounted(dir string) error {
+// removeUnmounted unmounts everything under dir in mount namespace ns (nil:
+// the caller's), then removes dir; it removes nothing if a mount is left.
+func removeUnmounted(ns *os.File, dir string) error {
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err := unmountAll(dir); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("removing %s: %w", dir, err)
-	}
-	return nil
+	return mountns.Do(ns, func() error {
+		if err := unmountAll(dir); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("removing %s: %w", dir, err)
+		}
+		return nil
+	})
 }

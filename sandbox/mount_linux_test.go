@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 )
@@ -49,7 +50,7 @@ func TestUnmountAllOddNames(t *testing.T) {
 	outer := oci.Bind{Source: src, Target: filepath.Join(dir, "a b")}
 	inner := oci.Bind{Source: src, Target: filepath.Join(dir, "a b", "inner")}
 	for _, b := range []oci.Bind{outer, inner} {
-		if err := bindMount(b); err != nil {
+		if err := bindMount(nil, b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +61,7 @@ func TestUnmountAllOddNames(t *testing.T) {
 	if len(mps) != 2 || mps[0] != inner.Target || mps[1] != outer.Target {
 		t.Fatalf("mounts under %q: %q", dir, mps)
 	}
-	if err := removeUnmounted(dir); err != nil {
+	if err := removeUnmounted(nil, dir); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -69,7 +70,7 @@ func TestUnmountAllOddNames(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(src, "keep")); err != nil || string(got) != "x" {
 		t.Errorf("source damaged: %q, %v", got, err)
 	}
-	if err := removeUnmounted(dir); err != nil {
+	if err := removeUnmounted(nil, dir); err != nil {
 		t.Errorf("removing a missing directory: %v", err)
 	}
 }
@@ -91,12 +92,12 @@ func TestBindMountFlags(t *testing.T) {
 		{Source: src, Target: filepath.Join(share, "c", "mounts", "2"), ReadOnly: true, Recursive: true},
 	}
 	t.Cleanup(func() {
-		if err := removeUnmounted(filepath.Join(share, "c")); err != nil {
+		if err := removeUnmounted(nil, filepath.Join(share, "c")); err != nil {
 			t.Error(err)
 		}
 	})
 	for _, b := range binds {
-		if err := bindMount(b); err != nil {
+		if err := bindMount(nil, b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +122,7 @@ func TestBindMountFlags(t *testing.T) {
 	check(binds[2].Target, false)
 	check(binds[3].Target, true)
 	check(filepath.Join(binds[3].Target, "sub"), true)
-	if err := sealReadOnly(binds); err != nil {
+	if err := sealReadOnly(nil, binds); err != nil {
 		t.Fatal(err)
 	}
 	check(binds[0].Target, true)
@@ -132,9 +133,9 @@ func TestBindMountFlags(t *testing.T) {
 
 // TestBindMountPropagation: a host mount made under a shared source after
 // the binds reaches the bind that receives the host's mounts (FromHost)
-// and not the private one, in the host's namespace and (virtio-fs, whose
-// share is shared) in a namespace made like virtiofsd's before the binds;
-// removing the binds unmounts nothing on the source.
+// and not the private one, in the share's mount namespace and (virtio-fs,
+// whose share is shared) in a namespace made from it like virtiofsd's
+// before the binds; removing the binds unmounts nothing on the source.
 func TestBindMountPropagation(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts")
@@ -143,24 +144,25 @@ func TestBindMountPropagation(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			src := sharedMount(t, t.TempDir())
 			share := t.TempDir()
-			if err := shareMount(share, virtioFS); err != nil {
+			ns := shareNamespace(t)
+			if err := shareMount(ns, share, virtioFS); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
-				if err := removeUnmounted(share); err != nil {
+				if err := removeUnmounted(ns, share); err != nil {
 					t.Error(err)
 				}
 			})
 			// The daemon's view: its own mount namespace, slave of the
-			// host's, made before the binds as virtiofsd's is.
-			daemonRoot := "/"
+			// share's, made before the binds as virtiofsd's is.
+			var daemonRoot string
 			if virtioFS {
-				daemonRoot = slaveNamespace(t)
+				daemonRoot = slaveNamespace(t, ns)
 			}
 			slave := oci.Bind{Source: src, Target: filepath.Join(share, "c", "mounts", "0"), FromHost: true}
 			private := oci.Bind{Source: src, Target: filepath.Join(share, "c", "mounts", "1")}
 			for _, b := range []oci.Bind{slave, private} {
-				if err := bindMount(b); err != nil {
+				if err := bindMount(ns, b); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -168,32 +170,111 @@ func TestBindMountPropagation(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(sub, "file"), []byte("on the host\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			seen := func(root string, b oci.Bind) bool {
-				_, err := os.Stat(filepath.Join(root, b.Target, "sub", "file"))
-				return err == nil
-			}
-			for _, root := range []string{"/", daemonRoot} {
-				if !seen(root, slave) {
-					t.Errorf("the slave bind does not see the host's new mount (root %s)", root)
+			seen := func(b oci.Bind) (inShare, inDaemon bool) {
+				inShare = statIn(ns, filepath.Join(b.Target, "sub", "file")) == nil
+				if daemonRoot != "" {
+					_, err := os.Stat(filepath.Join(daemonRoot, b.Target, "sub", "file"))
+					inDaemon = err == nil
 				}
-				if seen(root, private) {
-					t.Errorf("the private bind sees the host's new mount (root %s)", root)
-				}
+				return inShare, inDaemon
 			}
-			if err := removeUnmounted(filepath.Join(share, "c")); err != nil {
+			if inShare, inDaemon := seen(slave); !inShare || (virtioFS && !inDaemon) {
+				t.Errorf("the slave bind does not see the host's new mount: in the share's namespace %v, the daemon's %v", inShare, inDaemon)
+			}
+			if inShare, inDaemon := seen(private); inShare || inDaemon {
+				t.Errorf("the private bind sees the host's new mount: in the share's namespace %v, the daemon's %v", inShare, inDaemon)
+			}
+			if err := removeUnmounted(ns, filepath.Join(share, "c")); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Stat(filepath.Join(sub, "file")); err != nil {
 				t.Errorf("the host's mount under the source went with the binds: %v", err)
 			}
-			if mps, err := mountsUnder(filepath.Join(share, "c")); err != nil || len(mps) > 0 {
-				t.Errorf("left mounted: %q, %v", mps, err)
-			}
-			if virtioFS && seen(daemonRoot, slave) {
+			if _, inDaemon := seen(slave); inDaemon {
 				t.Error("the bind is left in the daemon's namespace")
 			}
 		})
 	}
+}
+
+// TestShareNamespace: the share's mounts are in its own namespace, not the
+// host's, and they behave as runc's copies in a container's namespace do:
+// a read-only bind of a directory that holds a tmpfs leaves the tmpfs
+// writable, and the host can unmount the tmpfs and remove the directory
+// while the bind is there (EBUSY were the copy in the host's namespace),
+// which takes the copy along. Closing the namespace leaves nothing.
+func TestShareNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts")
+	}
+	src := filepath.Join(t.TempDir(), "volume")
+	if err := os.Mkdir(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tmpfs := filepath.Join(src, "tmpfs")
+	if err := os.Mkdir(tmpfs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("none", tmpfs, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(tmpfs, unix.MNT_DETACH) })
+	share := t.TempDir()
+	ns := shareNamespace(t)
+	if err := shareMount(ns, share, false); err != nil {
+		t.Fatal(err)
+	}
+	b := oci.Bind{Source: src, Target: filepath.Join(share, "c", "mounts", "0"), ReadOnly: true}
+	if err := bindMount(ns, b); err != nil {
+		t.Fatal(err)
+	}
+	if mps, err := mountsUnder(share); err != nil || len(mps) > 0 {
+		t.Errorf("the host's namespace sees the share's mounts: %q, %v", mps, err)
+	}
+	write := func(dir string) error {
+		return mountns.Do(ns, func() error { return os.WriteFile(filepath.Join(dir, "w"), nil, 0o600) })
+	}
+	if err := write(b.Target); !errors.Is(err, unix.EROFS) {
+		t.Errorf("writing the read-only bind: %v, want EROFS", err)
+	}
+	if err := write(filepath.Join(b.Target, "tmpfs")); err != nil {
+		t.Errorf("writing the tmpfs under the read-only bind: %v, want it writable (non-recursive)", err)
+	}
+	if err := unix.Unmount(tmpfs, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(src); err != nil {
+		t.Fatalf("removing the volume's directory on the host while the share holds it: %v", err)
+	}
+	if err := statIn(ns, filepath.Join(b.Target, "tmpfs", "w")); err == nil {
+		t.Error("the share's copy of the removed directory's tmpfs is still there")
+	}
+	if err := removeUnmounted(ns, filepath.Join(share, "c")); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	if err := mountns.Do(ns, func() (err error) { left, err = mountsUnder(share); return err }); err != nil || len(left) != 1 {
+		t.Errorf("the share's namespace holds %q (%v), want the share alone", left, err)
+	}
+}
+
+// shareNamespace makes a share's mount namespace for the test.
+func shareNamespace(t *testing.T) *os.File {
+	t.Helper()
+	ns, err := mountns.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// statIn stats path in mount namespace ns.
+func statIn(ns *os.File, path string) error {
+	return mountns.Do(ns, func() error {
+		_, err := os.Stat(path)
+		return err
+	})
 }
 
 // sharedMount makes dir a shared mount of its own, as kubelet's volumes
@@ -215,12 +296,12 @@ func sharedMount(t *testing.T, dir string) string {
 }
 
 // slaveNamespace starts a process in a mount namespace of its own whose
-// mounts are slaves of this one's, as virtiofsd's (sandbox=namespace), and
+// mounts are slaves of ns's, as virtiofsd's (sandbox=namespace), and
 // returns the root of its view (/proc/PID/root).
-func slaveNamespace(t *testing.T) string {
+func slaveNamespace(t *testing.T, ns *os.File) string {
 	t.Helper()
 	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "sleep", "600")
-	if err := cmd.Start(); err != nil {
+	if err := mountns.Do(ns, cmd.Start); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

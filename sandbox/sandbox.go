@@ -23,6 +23,7 @@ import (
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hostcgroup"
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/internal/statedir"
 	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/oci"
@@ -126,6 +127,11 @@ type Sandbox struct {
 	// gone is set once the sandbox has been torn down: what is left of
 	// it (this value) answers as a sandbox whose VM is gone.
 	gone bool
+
+	nsMu sync.Mutex // guards mntns
+	// mntns is the mount namespace of the share's mounts (see shareNS),
+	// once made or opened.
+	mntns *os.File
 }
 
 // ID returns the sandbox ID.
@@ -218,7 +224,14 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	if err := os.Mkdir(s.SharedDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
-	if err := shareMount(s.SharedDir(), s.virtioFS()); err != nil {
+	// The share's mounts are the VM's alone: a namespace of their own,
+	// which the VMM enters and holds.
+	ns, err := mountns.New()
+	if err != nil {
+		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
+	}
+	s.mntns = ns
+	if err := shareMount(s.mntns, s.SharedDir(), s.virtioFS()); err != nil {
 		return nil, fmt.Errorf("creating sandbox %s: %w", id, err)
 	}
 	links, nics, err := s.setupNetwork(o.Network)
@@ -235,6 +248,9 @@ func (m *Manager) Create(ctx context.Context, id string, opts ...CreateOption) (
 	if err != nil {
 		return nil, fmt.Errorf("booting sandbox %s: %w", id, err)
 	}
+	// The VMM holds the share's namespace now; this process lets go, so
+	// that the namespace ends with the VM (shareNS finds it again).
+	s.releaseNS()
 	return s, nil
 }
 

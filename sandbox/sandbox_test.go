@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +25,7 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -38,6 +42,9 @@ type fixture struct {
 	mu      sync.Mutex
 	machine *hypervisortest.Machine
 	vm      *hypervisortest.VM
+	// namespaces are the share namespaces the fake VMMs entered
+	// ("mnt:[inode]").
+	namespaces []string
 }
 
 func newFixture(t *testing.T, a *clienttest.Agent) *fixture {
@@ -69,10 +76,16 @@ func newFixture(t *testing.T, a *clienttest.Agent) *fixture {
 		AgentDialer: d,
 		Hypervisor: &hypervisortest.Hypervisor{
 			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
-				vm, machine := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: 1, Dir: vc.Dir})
+				pid, ns := vmmProcess(t, vc.MountNamespace)
+				vm, machine := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: pid, Dir: vc.Dir})
+				go func() {
+					<-machine.Exited()
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}()
 				f.mu.Lock()
 				defer f.mu.Unlock()
 				f.vm, f.machine = vm, machine
+				f.namespaces = append(f.namespaces, ns)
 				return vm, nil
 			},
 			AttachFunc: func(ctx context.Context, st hypervisor.State) (hypervisor.VM, error) {
@@ -85,8 +98,89 @@ func newFixture(t *testing.T, a *clienttest.Agent) *fixture {
 			},
 		},
 	}
-	t.Cleanup(func() { checkNoMounts(t, f.m.Root) })
+	t.Cleanup(func() {
+		checkNoMounts(t, f.m.Root)
+		f.checkNamespacesReleased(t)
+	})
 	return f
+}
+
+// vmmProcess starts the fake VMM's process, in mount namespace ns as
+// QEMU would be (it holds the share's namespace), until the test ends or
+// its machine exits. It returns its PID and namespace.
+func vmmProcess(t *testing.T, ns *os.File) (int, string) {
+	t.Helper()
+	if ns == nil {
+		t.Fatal("the sandbox started its VM without a mount namespace for its share")
+	}
+	cmd := exec.Command("sleep", "3600")
+	if err := mountns.Do(ns, cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid, link
+}
+
+// vmPID is the fake VMM's process, in the share's mount namespace.
+func (f *fixture) vmPID() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.vm.State().PID
+}
+
+// vmPath is path as the VMM sees it, in the share's mount namespace.
+func (f *fixture) vmPath(path string) string {
+	return fmt.Sprintf("/proc/%d/root%s", f.vmPID(), path)
+}
+
+// vmMounts lists the mounts at or under dir in the share's mount
+// namespace; the host's namespace must have none there.
+func (f *fixture) vmMounts(t *testing.T, dir string) []string {
+	t.Helper()
+	checkNoMounts(t, dir)
+	mps, err := testutil.MountsUnderOf(fmt.Sprint(f.vmPID()), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mps
+}
+
+// checkNoVMMounts: nothing is mounted at or under dir, in the host's
+// namespace or, while the VMM runs, in the share's.
+func (f *fixture) checkNoVMMounts(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.vmPID())); err != nil {
+		checkNoMounts(t, dir)
+		return
+	}
+	if mps := f.vmMounts(t, dir); len(mps) > 0 {
+		t.Errorf("mounts left under %s in the VM's namespace: %v", dir, mps)
+	}
+}
+
+// checkNamespacesReleased: this process holds none of the share
+// namespaces once the sandboxes are destroyed (the VMM's exit ends them,
+// with every mount in them).
+func (f *fixture) checkNamespacesReleased(t *testing.T) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range entries {
+		link, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if slices.Contains(f.namespaces, link) {
+			t.Errorf("the share's mount namespace %s is still open (fd %s)", link, e.Name())
+		}
+	}
 }
 
 // create boots and attaches a sandbox, destroyed at the test's end.
@@ -185,8 +279,8 @@ func TestCreateAttach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sb.Destroy(ctx)
-	if mps := testutil.MustMountsUnder(t, sb.Dir()); len(mps) != 1 || mps[0] != sb.SharedDir() {
-		t.Errorf("mounts after boot: %v, want the private share only", mps)
+	if mps := f.vmMounts(t, sb.Dir()); len(mps) != 1 || mps[0] != sb.SharedDir() {
+		t.Errorf("mounts after boot in the VM's namespace: %v, want the private share only", mps)
 	}
 	if _, err := sb.CreateContainer(ctx, "c1", newBundle(t).Bundle, nil); !errors.Is(err, sandbox.ErrNotAttached) {
 		t.Errorf("CreateContainer before Attach: %v", err)
@@ -253,34 +347,34 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Errorf("guest spec kept hooks %v or the host netns %v", spec.Hooks, spec.Linux.Namespaces)
 	}
 
-	// The host mounts show the bundle's content where the guest looks.
+	// The VMM's mounts show the bundle's content where the guest looks.
 	share := sb.SharedDir()
 	for p, want := range map[string]string{
 		filepath.Join(share, "c1/rootfs/bin/marker"): "rootfs",
 		filepath.Join(share, "c1/mounts/1/data"):     "volume",
 		filepath.Join(share, "c1/mounts/2"):          "nameserver 192.0.2.1\n",
 	} {
-		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+		if got, err := os.ReadFile(f.vmPath(p)); err != nil || string(got) != want {
 			t.Errorf("%s: %q, %v", p, got, err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(share, "c1/mounts/2"), []byte("x"), 0o644); !errors.Is(err, unix.EROFS) {
+	if err := os.WriteFile(f.vmPath(filepath.Join(share, "c1/mounts/2")), []byte("x"), 0o644); !errors.Is(err, unix.EROFS) {
 		t.Errorf("writing the read-only bind: %v, want EROFS", err)
 	}
-	if err := os.WriteFile(filepath.Join(share, "c1/mounts/1/new"), []byte("guest"), 0o644); err != nil {
+	if err := os.WriteFile(f.vmPath(filepath.Join(share, "c1/mounts/1/new")), []byte("guest"), 0o644); err != nil {
 		t.Errorf("writing the volume: %v", err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(b.volume, "new")); string(got) != "guest" {
 		t.Errorf("the volume's source does not see the write: %q", got)
 	}
-	if n := len(testutil.MustMountsUnder(t, filepath.Join(share, "c1"))); n != 3 {
+	if n := len(f.vmMounts(t, filepath.Join(share, "c1"))); n != 3 {
 		t.Errorf("%d mounts for the container, want 3", n)
 	}
 
 	if _, err := sb.CreateContainer(ctx, "c1", b.Bundle, nil); !errors.Is(err, sandbox.ErrContainerExists) {
 		t.Errorf("second create of c1: %v", err)
 	}
-	if n := len(testutil.MustMountsUnder(t, filepath.Join(share, "c1"))); n != 3 {
+	if n := len(f.vmMounts(t, filepath.Join(share, "c1"))); n != 3 {
 		t.Errorf("the failed duplicate changed the first container's mounts: %d", n)
 	}
 
@@ -290,7 +384,7 @@ func TestContainerLifecycle(t *testing.T) {
 	if len(removed) != 1 || removed[0].ContainerId != "c1" || removed[0].Force {
 		t.Errorf("remove requests %v", removed)
 	}
-	checkNoMounts(t, share+"/c1")
+	f.checkNoVMMounts(t, share+"/c1")
 	if _, err := os.Stat(filepath.Join(share, "c1")); !os.IsNotExist(err) {
 		t.Errorf("container directory left: %v", err)
 	}
@@ -331,7 +425,7 @@ func TestCreateContainerAgentFails(t *testing.T) {
 			if (len(removed) > 0) != tc.wantRemoved {
 				t.Errorf("removed from the guest: %v", removed)
 			}
-			checkNoMounts(t, sb.SharedDir()+"/c1")
+			f.checkNoVMMounts(t, sb.SharedDir()+"/c1")
 			if _, err := os.Stat(filepath.Join(sb.SharedDir(), "c1")); !os.IsNotExist(err) {
 				t.Errorf("container directory left: %v", err)
 			}
@@ -369,7 +463,7 @@ func TestRemoveContainerAgentGone(t *testing.T) {
 	if err := sb.RemoveContainer(ctx, "c1", false); err != nil {
 		t.Fatal(err)
 	}
-	checkNoMounts(t, sb.SharedDir()+"/c1")
+	f.checkNoVMMounts(t, sb.SharedDir()+"/c1")
 	b.checkSourcesIntact(t)
 	if err := sb.RemoveContainer(ctx, "c1", false); err != nil {
 		t.Errorf("removing again with the agent gone: %v", err)
@@ -392,13 +486,13 @@ func TestRemoveContainerRefused(t *testing.T) {
 	if !errors.Is(err, agentclient.ErrFailedPrecondition) {
 		t.Fatalf("remove of a running container: %v", err)
 	}
-	if n := len(testutil.MustMountsUnder(t, sb.SharedDir()+"/c1")); n != 3 {
+	if n := len(f.vmMounts(t, sb.SharedDir()+"/c1")); n != 3 {
 		t.Errorf("a refused remove unmounted: %d mounts left of 3", n)
 	}
 	if err := sb.RemoveContainer(ctx, "c1", true); err != nil {
 		t.Fatalf("forced remove: %v", err)
 	}
-	checkNoMounts(t, sb.SharedDir()+"/c1")
+	f.checkNoVMMounts(t, sb.SharedDir()+"/c1")
 	b.checkSourcesIntact(t)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
@@ -81,7 +82,9 @@ func (s *Sandbox) startVirtiofsd(ctx context.Context) error {
 	// Own session: it outlives this process, which may be a short-lived
 	// runtime CLI, and no terminal signal reaches it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := s.startPlaced(cmd); err != nil {
+	// In the share's mount namespace, where the share's mounts are: the
+	// daemon makes its own from it.
+	if err := mountns.Do(s.mntns, func() error { return s.startPlaced(cmd) }); err != nil {
 		return fmt.Errorf("starting virtiofsd %s: %w", path, err)
 	}
 	s.state.VirtiofsdPID = cmd.Process.Pid
@@ -135,22 +138,24 @@ func (s *Sandbox) isVirtiofsd(pid int) bool {
 	return slices.Contains(strings.Fields(cmdline), "--socket-path="+s.virtiofsdSocketPath())
 }
 
-// shareMount prepares the share dir, which must be a mount of its own:
-// private for 9p (QEMU reads the host's view); for virtio-fs shared in a
-// peer group of its own, so that the containers' binds made under it later
-// propagate into the daemon's mount namespace, and to nothing that existed
-// before the share.
-func shareMount(dir string, virtioFS bool) error {
-	if err := privateShare(dir); err != nil {
-		return err
-	}
-	if !virtioFS {
+// shareMount prepares the share dir in the share's mount namespace ns,
+// where it must be a mount of its own: private for 9p; for virtio-fs
+// shared in a peer group of its own, so that the containers' binds made
+// under it later propagate into the daemon's mount namespace (made from
+// ns), and to nothing that existed before the share.
+func shareMount(ns *os.File, dir string, virtioFS bool) error {
+	return mountns.Do(ns, func() error {
+		if err := privateShare(dir); err != nil {
+			return err
+		}
+		if !virtioFS {
+			return nil
+		}
+		if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+			return fmt.Errorf("making share %s shared: %w", dir, err)
+		}
 		return nil
-	}
-	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
-		return fmt.Errorf("making share %s shared: %w", dir, err)
-	}
-	return nil
+	})
 }
 
 // lastLine is the last non-empty line of b, for an error message.

@@ -6,12 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/hypervisor"
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/internal/proc"
 )
 
@@ -44,6 +44,9 @@ type confinement struct {
 	readOnly []string
 	// readWrite paths may be read, written, created in and removed from.
 	readWrite []string
+	// mountNS, when set, is the mount namespace the process runs in
+	// (VMConfig.MountNamespace): the paths resolve there.
+	mountNS *os.File
 }
 
 // hostReadOnly are the host paths any QEMU reads: its binary, libraries,
@@ -55,33 +58,31 @@ var hostReadOnly = []string{"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc/ld.
 var hostReadWrite = []string{"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/kvm", "/dev/vhost-vsock", "/dev/vhost-net", "/dev/net/tun"}
 
 // startConfined starts cmd with VMMCapabilities only, no_new_privs set and,
-// where the kernel has Landlock, c enforced. The changes are made to one
-// OS thread, locked for the purpose and never unlocked (the Go runtime then
-// ends it), which starts cmd: the child inherits that thread's credentials,
+// where the kernel has Landlock, c enforced, in c's mount namespace. The
+// changes are made to an OS thread of its own (proc.OnOwnThread), which
+// starts cmd: the child inherits that thread's credentials and namespace,
 // and this process's other threads keep theirs. With place, the child is
 // placed before it runs (proc.StartPlaced). It returns the Landlock ABI
 // version enforced, 0 when the kernel has none.
 func startConfined(cmd *exec.Cmd, c confinement, place hypervisor.Placer) (int, error) {
-	type result struct {
-		abi int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread's credentials are changed for good.
-		abi, err := confineThread(c)
-		switch {
-		case err != nil:
-		case place != nil:
-			err = proc.StartPlaced(cmd, place.Add)
-		default:
-			err = cmd.Start()
+	var abi int
+	err := proc.OnOwnThread(func() error {
+		// The thread's mount namespace and credentials change for good.
+		if c.mountNS != nil {
+			if err := mountns.Enter(c.mountNS); err != nil {
+				return err
+			}
 		}
-		done <- result{abi, err}
-	}()
-	r := <-done
-	return r.abi, r.err
+		var err error
+		if abi, err = confineThread(c); err != nil {
+			return err
+		}
+		if place != nil {
+			return proc.StartPlaced(cmd, place.Add)
+		}
+		return cmd.Start()
+	})
+	return abi, err
 }
 
 // confineThread reduces the calling thread's capabilities to

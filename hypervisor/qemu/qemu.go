@@ -296,6 +296,7 @@ func vmConfinement(cfg hypervisor.VMConfig, binary string, f Features) confineme
 	c := confinement{
 		readOnly:  append(append([]string(nil), hostReadOnly...), binary, cfg.Kernel),
 		readWrite: append([]string{cfg.Dir}, hostReadWrite...),
+		mountNS:   cfg.MountNamespace,
 	}
 	for _, p := range []string{cfg.Initrd, f.QBoot, f.DataDir, moduleDir(binary)} {
 		if p != "" {

@@ -32,7 +32,13 @@ func TmpfsSubmount(t *testing.T, dir, name string) string {
 // MountsUnder lists the mount points at or under dir that this process
 // sees, in mountinfo's order.
 func MountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	return MountsUnderOf("self", dir)
+}
+
+// MountsUnderOf lists the mount points at or under dir that process pid
+// ("self", or a number) sees, in its mount namespace, in mountinfo's order.
+func MountsUnderOf(pid, dir string) ([]string, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", pid, "mountinfo"))
 	if err != nil {
 		return nil, err
 	}
