@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cocoon-containers/cocoon/internal/proc"
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/relay"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -232,11 +233,7 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 		ExtraFiles:  []*os.File{readyW, aliveW}, // fds 3 and 4
 		SysProcAttr: attr,
 	}
-	if o.netNS != "" {
-		err = network.Do(o.netNS, cmd.Start)
-	} else {
-		err = cmd.Start()
-	}
+	err = startInSandbox(cmd, o)
 	readyW.Close()
 	aliveW.Close()
 	if err != nil {
@@ -273,6 +270,33 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 	// caller's subreaper (containerd's shim), whose exec then hangs. Once
 	// the runtime exits, the subreaper (or init) reaps it.
 	return rp, nil
+}
+
+// startInSandbox starts the relay in the share's mount namespace, where
+// its root (the container's root file system in the share) is mounted, and
+// in the network namespace netNS when set.
+func startInSandbox(cmd *exec.Cmd, o relayConfig) error {
+	share, err := o.sb.ShareNamespace()
+	if err != nil {
+		return err
+	}
+	var netNS *network.Namespace
+	if o.netNS != "" {
+		// Opened here: a namespace pinned after the share's namespace
+		// was made is not in it.
+		if netNS, err = network.OpenNamespace(o.netNS); err != nil {
+			return err
+		}
+		defer netNS.Close()
+	}
+	return mountns.Do(share, func() error {
+		if netNS != nil {
+			if err := netNS.Enter(); err != nil {
+				return err
+			}
+		}
+		return cmd.Start()
+	})
 }
 
 // startGuards starts the relay's two guards in this PID namespace (the

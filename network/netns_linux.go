@@ -29,6 +29,31 @@ func openNS(path string) (netns.NsHandle, error) {
 	return ns, nil
 }
 
+// Namespace is an open network namespace.
+type Namespace struct{ h netns.NsHandle }
+
+// OpenNamespace opens the network namespace at path (a /proc/<pid>/ns/net
+// file or a bind mount of one), resolved in the caller's mount namespace.
+func OpenNamespace(path string) (*Namespace, error) {
+	h, err := openNS(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Namespace{h: h}, nil
+}
+
+// Enter moves the calling OS thread into n for good: the caller is on a
+// thread of its own (proc.OnOwnThread), which then starts a process there.
+func (n *Namespace) Enter() error {
+	if err := netns.Set(n.h); err != nil {
+		return fmt.Errorf("entering network namespace: %w", err)
+	}
+	return nil
+}
+
+// Close closes n.
+func (n *Namespace) Close() error { return n.h.Close() }
+
 // inNS runs fn on an OS thread that has entered ns, then returns the thread
 // to its own namespace. Devices that must be opened in a namespace (tap
 // devices are created in the namespace of the thread that opens

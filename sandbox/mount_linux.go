@@ -47,6 +47,12 @@ func (s *Sandbox) shareNS() (*os.File, error) {
 	return ns, nil
 }
 
+// ShareNamespace returns the mount namespace that holds the share's
+// mounts, for a process that must see them (a relay whose root is a
+// container's root file system in the share); nil: the caller's. The
+// sandbox keeps it open.
+func (s *Sandbox) ShareNamespace() (*os.File, error) { return s.shareNS() }
+
 // releaseNS lets go of the share's mount namespace, once the VMM is gone:
 // with it, the namespace and every mount in it.
 func (s *Sandbox) releaseNS() {

@@ -38,14 +38,7 @@ var exceptions = []critest.Exception{
 		Reason: "a VM cannot share the host's IPC namespace: the cocoon handler refuses host-IPC pods"},
 	{Spec: "mount with 'rshared' should support propagation from host to container and vice versa",
 		Reason: "a mount made in the VM cannot reach the host"},
-	{Spec: "should support non-recursive readonly mounts", Reason: busyVolume},
-	{Spec: "should support recursive readonly mounts", Reason: busyVolume},
 }
-
-// busyVolume is why the readonly mount specs fail: they remove their
-// volume's directory while the container runs.
-const busyVolume = "the host's side of the VM's share, in the host's mount namespace, holds a copy of the volume's tmpfs: " +
-	"critest's removal of the volume's directory while the container runs fails with EBUSY (runc's copy is in the container's mount namespace)"
 
 var (
 	daemon      *containerdtest.Daemon
