@@ -17,8 +17,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/cocoon-containers/cocoon/internal/proc"
 	"github.com/cocoon-containers/cocoon/internal/mountns"
+	"github.com/cocoon-containers/cocoon/internal/proc"
 	"github.com/cocoon-containers/cocoon/network"
 	"github.com/cocoon-containers/cocoon/relay"
 	"github.com/cocoon-containers/cocoon/sandbox"
