@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,7 +24,6 @@ import (
 	"github.com/cocoon-containers/cocoon/api"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
-	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/oci"
 	"github.com/cocoon-containers/cocoon/sandbox"
@@ -76,12 +74,10 @@ func newFixture(t *testing.T, a *clienttest.Agent) *fixture {
 		AgentDialer: d,
 		Hypervisor: &hypervisortest.Hypervisor{
 			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
-				pid, ns := vmmProcess(t, vc.MountNamespace)
+				exited := make(chan struct{})
+				pid, ns := sandboxtest.VMMProcess(t, vc.MountNamespace, exited)
 				vm, machine := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: pid, Dir: vc.Dir})
-				go func() {
-					<-machine.Exited()
-					_ = unix.Kill(pid, unix.SIGKILL)
-				}()
+				go func() { <-machine.Exited(); close(exited) }()
 				f.mu.Lock()
 				defer f.mu.Unlock()
 				f.vm, f.machine = vm, machine
@@ -103,28 +99,6 @@ func newFixture(t *testing.T, a *clienttest.Agent) *fixture {
 		f.checkNamespacesReleased(t)
 	})
 	return f
-}
-
-// vmmProcess starts the fake VMM's process, in mount namespace ns as
-// QEMU would be (it holds the share's namespace), until the test ends or
-// its machine exits. It returns its PID and namespace.
-func vmmProcess(t *testing.T, ns *os.File) (int, string) {
-	t.Helper()
-	if ns == nil {
-		t.Fatal("the sandbox started its VM without a mount namespace for its share")
-	}
-	cmd := exec.Command("sleep", "3600")
-	if err := mountns.Do(ns, cmd.Start); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid, link
 }
 
 // vmPID is the fake VMM's process, in the share's mount namespace.

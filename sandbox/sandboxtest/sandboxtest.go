@@ -5,8 +5,10 @@ package sandboxtest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,11 +20,9 @@ import (
 	"github.com/cocoon-containers/cocoon/config"
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/hypervisortest"
+	"github.com/cocoon-containers/cocoon/internal/mountns"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
-
-// VMPID is the PID the fake VMs report.
-const VMPID = 4242
 
 // Config returns the default configuration with empty kernel and initrd
 // files of the test's own.
@@ -84,7 +84,10 @@ func New(tb testing.TB, a *clienttest.Agent) *Fakes {
 		AgentDialer: d,
 		Hypervisor: &hypervisortest.Hypervisor{
 			StartFunc: func(ctx context.Context, vc hypervisor.VMConfig) (hypervisor.VM, error) {
-				vm, m := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: VMPID, Dir: vc.Dir})
+				exited := make(chan struct{})
+				pid, _ := VMMProcess(tb, vc.MountNamespace, exited)
+				vm, m := hypervisortest.NewVM(hypervisor.State{Hypervisor: "fake", PID: pid, Dir: vc.Dir})
+				go func() { <-m.Exited(); close(exited) }()
 				f.mu.Lock()
 				defer f.mu.Unlock()
 				f.vms[vc.Dir], f.machines[vc.Dir] = vm, m
@@ -103,6 +106,36 @@ func New(tb testing.TB, a *clienttest.Agent) *Fakes {
 		},
 	}
 	return f
+}
+
+// VMMProcess starts a fake VMM's process, in the share's mount namespace
+// ns as QEMU would be (it holds the namespace, and the share's mounts with
+// it), until the test ends or exited is closed. It returns its PID and the
+// namespace's name ("mnt:[inode]").
+func VMMProcess(tb testing.TB, ns *os.File, exited <-chan struct{}) (int, string) {
+	tb.Helper()
+	if ns == nil {
+		tb.Fatal("the sandbox started its VM without a mount namespace for its share")
+	}
+	cmd := exec.Command("sleep", "3600")
+	if err := mountns.Do(ns, cmd.Start); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	go func() {
+		select {
+		case <-exited:
+			_ = cmd.Process.Kill()
+		case <-done:
+		}
+	}()
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	name, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", ns.Fd()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cmd.Process.Pid, name
 }
 
 // Machine returns the machine of the fake VM started for the sandbox in dir
