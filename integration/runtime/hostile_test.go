@@ -190,6 +190,12 @@ func vmOf(t *testing.T) (dir string, pid int) {
 	return filepath.Dir(files[0]), pid
 }
 
+// inVMM is path as QEMU pid sees it, in its mount namespace, which holds
+// the share's mounts (the host's has none of them).
+func inVMM(pid int, path string) string {
+	return fmt.Sprintf("/proc/%d/root%s", pid, path)
+}
+
 // procStatus returns the fields of /proc/<pid>/status.
 func procStatus(t *testing.T, pid int) map[string]string {
 	t.Helper()
@@ -231,7 +237,9 @@ func asVMM(t *testing.T, st map[string]string, script string, args ...string) (s
 	}
 	uid := strings.Fields(st["Uid"])[1]
 	gid := strings.Fields(st["Gid"])[1]
-	cmd := exec.Command("setpriv", append([]string{"--reuid", uid, "--regid", gid, "--clear-groups",
+	// In QEMU's mount namespace: the share's mounts are there alone.
+	cmd := exec.Command("nsenter", append([]string{"--mount=/proc/" + st["Pid"] + "/ns/mnt", "--",
+		"setpriv", "--reuid", uid, "--regid", gid, "--clear-groups",
 		"--inh-caps", "-all", "--bounding-set", set, "--", "/bin/sh", "-c", script, "sh"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -320,8 +328,8 @@ func TestHostileVMMPrivileges(t *testing.T) {
 		os.Remove(filepath.Join(e.rootfs, "hostile-write"))
 	}
 	if out, err := asVMM(t, st, `mount -o remount,bind,rw "$1"`, rootfs); err == nil {
+		// The VM's end (delete below) takes the mount along.
 		t.Errorf("remounting the rootfs read-write as qemu succeeded: %q", out)
-		_ = unix.Mount("", rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	}
 	// The credentials suffice where the host allows writes: the failure
 	// above is the mount's doing.
@@ -329,7 +337,7 @@ func TestHostileVMMPrivileges(t *testing.T) {
 		t.Errorf("writing the rw volume as qemu: %v %q", err, out)
 	}
 	var sfs unix.Statfs_t
-	if err := unix.Statfs(rootfs, &sfs); err != nil {
+	if err := unix.Statfs(inVMM(pid, rootfs), &sfs); err != nil {
 		t.Fatal(err)
 	}
 	if sfs.Flags&(unix.ST_RDONLY|unix.ST_NODEV|unix.ST_NOSUID) != unix.ST_RDONLY|unix.ST_NODEV|unix.ST_NOSUID {
@@ -421,8 +429,8 @@ ls -ln /suid /hostzero; head -c 4 /hostzero | od -An -c; echo done`,
 
 			// The share exports the image nodev and nosuid: the host (a
 			// compromised QEMU included) cannot open its device node there.
-			dir, _ := vmOf(t)
-			shareRoot := filepath.Join(dir, "shared", id, "rootfs")
+			dir, pid := vmOf(t)
+			shareRoot := inVMM(pid, filepath.Join(dir, "shared", id, "rootfs"))
 			var sfs unix.Statfs_t
 			if err := unix.Statfs(shareRoot, &sfs); err != nil {
 				t.Fatal(err)
