@@ -210,10 +210,23 @@ func leftovers(preexisting, netnsBefore map[string]bool) error {
 			_ = unix.Unmount(f[4], unix.MNT_DETACH)
 		}
 	}
-	for name := range netns() {
-		if !netnsBefore[name] {
-			problems = append(problems, "network namespace left: "+name)
+	// podman's cleanup of a container's network namespace may still run
+	// (conmon's exit command, `podman container cleanup`) when `podman
+	// rm -f` has returned.
+	newNetns := func() []string {
+		var left []string
+		for name := range netns() {
+			if !netnsBefore[name] {
+				left = append(left, name)
+			}
 		}
+		return left
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(newNetns()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, name := range newNetns() {
+		problems = append(problems, "network namespace left: "+name)
 	}
 	// The CNI bridge plugin never removes its bridge: podman leaves it.
 	if out, _ := exec.Command("ip", "link", "del", bridge).CombinedOutput(); len(out) > 0 && !strings.Contains(string(out), "Cannot find device") {
