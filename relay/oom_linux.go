@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -31,6 +32,9 @@ var (
 	memcgV1 = memcgFiles{usage: "memory.usage_in_bytes", limit: "memory.limit_in_bytes", events: "memory.oom_control"}
 	memcgV2 = memcgFiles{usage: "memory.current", limit: "memory.max", events: "memory.events", group: "memory.oom.group"}
 )
+
+// balloonName is the balloon's process name (comm).
+const balloonName = "cocoon-balloon"
 
 // balloonHeadroom is how far above the cgroup's usage the mirror sets its
 // limit for the balloon to reach: small, so that the balloon's pages are
@@ -174,6 +178,8 @@ func (b *balloon) stop() {
 // maps locked memory (never swapped out, always charged) until it is
 // killed.
 func RunBalloon() error {
+	// Its name in the host's kernel log, rather than /proc/self/exe's.
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(balloonName + "\x00")[0])), 0, 0, 0)
 	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0); err != nil {
 		return fmt.Errorf("oom balloon: %w", err)
 	}
