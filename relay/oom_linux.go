@@ -118,6 +118,10 @@ type balloon struct {
 // the OOM killer's first pick.
 func startBalloon() (*balloon, error) {
 	cmd := exec.Command("/proc/self/exe", BalloonArg)
+	// Its errors for the caller's; and the relay's root (the container's)
+	// may have no /dev/null, which exec.Cmd opens for a nil stream.
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("starting the oom balloon: %w", err)
@@ -133,7 +137,7 @@ func startBalloon() (*balloon, error) {
 	line := make([]byte, 6)
 	if _, err := io.ReadFull(out, line); err != nil || string(line) != "ready\n" {
 		b.stop()
-		return nil, fmt.Errorf("starting the oom balloon: it said %q (%v); %s", line, err, b.state)
+		return nil, fmt.Errorf("starting the oom balloon: it said %q (%v); %s: %s", line, err, b.state, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return b, nil
 }
