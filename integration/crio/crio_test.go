@@ -528,7 +528,8 @@ func TestSharedPIDNamespace(t *testing.T) {
 // buffer under a 32 MiB limit) is reported exited 137, OOMKilled, by
 // CRI-O: under conmon (the cocoon handler) through the relay's mirror of
 // the kill in the host cgroup that conmon watches, under the shim through
-// its OOM event.
+// the oom file it writes into the bundle (CRI-O's "vm" runtime type reads
+// no OOM event).
 func TestOOMKilled(t *testing.T) {
 	for _, handler := range []string{ociHandler, vmHandler} {
 		t.Run(handler, func(t *testing.T) {
@@ -542,7 +543,10 @@ func TestOOMKilled(t *testing.T) {
 					"image":    map[string]any{"image": busybox},
 					"command":  []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"},
 					"log_path": fmt.Sprintf("dd%d.log", i),
-					"linux":    map[string]any{"resources": map[string]any{"memory_limit_in_bytes": 32 << 20}},
+					"linux": map[string]any{
+						"resources":        map[string]any{"memory_limit_in_bytes": 32 << 20},
+						"security_context": map[string]any{"namespace_options": map[string]any{"pid": modeContainer}},
+					},
 				})
 				ctr := startContainer(t, pod, ctrJSON, podJSON)
 				waitFor(t, "the container to exit", func() (bool, string) {
