@@ -30,11 +30,13 @@ all: build
 deps:
 	@bash packaging/setup-host.sh --deps-only --test-deps
 
+# The relay is static: it runs in the container's root file system (its
+# root there), where it starts its OOM balloon (relay.MirrorOOM) from itself.
 build:
 	@mkdir -p $(BIN)
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-runtime ./cmd/runtime
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-proxy ./cmd/proxy
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-relay ./cmd/relay
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/cocoon-relay ./cmd/relay
 	$(GO) build $(SHIM_GOFLAGS) -o $(BIN)/containerd-shim-cocoon-v2 ./cmd/containerd-shim-cocoon-v2
 	$(GO) build -o $(BIN)/mkinitrd ./packaging/cmd/mkinitrd
 	$(GO) build -o $(BIN)/dockerconfig ./packaging/cmd/dockerconfig

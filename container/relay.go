@@ -230,9 +230,25 @@ func startRelay(ctx context.Context, opts RelayOptions, scale time.Duration, o r
 		Stdin:       stdio[0],
 		Stdout:      stdio[1],
 		Stderr:      stdio[2],
-		ExtraFiles:  []*os.File{readyW, aliveW}, // fds 3 and 4
 		SysProcAttr: attr,
 	}
+	extra := []*os.File{readyW, aliveW} // fds 3 and 4
+	if o.execID == "" {
+		// The container's memory cgroup on the host, fd 5: where the
+		// relay mirrors the guest's OOM kill of the process.
+		memcg, err := openMemoryCgroup(o.sb)
+		if err != nil {
+			readyW.Close()
+			aliveW.Close()
+			return nil, fmt.Errorf("starting the relay: %w", err)
+		}
+		if memcg != nil {
+			defer memcg.Close()
+			extra = append(extra, memcg)
+			cmd.Args = append(cmd.Args, "--oom-cgroup-fd", "5")
+		}
+	}
+	cmd.ExtraFiles = extra
 	err = startInSandbox(cmd, o)
 	readyW.Close()
 	aliveW.Close()
@@ -297,6 +313,20 @@ func startInSandbox(cmd *exec.Cmd, o relayConfig) error {
 		}
 		return cmd.Start()
 	})
+}
+
+// openMemoryCgroup opens the sandbox's memory cgroup directory on the
+// host, nil when it has none.
+func openMemoryCgroup(sb *sandbox.Sandbox) (*os.File, error) {
+	dir, err := sb.MemoryCgroup()
+	if err != nil || dir == "" {
+		return nil, err
+	}
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the memory cgroup: %w", err)
+	}
+	return f, nil
 }
 
 // startGuards starts the relay's two guards in this PID namespace (the

@@ -101,6 +101,10 @@ type Config struct {
 	// waits for the process.
 	Ready func()
 
+	// OnOOM, when set, is called once the process has exited, killed by
+	// the guest's OOM killer, before Run returns its status.
+	OnOOM func()
+
 	// Scale multiplies the timeouts: hypervisor.Accelerator.TimeoutScale()
 	// (10 under TCG); zero means 1.
 	Scale time.Duration
@@ -224,6 +228,9 @@ func (s *session) wait(ctx context.Context) (int, error) {
 		log = log.WithField("oom_killed", true)
 	}
 	log.Debug("process exited")
+	if resp.GetOomKilled() && s.cfg.OnOOM != nil {
+		s.cfg.OnOOM()
+	}
 	if status < 0 || status > 255 {
 		log.Warn("exit status out of range")
 		return StatusLost, fmt.Errorf("process exit status %d out of range", status)

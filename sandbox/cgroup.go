@@ -116,6 +116,21 @@ func (s *Sandbox) AddProcess(pid int) error {
 	return nil
 }
 
+// MemoryCgroup returns the directory of the caller's memory cgroup on the
+// host (v1's memory hierarchy, else v2's), where AddProcess puts the
+// relays; "" when the sandbox has no host cgroup.
+func (s *Sandbox) MemoryCgroup() (string, error) {
+	c, err := s.hostCgroup()
+	if err != nil || c == nil {
+		return "", err
+	}
+	paths := c.Paths()
+	if dir, ok := paths["memory"]; ok {
+		return dir, nil
+	}
+	return paths[""], nil
+}
+
 // UpdateCgroup writes new limits to the sandbox's host cgroups, if it has
 // them (an update of the container's resources): as given to the caller's,
 // with the VM's overhead to the overhead cgroup.

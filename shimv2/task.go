@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -90,6 +91,9 @@ func (s *Service) follow(c *container.Container, p *process) {
 	}
 	if exit.OOMKilled {
 		s.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: p.containerID})
+		if p.execID == "" {
+			s.markOOM(p.containerID)
+		}
 	}
 	_, status, at := p.state()
 	l.WithField("status", status).Debug("process exited")
@@ -101,6 +105,22 @@ func (s *Service) follow(c *container.Container, p *process) {
 		ExitedAt:    protobuf.ToTimestamp(at),
 	})
 	p.done()
+}
+
+// oomFile is the file in a container's bundle that tells CRI-O (its "vm"
+// runtime type, which reads no OOM event) that the guest's OOM killer
+// ended the container, as Kata's shim writes it.
+const oomFile = "oom"
+
+// markOOM writes the oom file into the bundle of container id.
+func (s *Service) markOOM(id string) {
+	t := s.lookup(id)
+	if t == nil {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(t.bundle, oomFile), nil, 0o644); err != nil {
+		log.G(s.ctx).WithError(err).WithField("container", id).Warn("writing the bundle's oom file")
+	}
 }
 
 // Start starts the init process (created by Create) or an exec'd process

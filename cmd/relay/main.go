@@ -46,6 +46,7 @@ import (
 
 	"github.com/cocoon-containers/cocoon/agentclient"
 	"github.com/cocoon-containers/cocoon/relay"
+	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 )
 
@@ -53,6 +54,13 @@ func main() {
 	// Catch every signal first: none may take its default action (a
 	// SIGTERM is the process's, not the relay's), and those that arrive
 	// before the relay is connected wait in the channel.
+	if len(os.Args) == 2 && os.Args[1] == relay.BalloonArg {
+		if err := relay.RunBalloon(); err != nil {
+			fmt.Fprintf(os.Stderr, "cocoon-relay: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	sigs := make(chan os.Signal, 128)
 	signal.Notify(sigs)
 	status := 0 // --help
@@ -87,6 +95,7 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 			&cli.BoolFlag{Name: "own-proc", Usage: "the relay is PID 1 of a PID namespace and in a mount namespace of its own: mount its /proc there"},
 			&cli.StringFlag{Name: "root", Usage: "with --own-proc: the container's root file system on the host, made the root of the relay's mount namespace"},
 			&cli.IntFlag{Name: "alive-fd", Value: -1, Usage: "write to descriptor `FD`, the guards' alive pipe, before exiting by itself"},
+			&cli.IntFlag{Name: "oom-cgroup-fd", Value: -1, Usage: "descriptor `FD` is the container's memory cgroup on the host: a guest OOM kill of the process is mirrored there (see relay.MirrorOOM)"},
 			&cli.IntFlag{Name: "guard-fd", Value: -1, Usage: "run as a guard of a relay: SIGKILL the process if descriptor `FD` (3) ends without a byte; FD+1 and FD+2 are the lifeline to the partner guard (see guard.go)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
@@ -107,6 +116,31 @@ func newApp(sigs <-chan os.Signal, status *int) *cli.App {
 	}
 }
 
+// mirrorOOMTimeout bounds mirroring an OOM kill, at hardware speed.
+const mirrorOOMTimeout = 5 * time.Second
+
+// oomSettle is how long the relay waits after mirroring an OOM kill
+// before it exits: the watcher of the cgroup (the runc shim's OOM
+// epoller, conmon) reports the OOM from a loop of its own, and the exit
+// must come after it (Docker's OOMKilled is the OOM event seen before the
+// exit's).
+const oomSettle = 200 * time.Millisecond
+
+// mirrorOOM returns the relay's Config.OnOOM: the guest's OOM kill is
+// mirrored in the container's memory cgroup on the host, dir, where
+// Docker's shim and conmon look for one (relay.MirrorOOM).
+func mirrorOOM(dir *os.File, scale time.Duration, log *logrus.Entry) func() {
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), scale*mirrorOOMTimeout)
+		defer cancel()
+		if err := relay.MirrorOOM(ctx, dir, log); err != nil {
+			log.WithError(err).Warn("the host will not see the guest's oom kill")
+			return
+		}
+		time.Sleep(oomSettle)
+	}
+}
+
 // run connects to the agent and relays the process; it returns the exit
 // status, and an error already reported.
 func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
@@ -120,7 +154,7 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 			return relay.StatusLost, err
 		}
 	}
-	closed, fdErr := relay.CloseInheritedFDs(ready.fd(), c.Int("alive-fd"))
+	closed, fdErr := relay.CloseInheritedFDs(ready.fd(), c.Int("alive-fd"), c.Int("oom-cgroup-fd"))
 	log, err := openLog(c.String("log"), c.String("log-format"), c.Bool("debug"), pid)
 	if err != nil {
 		ready.fail(err)
@@ -177,6 +211,9 @@ func run(c *cli.Context, sigs <-chan os.Signal) (int, error) {
 		Ready:       ready.ok,
 		Scale:       scale,
 		Log:         log,
+	}
+	if fd := c.Int("oom-cgroup-fd"); fd >= 0 {
+		cfg.OnOOM = mirrorOOM(os.NewFile(uintptr(fd), "oom-cgroup"), scale, log)
 	}
 	attached := func(flag string, f *os.File) bool {
 		if c.IsSet(flag) {

@@ -523,3 +523,41 @@ func TestSharedPIDNamespace(t *testing.T) {
 		})
 	}
 }
+
+// TestOOMKilled: a container that the guest's OOM killer ends (a 64 MiB
+// buffer under a 32 MiB limit) is reported exited 137, OOMKilled, by
+// CRI-O: under conmon (the cocoon handler) through the relay's mirror of
+// the kill in the host cgroup that conmon watches, under the shim through
+// the oom file it writes into the bundle (CRI-O's "vm" runtime type reads
+// no OOM event).
+func TestOOMKilled(t *testing.T) {
+	for _, handler := range []string{ociHandler, vmHandler} {
+		t.Run(handler, func(t *testing.T) {
+			dir := t.TempDir()
+			name := "oom-" + handler
+			podJSON := podConfig(t, dir, name, modeContainer)
+			pod := runPod(t, handler, podJSON)
+			for i := range 3 {
+				ctrJSON := writeJSON(t, dir, fmt.Sprintf("dd%d.json", i), map[string]any{
+					"metadata": map[string]any{"name": fmt.Sprintf("dd%d", i)},
+					"image":    map[string]any{"image": busybox},
+					"command":  []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"},
+					"log_path": fmt.Sprintf("dd%d.log", i),
+					"linux": map[string]any{
+						"resources":        map[string]any{"memory_limit_in_bytes": 32 << 20},
+						"security_context": map[string]any{"namespace_options": map[string]any{"pid": modeContainer}},
+					},
+				})
+				ctr := startContainer(t, pod, ctrJSON, podJSON)
+				waitFor(t, "the container to exit", func() (bool, string) {
+					s := state(t, ctr)
+					return strings.HasPrefix(s, "CONTAINER_EXITED"), s
+				})
+				got := mustCrictl(t, "inspect", "-o", "go-template", "--template", "{{.status.exitCode}} {{.status.reason}}", ctr)
+				if got != "137 OOMKilled" {
+					t.Fatalf("run %d: %q, want 137 OOMKilled", i, got)
+				}
+			}
+		})
+	}
+}

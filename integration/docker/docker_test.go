@@ -401,6 +401,33 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestOOMKilled: a container that the guest's OOM killer ends (a 64 MiB
+// buffer under a 32 MiB limit) exits 137 with OOMKilled true in docker
+// inspect, every time: its relay mirrors the kill in the container's host
+// cgroup, where Docker's runc shim watches for OOM. A container killed
+// otherwise exits 137 with OOMKilled false.
+func TestOOMKilled(t *testing.T) {
+	const runs = 10
+	for i := range runs {
+		id := detached(t, []string{"--memory", "32m"}, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1")
+		if got := mustDocker(t, "wait", id); got != "137" {
+			t.Fatalf("run %d: exit %q, want 137", i, got)
+		}
+		if got := mustDocker(t, "inspect", "-f", "{{.State.OOMKilled}}", id); got != "true" {
+			t.Fatalf("run %d: OOMKilled %q, want true", i, got)
+		}
+		mustDocker(t, "rm", id)
+	}
+	id := detached(t, []string{"--memory", "32m"}, "sleep", "100")
+	mustDocker(t, "kill", id)
+	if got := mustDocker(t, "wait", id); got != "137" {
+		t.Errorf("killed: exit %q, want 137", got)
+	}
+	if got := mustDocker(t, "inspect", "-f", "{{.State.OOMKilled}}", id); got != "false" {
+		t.Errorf("killed by docker kill: OOMKilled %q, want false", got)
+	}
+}
+
 func TestDetachedLogsStopRm(t *testing.T) {
 	// sh as init ignores TERM (no handler): stop must fall back to KILL.
 	id := detached(t, nil, "sh", "-c", "echo started; while true; do sleep 1; done")
