@@ -523,3 +523,43 @@ func TestSharedPIDNamespace(t *testing.T) {
 		})
 	}
 }
+
+// TestPodSize: the pod's resources (what the kubelet sums from its
+// containers' limits into the sandbox's linux.resources) size its VM
+// through CRI-O's pod-resources annotation, as containerd's sandbox
+// annotations do: 2 CPUs of quota make 2 vCPUs, a 1 GiB limit makes the
+// guest 1 GiB plus its own base.
+func TestPodSize(t *testing.T) {
+	for _, handler := range []string{ociHandler, vmHandler} {
+		t.Run(handler, func(t *testing.T) {
+			dir := t.TempDir()
+			name := "size-" + handler
+			podJSON := podConfig(t, dir, name, modeContainer)
+			var pod map[string]any
+			data, err := os.ReadFile(podJSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &pod); err != nil {
+				t.Fatal(err)
+			}
+			pod["linux"].(map[string]any)["resources"] = map[string]any{
+				"cpu_period": 100000, "cpu_quota": 200000, "memory_limit_in_bytes": 1 << 30,
+			}
+			podJSON = writeJSON(t, dir, name+"-pod.json", pod)
+			id := runPod(t, handler, podJSON)
+			ctr := startContainer(t, id, containerConfig(t, dir, "c", modeContainer, false, "sleep", "1000"), podJSON)
+			q := qemus(id)
+			if len(q) != 1 {
+				t.Fatalf("%d QEMU processes for the pod, want 1: %v", len(q), q)
+			}
+			wantMiB := 1024 + container.GuestBaseMiB
+			if !strings.Contains(q[0], " -smp 2 ") || !strings.Contains(q[0], fmt.Sprintf(" -m %d ", wantMiB)) {
+				t.Errorf("QEMU is not sized -smp 2 -m %d: %s", wantMiB, q[0])
+			}
+			if n := strings.TrimSpace(mustCrictl(t, "exec", "-s", ctr, "nproc")); n != "2" {
+				t.Errorf("nproc in the guest: %q, want 2", n)
+			}
+		})
+	}
+}
