@@ -1,6 +1,7 @@
 package container
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,6 +20,22 @@ const (
 	CRISandboxMemory    = "io.kubernetes.cri.sandbox-memory"
 )
 
+// Annotations by which CRI-O gives a pod's sandbox (infra) container the
+// pod's resources: the CRI LinuxContainerResources that the kubelet sums
+// from the pod's containers (LinuxPodSandboxConfig.resources), in JSON.
+// CRI-O 1.30 and later write the first; the second is its older name.
+const (
+	CRIOPodResources   = "pod-linux-resources.crio.io"
+	CRIOPodResourcesV1 = "io.kubernetes.cri-o.PodLinuxResources"
+)
+
+// crioResources is what SizeOf reads of CRIOPodResources.
+type crioResources struct {
+	CPUPeriod   int64 `json:"cpu_period"`
+	CPUQuota    int64 `json:"cpu_quota"`
+	MemoryLimit int64 `json:"memory_limit_in_bytes"`
+}
+
 // GuestBaseMiB is the memory a guest needs besides its container's limit:
 // its kernel (with the page array of its memory), the agent and the
 // container runtime in it.
@@ -29,7 +46,7 @@ const GuestBaseMiB = 256
 //   - vCPUs: the configured default, or more to cover the spec's cpuset
 //     (a cpuset names guest CPUs: "0-1" needs two) and its CPU quota
 //     (quota/period, rounded up), or a pod's (containerd's sandbox
-//     annotations);
+//     annotations, CRI-O's pod resources);
 //   - memory: the configured default, or the memory limit (the pod's) plus
 //     GuestBaseMiB.
 //
@@ -50,6 +67,22 @@ func SizeOf(spec *specs.Spec, h config.Hypervisor) (sandbox.Size, error) {
 		}
 		if m := r.Memory; m != nil && m.Limit != nil {
 			limit = *m.Limit
+		}
+	}
+	for _, k := range []string{CRIOPodResourcesV1, CRIOPodResources} {
+		s, ok := spec.Annotations[k]
+		if !ok {
+			continue
+		}
+		var r crioResources
+		if err := json.Unmarshal([]byte(s), &r); err != nil {
+			return sandbox.Size{}, fmt.Errorf("annotation %s: %q is not CRI resources: %w", k, s, ErrInvalidArgument)
+		}
+		if r.CPUQuota > 0 && r.CPUPeriod > 0 {
+			quota, period = r.CPUQuota, r.CPUPeriod
+		}
+		if r.MemoryLimit > 0 {
+			limit = r.MemoryLimit
 		}
 	}
 	for k, v := range map[string]*int64{CRISandboxCPUQuota: &quota, CRISandboxCPUPeriod: &period, CRISandboxMemory: &limit} {

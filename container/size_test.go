@@ -31,6 +31,11 @@ func TestSizeOf(t *testing.T) {
 		"2 GiB memory":    {spec: res(specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(2 << 30)}}), want: sandbox.Size{VCPUs: 1, MemoryMiB: 2048 + GuestBaseMiB}},
 		"memory capped":   {spec: res(specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(64 << 30)}}), want: sandbox.Size{VCPUs: 1, MemoryMiB: 8192}},
 		"containerd pod":  {spec: &specs.Spec{Annotations: map[string]string{CRISandboxCPUQuota: "200000", CRISandboxCPUPeriod: "100000", CRISandboxMemory: "3221225472"}}, want: sandbox.Size{VCPUs: 2, MemoryMiB: 3072 + GuestBaseMiB}},
+		"cri-o pod":       {spec: &specs.Spec{Annotations: map[string]string{CRIOPodResources: `{"cpu_period":100000,"cpu_quota":300000,"cpu_shares":3072,"memory_limit_in_bytes":2147483648,"oom_score_adj":-998}`}}, want: sandbox.Size{VCPUs: 3, MemoryMiB: 2048 + GuestBaseMiB}},
+		"cri-o v1 name":   {spec: &specs.Spec{Annotations: map[string]string{CRIOPodResourcesV1: `{"memory_limit_in_bytes":1610612736}`}}, want: sandbox.Size{VCPUs: 1, MemoryMiB: 1536 + GuestBaseMiB}},
+		"cri-o no limits": {spec: &specs.Spec{Annotations: map[string]string{CRIOPodResources: `{"cpu_period":100000,"cpu_shares":2}`}}, want: sandbox.Size{VCPUs: 1, MemoryMiB: 1024}},
+		"cri-o null":      {spec: &specs.Spec{Annotations: map[string]string{CRIOPodResources: `null`}}, want: sandbox.Size{VCPUs: 1, MemoryMiB: 1024}},
+		"cri-o bad":       {spec: &specs.Spec{Annotations: map[string]string{CRIOPodResources: `{"memory_limit_in_bytes":"lots"}`}}, err: true},
 		"bad annotation":  {spec: &specs.Spec{Annotations: map[string]string{CRISandboxMemory: "lots"}}, err: true},
 		"zero annotation": {spec: &specs.Spec{Annotations: map[string]string{CRISandboxMemory: "0"}}, want: sandbox.Size{VCPUs: 1, MemoryMiB: 1024}},
 	} {

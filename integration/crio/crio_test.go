@@ -561,3 +561,49 @@ func TestOOMKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestPodSize: the pod's resources (what the kubelet sums from its
+// containers' limits into the sandbox's linux.resources) size its VM
+// through CRI-O's pod-resources annotation on the infra container, as
+// containerd's sandbox annotations do: 2 CPUs of quota make 2 vCPUs, a
+// 1 GiB limit makes the guest 1 GiB plus its own base. Under conmon the
+// pod shares its PID namespace: CRI-O drops the infra container of other
+// pods (drop_infra_ctr), whose first container then sizes the VM with its
+// own limits (README).
+func TestPodSize(t *testing.T) {
+	for handler, pid := range map[string]int{ociHandler: modePod, vmHandler: modeContainer} {
+		t.Run(handler, func(t *testing.T) {
+			dir := t.TempDir()
+			name := "size-" + handler
+			podJSON := podConfig(t, dir, name, pid)
+			var pod map[string]any
+			data, err := os.ReadFile(podJSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &pod); err != nil {
+				t.Fatal(err)
+			}
+			pod["linux"].(map[string]any)["resources"] = map[string]any{
+				"cpu_period": 100000, "cpu_quota": 200000, "memory_limit_in_bytes": 1 << 30,
+			}
+			podJSON = writeJSON(t, dir, name+"-pod.json", pod)
+			id := runPod(t, handler, podJSON)
+			ctr := startContainer(t, id, containerConfig(t, dir, "c", pid, false, "sleep", "1000"), podJSON)
+			q := qemus(id)
+			if len(q) != 1 {
+				t.Fatalf("%d QEMU processes for the pod, want 1: %v", len(q), q)
+			}
+			wantMiB := 1024 + container.GuestBaseMiB
+			if !strings.Contains(q[0], " -smp 2 ") || !strings.Contains(q[0], fmt.Sprintf(" -m %d ", wantMiB)) {
+				t.Errorf("QEMU is not sized -smp 2 -m %d: %s", wantMiB, q[0])
+			}
+			if n := strings.TrimSpace(mustCrictl(t, "exec", "-s", ctr, "nproc")); n != "2" {
+				t.Errorf("nproc in the guest: %q, want 2", n)
+			}
+			// sleep, its PID namespace's init under the shim, ignores
+			// TERM: the pod's stop would wait out its timeout.
+			mustCrictl(t, "stop", "-t", "0", ctr)
+		})
+	}
+}
