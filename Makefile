@@ -21,7 +21,7 @@ AGENT_TAGS    := seccomp osusergo netgo
 AGENT_LDFLAGS := -s -w -extldflags -static -X github.com/cocoon-containers/cocoon/agent.Version=$(VERSION)
 INTEGRATION_PKGS := ./integration/... ./hypervisor/... ./agent/...
 
-.PHONY: all deps build kernel image crictl critest containerd2 crio run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
+.PHONY: all deps build kernel image crictl critest containerd2 crio kubernetes run test unit integration bench bench-density bench-kernels install uninstall register unregister docker-register docker-unregister clean proto
 
 all: build
 
@@ -106,6 +106,28 @@ $(CRIO):
 	  $(MAKE) -C pinns && mv bin/pinns $$tmp/bin/ && cd / && rm -rf $$tmp/src && \
 	  rm -rf $(CRIO_DIR) && mv $$tmp $(CRIO_DIR)
 
+# Kubernetes for the kubelet suite (integration/kubelet finds it there):
+# kube-apiserver, kubelet, kubectl and an etcd, built once into the cache
+# outside the clone. k8s.io/kubernetes replaces its staging modules with
+# ./staging, so it builds from a wrapper module (packaging/kubernetes/build:
+# go.mod pins each staging module to the release's v0.x.y). The
+# version variables are the ones hack/lib/version.sh sets, so that
+# `kubectl version` and the kubelet report the release.
+KUBERNETES_VERSION := v1.34.2
+KUBERNETES_DIR := $(COCOON_CACHE)/kubernetes-$(KUBERNETES_VERSION:v%=%)
+KUBERNETES := $(KUBERNETES_DIR)/bin/kubelet
+KUBERNETES_VERSION_PKGS := k8s.io/client-go/pkg/version k8s.io/component-base/version
+KUBERNETES_LDFLAGS := -s -w $(foreach p,$(KUBERNETES_VERSION_PKGS),-X $(p).gitVersion=$(KUBERNETES_VERSION) \
+  -X $(p).gitMajor=$(word 1,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) -X $(p).gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION))) \
+  -X $(p).gitTreeState=clean -X $(p).buildDate=1970-01-01T00:00:00Z)
+kubernetes: $(KUBERNETES)
+$(KUBERNETES):
+	@mkdir -p $(COCOON_CACHE)
+	tmp=$(KUBERNETES_DIR).tmp.$$$$ && rm -rf $$tmp && mkdir -p $$tmp/bin && \
+	  cd packaging/kubernetes/build && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBERNETES_LDFLAGS)' -o $$tmp/bin/ \
+	    ./etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet && \
+	  rm -rf $(KUBERNETES_DIR) && mv $$tmp $(KUBERNETES_DIR)
+
 # The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
 # the first build takes about 15 minutes on 2 cores, later ones are instant.
 kernel:
@@ -130,7 +152,7 @@ run: deps kernel image
 	@echo "host:      $$(uname -a)"
 	@printf 'container: '; $(BIN)/cocoon-runtime --config $(OUT)/configuration.toml run --bundle $(OUT)/busybox cocoon-run-$$$$
 
-test: deps kernel image crictl critest containerd2 crio unit integration
+test: deps kernel image crictl critest containerd2 crio kubernetes unit integration
 
 unit:
 	$(GO) vet ./...
