@@ -48,9 +48,12 @@ type Daemon struct {
 	// Templates are the daemon's VM templates, with Options.Templates.
 	Templates *testutil.Templates
 
-	pid    int
-	ctr    string // the ctr beside the daemon's binary
-	podNet *PodNetwork
+	pid int
+	ctr string // the ctr beside the daemon's binary
+	// binary, configFile and cocoonConfig are what launch starts: the
+	// daemon, its configuration and cocoon's (COCOON_CONFIG).
+	binary, configFile, cocoonConfig string
+	podNet                           *PodNetwork
 	// hostNSConfig is HostNSRuntime's configuration.
 	hostNSConfig string
 	exited       chan struct{}
@@ -127,7 +130,7 @@ func Start(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, Major: major, Version: version,
-		ctr: filepath.Join(filepath.Dir(containerd), "ctr"), exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
+		ctr: filepath.Join(filepath.Dir(containerd), "ctr"), log: filepath.Join(dir, "containerd.log")}
 	if o.CRI && o.PodNetwork != nil {
 		if err := d.setupCNI(o.PodNetwork); err != nil {
 			os.RemoveAll(dir)
@@ -161,29 +164,55 @@ func Start(o Options) (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	logFile, err := os.Create(d.log)
-	if err != nil {
+	d.binary, d.configFile, d.cocoonConfig = containerd, cfg, config
+	if err := d.launch(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	defer logFile.Close()
-	cmd := exec.Command(containerd, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(),
-		"PATH="+bin+":"+filepath.Dir(containerd)+":"+os.Getenv("PATH"),
-		"COCOON_CONFIG="+config)
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting containerd: %w", err)
-	}
-	d.pid = cmd.Process.Pid
-	go func() { _ = cmd.Wait(); close(d.exited) }()
 	if err := d.wait(); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// launch starts the daemon's process, its output appended to its log.
+func (d *Daemon) launch() error {
+	logFile, err := os.OpenFile(d.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(d.binary, "--config", d.configFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(),
+		"PATH="+d.Bin+":"+filepath.Dir(d.binary)+":"+os.Getenv("PATH"),
+		"COCOON_CONFIG="+d.cocoonConfig)
+	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting containerd: %w", err)
+	}
+	d.pid = cmd.Process.Pid
+	exited := make(chan struct{})
+	d.exited = exited
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return nil
+}
+
+// Restart stops the daemon by its PID (TERM) and starts it again on the
+// same directories, as a node's service manager restarts it: the shims and
+// their sandboxes keep running, and the new daemon reconnects to them.
+func (d *Daemon) Restart() error {
+	_ = unix.Kill(d.pid, unix.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("containerd (pid %d) did not exit within 30s of SIGTERM", d.pid)
+	}
+	if err := d.launch(); err != nil {
+		return err
+	}
+	return d.wait()
 }
 
 // containerdVersion returns the version and major version of the
