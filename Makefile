@@ -165,17 +165,18 @@ unit:
 # The runtime suite runs a second time with QEMU 7.2 (Debian 12's, which
 # make deps unpacks beside the system's 10): cold boots, as with templates
 # "auto" there. The containerd and CRI suites and the CRI validation suite
-# (critest: its tallies and the exceptions are printed) run first against
+# (critest: its tallies and the exceptions are printed) and the kubelet
+# suite (a kubelet of make kubernetes on that containerd) run first against
 # Debian's containerd 1.6 (on PATH), then against containerd 2.x (make
 # containerd2).
-CONTAINERD_PKGS := ./integration/containerd/ ./integration/cri/ ./integration/critest/
+CONTAINERD_PKGS := ./integration/containerd/ ./integration/cri/ ./integration/critest/ ./integration/kubelet/
 QEMU_72 := $(COCOON_CACHE)/qemu-7.2/usr/bin/qemu-system-x86_64
 integration:
 	@mkdir -p $(OUT)
 	@export COCOON_TEST_OUT=$(CURDIR)/$(OUT) COCOON_TEST_BIN=$(CURDIR)/$(BIN) COCOON_TEST_KERNEL=$(CURDIR)/$(OUT)/vmlinux; \
 	  { $(GO) test -tags integration -count=1 -p 1 -timeout 25m -v $(INTEGRATION_PKGS) && \
 	    COCOON_TEST_QEMU=$(QEMU_72) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v ./integration/runtime/ && \
-	    echo "--- containerd $(CONTAINERD2_VERSION) ($(CONTAINERD2)): the containerd, CRI and CRI validation suites again" && \
+	    echo "--- containerd $(CONTAINERD2_VERSION) ($(CONTAINERD2)): the containerd, CRI, CRI validation and kubelet suites again" && \
 	    COCOON_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v $(CONTAINERD_PKGS); } > $(OUT)/integration.log 2>&1; rc=$$?; \
 	  grep -E '^(--- |ok |FAIL)|^[a-z ]*throughput|left behind|^critest: (containerd|exception|passes)' $(OUT)/integration.log; \
 	  if [ $$rc -ne 0 ]; then echo "--- integration log tail ($(OUT)/integration.log):"; tail -n 150 $(OUT)/integration.log; fi; \

@@ -48,15 +48,11 @@ type Daemon struct {
 	// Templates are the daemon's VM templates, with Options.Templates.
 	Templates *testutil.Templates
 
-	pid int
-	ctr string // the ctr beside the daemon's binary
-	// binary, configFile and cocoonConfig are what launch starts: the
-	// daemon, its configuration and cocoon's (COCOON_CONFIG).
-	binary, configFile, cocoonConfig string
-	podNet                           *PodNetwork
+	proc   *testutil.Daemon // the daemon's process
+	ctr    string           // the ctr beside the daemon's binary
+	podNet *PodNetwork
 	// hostNSConfig is HostNSRuntime's configuration.
 	hostNSConfig string
-	exited       chan struct{}
 	log          string
 	lastLog      string   // the log's tail, kept by Stop
 	cniLeft      []string // what Stop found of the pod network
@@ -164,8 +160,9 @@ func Start(o Options) (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	d.binary, d.configFile, d.cocoonConfig = containerd, cfg, config
-	if err := d.launch(); err != nil {
+	d.proc = &testutil.Daemon{Name: "containerd", Path: containerd, Args: []string{"--config", cfg}, Log: d.log,
+		Env: append(os.Environ(), "PATH="+bin+":"+filepath.Dir(containerd)+":"+os.Getenv("PATH"), "COCOON_CONFIG="+config)}
+	if err := d.proc.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -176,40 +173,12 @@ func Start(o Options) (*Daemon, error) {
 	return d, nil
 }
 
-// launch starts the daemon's process, its output appended to its log.
-func (d *Daemon) launch() error {
-	logFile, err := os.OpenFile(d.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(d.binary, "--config", d.configFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(),
-		"PATH="+d.Bin+":"+filepath.Dir(d.binary)+":"+os.Getenv("PATH"),
-		"COCOON_CONFIG="+d.cocoonConfig)
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting containerd: %w", err)
-	}
-	d.pid = cmd.Process.Pid
-	exited := make(chan struct{})
-	d.exited = exited
-	go func() { _ = cmd.Wait(); close(exited) }()
-	return nil
-}
-
 // Restart stops the daemon by its PID (TERM) and starts it again on the
 // same directories, as a node's service manager restarts it: the shims and
 // their sandboxes keep running, and the new daemon reconnects to them.
 func (d *Daemon) Restart() error {
-	_ = unix.Kill(d.pid, unix.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("containerd (pid %d) did not exit within 30s of SIGTERM", d.pid)
-	}
-	if err := d.launch(); err != nil {
+	d.proc.Stop(30 * time.Second)
+	if err := d.proc.Start(); err != nil {
 		return err
 	}
 	return d.wait()
@@ -303,7 +272,7 @@ func (d *Daemon) wait() error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		select {
-		case <-d.exited:
+		case <-d.proc.Exited():
 			return fmt.Errorf("containerd exited: %s", d.LogTail())
 		default:
 		}
@@ -356,13 +325,7 @@ func (d *Daemon) LogTail() string {
 // left under its directory, removes the pod network's bridge and the
 // directory. Leftovers still sees the pod network's state afterwards.
 func (d *Daemon) Stop() {
-	_ = unix.Kill(d.pid, unix.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		_ = unix.Kill(d.pid, unix.SIGKILL)
-		<-d.exited
-	}
+	d.proc.Stop(30 * time.Second)
 	d.lastLog = d.LogTail()
 	for _, m := range MountsUnder(d.Dir) {
 		_ = unix.Unmount(m, unix.MNT_DETACH)
@@ -453,10 +416,9 @@ func (d *Daemon) Leftovers(namespaces ...string) error {
 		}
 	}
 	if d.podNet != nil {
-		select {
-		case <-d.exited: // Stop looked before removing the state
+		if !d.proc.Running() { // Stop looked before removing the state
 			problems = append(problems, d.cniLeft...)
-		default:
+		} else {
 			problems = append(problems, d.cniLeftovers(d.podNet)...)
 		}
 	}

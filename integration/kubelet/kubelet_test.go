@@ -290,14 +290,7 @@ func portForward(t *testing.T, pod string, remote int) string {
 		cancel()
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
+	testutil.StartUntilCleanup(t, cmd, cancel)
 	ports := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)

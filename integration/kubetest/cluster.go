@@ -65,7 +65,7 @@ type Cluster struct {
 	// under it), in every cgroup hierarchy.
 	CgroupRoot string
 
-	etcd, apiserver, kubelet                 *process
+	etcd, apiserver, kubelet                 *testutil.Daemon
 	etcdURL, token                           string
 	apiPort, kubeletPort, kubeletHealthzPort int
 }
@@ -138,16 +138,16 @@ func (c *Cluster) startEtcd() error {
 	}
 	c.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	c.etcd = &process{name: "etcd", path: filepath.Join(c.Bin, "etcd"), log: c.path("etcd.log"), args: []string{
+	c.etcd = &testutil.Daemon{Name: "etcd", Path: filepath.Join(c.Bin, "etcd"), Log: c.path("etcd.log"), Args: []string{
 		"--name", "cocoon-test", "--data-dir", c.path("etcd"),
 		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
 		"--initial-cluster", "cocoon-test=" + peerURL, "--unsafe-no-fsync",
 	}}
-	if err := c.etcd.start(); err != nil {
+	if err := c.etcd.Start(); err != nil {
 		return err
 	}
-	return c.etcd.poll(startTimeout, func() error { return httpOK(c.etcdURL+"/health", "") })
+	return c.etcd.Poll(startTimeout, func() error { return httpOK(c.etcdURL+"/health", "") })
 }
 
 // startAPIServer starts kube-apiserver: a static token, AlwaysAllow, its
@@ -171,7 +171,7 @@ func (c *Cluster) startAPIServer() error {
 	if err := writeKubeconfig(c.Kubeconfig, server, c.token); err != nil {
 		return err
 	}
-	c.apiserver = &process{name: "kube-apiserver", path: filepath.Join(c.Bin, "kube-apiserver"), log: c.path("kube-apiserver.log"), args: []string{
+	c.apiserver = &testutil.Daemon{Name: "kube-apiserver", Path: filepath.Join(c.Bin, "kube-apiserver"), Log: c.path("kube-apiserver.log"), Args: []string{
 		"--etcd-servers", c.etcdURL,
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", fmt.Sprint(c.apiPort),
 		"--cert-dir", c.path("apiserver-pki"),
@@ -183,10 +183,10 @@ func (c *Cluster) startAPIServer() error {
 		"--kubelet-preferred-address-types", "InternalIP",
 		"--enable-priority-and-fairness=false", "--profiling=false",
 	}}
-	if err := c.apiserver.start(); err != nil {
+	if err := c.apiserver.Start(); err != nil {
 		return err
 	}
-	return c.apiserver.poll(startTimeout, func() error { return httpOK(server+"/readyz", c.token) })
+	return c.apiserver.Poll(startTimeout, func() error { return httpOK(server+"/readyz", c.token) })
 }
 
 // startKubelet makes the kubelet's cgroup root, starts it and waits for
@@ -199,7 +199,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	if err := os.WriteFile(config, []byte(c.kubeletConfig()), 0o644); err != nil {
 		return err
 	}
-	c.kubelet = &process{name: "kubelet", path: filepath.Join(c.Bin, "kubelet"), log: c.path("kubelet.log"), args: []string{
+	c.kubelet = &testutil.Daemon{Name: "kubelet", Path: filepath.Join(c.Bin, "kubelet"), Log: c.path("kubelet.log"), Args: []string{
 		"--config", config, "--kubeconfig", c.Kubeconfig, "--root-dir", c.KubeletRoot(),
 		"--hostname-override", NodeName, "--cert-dir", c.path("kubelet-pki"), "--v", "2",
 	}}
@@ -209,14 +209,14 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 // runKubelet starts the kubelet's process and waits until its node is
 // Ready.
 func (c *Cluster) runKubelet(ctx context.Context) error {
-	if err := c.kubelet.start(); err != nil {
+	if err := c.kubelet.Start(); err != nil {
 		return err
 	}
 	healthz := fmt.Sprintf("http://127.0.0.1:%d/healthz", c.kubeletHealthzPort)
-	if err := c.kubelet.poll(startTimeout, func() error { return httpOK(healthz, "") }); err != nil {
+	if err := c.kubelet.Poll(startTimeout, func() error { return httpOK(healthz, "") }); err != nil {
 		return err
 	}
-	return c.kubelet.poll(startTimeout, func() error {
+	return c.kubelet.Poll(startTimeout, func() error {
 		out, err := c.Kubectl(ctx, "get", "node", NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
 			return err
@@ -231,22 +231,22 @@ func (c *Cluster) runKubelet(ctx context.Context) error {
 // RestartKubelet stops the kubelet (TERM, as a service manager does) and
 // starts it again; pods keep running meanwhile.
 func (c *Cluster) RestartKubelet(ctx context.Context) error {
-	c.kubelet.stop(30 * time.Second)
+	c.kubelet.Stop(30 * time.Second)
 	return c.runKubelet(ctx)
 }
 
 // SaveLogs copies the logs of etcd, the API server and the kubelet into
 // dir, named prefix + the daemon's name + ".log".
 func (c *Cluster) SaveLogs(dir, prefix string) error {
-	for _, p := range []*process{c.etcd, c.apiserver, c.kubelet} {
+	for _, p := range []*testutil.Daemon{c.etcd, c.apiserver, c.kubelet} {
 		if p == nil {
 			continue
 		}
-		data, err := os.ReadFile(p.log)
+		data, err := os.ReadFile(p.Log)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, prefix+p.name+".log"), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, prefix+p.Name+".log"), data, 0o644); err != nil {
 			return err
 		}
 	}
@@ -254,7 +254,7 @@ func (c *Cluster) SaveLogs(dir, prefix string) error {
 }
 
 // KubeletLogTail returns the end of the kubelet's log.
-func (c *Cluster) KubeletLogTail() string { return c.kubelet.logTail() }
+func (c *Cluster) KubeletLogTail() string { return c.kubelet.LogTail(8000) }
 
 // httpOK GETs url (with a bearer token unless empty; TLS unverified: the
 // API server's certificate is self-signed) and fails unless it answers 200.
@@ -305,14 +305,14 @@ func (c *Cluster) Stop() []string {
 	var left []string
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if c.kubelet != nil && c.kubelet.running() {
+	if c.kubelet != nil && c.kubelet.Running() {
 		if _, err := c.Kubectl(ctx, "delete", "pods", "--all", "--all-namespaces", "--wait", "--timeout", "4m"); err != nil {
 			left = append(left, "deleting the pods: "+err.Error())
 		}
 	}
-	for _, p := range []*process{c.kubelet, c.apiserver, c.etcd} {
+	for _, p := range []*testutil.Daemon{c.kubelet, c.apiserver, c.etcd} {
 		if p != nil {
-			p.stop(30 * time.Second)
+			p.Stop(30 * time.Second)
 		}
 	}
 	if err := c.removeSandboxes(ctx); err != nil {
