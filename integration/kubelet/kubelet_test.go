@@ -84,8 +84,9 @@ func TestProbes(t *testing.T) {
 	qemu, _ := podQEMU(t, "probe-pod")
 	ready := func() string { return podField(t, "probe-pod", `.status.conditions[?(@.type=="Ready")].status`) }
 
-	// Several periods of a failing readiness probe.
-	time.Sleep(10 * time.Second)
+	// The readiness probe runs in the VM and fails, several times.
+	waitFor(t, "a failed readiness probe", func() string { return probeFailed(t, "probe-pod", "Readiness") })
+	time.Sleep(6 * time.Second)
 	if got := ready(); got != "False" {
 		t.Fatalf("Ready before /tmp/ready exists: %q, want False", got)
 	}
@@ -98,6 +99,7 @@ func TestProbes(t *testing.T) {
 	})
 
 	kubectl(t, "exec", "probe-pod", "--", "rm", "/tmp/alive")
+	waitFor(t, "a failed liveness probe", func() string { return probeFailed(t, "probe-pod", "Liveness") })
 	waitFor(t, "probe-pod's container restarted", func() string {
 		n, _ := strconv.Atoi(podField(t, "probe-pod", ".status.containerStatuses[0].restartCount"))
 		running := podField(t, "probe-pod", ".status.containerStatuses[0].state.running.startedAt")
@@ -273,6 +275,17 @@ func TestRestartKubeletAndContainerd(t *testing.T) {
 
 	kubectl(t, "delete", "pod", "restart-pod", "--timeout=3m")
 	waitFor(t, "the pod's VM gone", func() string { return sandboxGone(t, id) })
+}
+
+// probeFailed checks that the kubelet reported a failure of the pod's
+// probe of the kind (Readiness, Liveness): an Unhealthy event.
+func probeFailed(t testing.TB, pod, kind string) string {
+	t.Helper()
+	events := kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+pod+",reason=Unhealthy", "-o", "jsonpath={.items[*].message}")
+	if !strings.Contains(events, kind+" probe failed") {
+		return fmt.Sprintf("no %q in the pod's Unhealthy events: %q", kind+" probe failed", events)
+	}
+	return ""
 }
 
 var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
