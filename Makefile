@@ -182,7 +182,7 @@ integration:
 	  if [ $$rc -ne 0 ]; then echo "--- integration log tail ($(OUT)/integration.log):"; tail -n 150 $(OUT)/integration.log; fi; \
 	  exit $$rc
 
-bench: deps kernel image crictl
+bench: deps kernel image crictl kubernetes
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
 
 # The density section alone (it is also the last section of bench): up to

@@ -34,17 +34,6 @@ const (
 // 198.18.0.0/15 (the TEST-NETs and 198.18.71.0/24 are other suites').
 var podNetwork = &containerdtest.PodNetwork{Name: "cocoon-kube-test", Bridge: "cocoon-kube0", Subnet: "198.18.90.0/24"}
 
-// hostPaths are where a kubelet keeps state by default. The suite's
-// configuration moves most under its directory; two no setting moves:
-// the device manager's socket directory and the container log links. The
-// suite removes what it created of them, and fails if anything but the
-// socket is left there.
-var hostPaths = []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/etc/kubernetes"}
-
-// hardwired is the one file a kubelet leaves under hostPaths whatever its
-// configuration says.
-const hardwired = "/var/lib/kubelet/device-plugins/kubelet.sock"
-
 var (
 	cluster *kubetest.Cluster
 	daemon  *containerdtest.Daemon
@@ -64,12 +53,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s := &suite{m: m, preexisting: map[string]bool{}}
-	for _, p := range hostPaths {
-		if _, err := os.Stat(p); err == nil {
-			s.preexisting[p] = true
-		}
-	}
+	s := &suite{m: m}
 	opts := containerdtest.Options{CRI: true, SandboxImage: containerdtest.PauseImage, PodNetwork: podNetwork}
 	return containerdtest.RunTests(s, opts, namespace, func(ctx context.Context, d *containerdtest.Daemon) error {
 		daemon = d
@@ -86,10 +70,7 @@ func testMain(m *testing.M) int {
 
 // suite runs the tests, then stops the cluster (before containerd, whose
 // leftovers RunTests checks) and checks what the cluster leaves.
-type suite struct {
-	m           *testing.M
-	preexisting map[string]bool
-}
+type suite struct{ m *testing.M }
 
 func (s *suite) Run() int {
 	code := s.m.Run()
@@ -103,35 +84,9 @@ func (s *suite) Run() int {
 			}
 		}
 	}
-	dir := cluster.Dir
-	left := cluster.Stop()
-	for _, p := range containerdtest.Processes(dir) {
-		left = append(left, "process left: "+p)
-	}
-	for _, p := range hostPaths {
-		if !s.preexisting[p] {
-			left = append(left, removeHostPath(p)...)
-		}
-	}
-	if len(left) > 0 {
+	if left := cluster.Stop(); len(left) > 0 {
 		fmt.Fprintln(os.Stderr, "left behind by the cluster:", strings.Join(left, "; "))
 		code = 1
 	}
 	return code
-}
-
-// removeHostPath removes p, which the suite's kubelet created, and reports
-// the files in it but the hardwired one.
-func removeHostPath(p string) []string {
-	var left []string
-	_ = filepath.WalkDir(p, func(path string, e os.DirEntry, err error) error {
-		if err == nil && !e.IsDir() && path != hardwired {
-			left = append(left, "the kubelet left "+path)
-		}
-		return nil
-	})
-	if err := os.RemoveAll(p); err != nil {
-		left = append(left, err.Error())
-	}
-	return left
 }

@@ -23,27 +23,39 @@ import (
 )
 
 // TestRuncAndCocoonPods runs a runc pod and a cocoon pod on the node: the
-// cocoon pod's two containers share an emptyDir (one writes, the other
-// reads), run on the guest's kernel (not the host's, which the runc pod
+// cocoon pod's two containers share two emptyDirs, a directory and a tmpfs
+// the kubelet mounts (one writes, the other reads; the kubelet's tmpfs on
+// the host has what was written in the VM), run on the guest's kernel (not the host's, which the runc pod
 // shows) and are one QEMU process.
 func TestRuncAndCocoonPods(t *testing.T) {
 	createPod(t, pod("runc-pod", "", sh("c", sleeper)))
+	// Two emptyDirs: a directory of the kubelet's, and a tmpfs it mounts
+	// (medium Memory).
 	p := pod("shared-pod", "cocoon",
-		sh("writer", "echo written-by-writer > /data/msg; "+sleeper),
-		sh("reader", "while [ ! -f /data/msg ]; do sleep 0.2; done; cat /data/msg; "+sleeper))
+		sh("writer", "echo written-by-writer > /data/msg; echo in-memory > /mem/msg; "+sleeper),
+		sh("reader", "while [ ! -f /data/msg ] || [ ! -f /mem/msg ]; do sleep 0.2; done; cat /data/msg /mem/msg; "+sleeper))
 	spec := p["spec"].(map[string]any)
-	spec["volumes"] = []map[string]any{{"name": "data", "emptyDir": map[string]any{}}}
+	spec["volumes"] = []map[string]any{
+		{"name": "data", "emptyDir": map[string]any{}},
+		{"name": "mem", "emptyDir": map[string]any{"medium": "Memory", "sizeLimit": "16Mi"}},
+	}
 	for _, c := range spec["containers"].([]map[string]any) {
-		c["volumeMounts"] = []map[string]any{{"name": "data", "mountPath": "/data"}}
+		c["volumeMounts"] = []map[string]any{{"name": "data", "mountPath": "/data"}, {"name": "mem", "mountPath": "/mem"}}
 	}
 	createPod(t, p)
 
+	want := "written-by-writer\nin-memory"
 	waitFor(t, "the reader's log", func() string {
-		if out := kubectl(t, "logs", "shared-pod", "-c", "reader"); out != "written-by-writer" {
-			return fmt.Sprintf("reader's log %q, want %q", out, "written-by-writer")
+		if out := kubectl(t, "logs", "shared-pod", "-c", "reader"); out != want {
+			return fmt.Sprintf("reader's log %q, want %q", out, want)
 		}
 		return ""
 	})
+	uid := podField(t, "shared-pod", ".metadata.uid")
+	tmpfs := filepath.Join(cluster.KubeletRoot(), "pods", uid, "volumes", "kubernetes.io~empty-dir", "mem")
+	if got, _ := os.ReadFile(filepath.Join(tmpfs, "msg")); string(got) != "in-memory\n" {
+		t.Errorf("the memory emptyDir on the host (%s) has msg %q, want the writer's", tmpfs, got)
+	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		t.Fatal(err)

@@ -66,6 +66,7 @@ type Cluster struct {
 	CgroupRoot string
 
 	etcd, apiserver, kubelet                 *testutil.Daemon
+	preexisting                              map[string]bool // of hostPaths
 	etcdURL, token                           string
 	apiPort, kubeletPort, kubeletHealthzPort int
 }
@@ -92,7 +93,12 @@ func Start(ctx context.Context, d *containerdtest.Daemon, repo string) (*Cluster
 		return nil, err
 	}
 	c := &Cluster{Dir: dir, Bin: bin, Containerd: d, Kubeconfig: filepath.Join(dir, "kubeconfig"),
-		CgroupRoot: fmt.Sprintf("/cocoon-kubelet-%d", os.Getpid())}
+		CgroupRoot: fmt.Sprintf("/cocoon-kubelet-%d", os.Getpid()), preexisting: map[string]bool{}}
+	for _, p := range hostPaths {
+		if _, err := os.Stat(p); err == nil {
+			c.preexisting[p] = true
+		}
+	}
 	if err := c.start(ctx, repo); err != nil {
 		c.Stop()
 		return nil, err
@@ -297,10 +303,13 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 // Stop deletes the cluster's pods (the kubelet stops their sandboxes),
 // stops the kubelet, removes the pods' sandboxes that its garbage
 // collector had not removed yet (crictl rmp, as it would), stops the API
-// server and etcd, unmounts what the kubelet mounted under its root
-// directory (pod volumes), removes its cgroups and the cluster's
-// directory. It returns what it could not clean: cgroups still holding
-// processes.
+// server and etcd, unmounts what the kubelet left mounted under its root
+// directory (pod volumes: a leftover), removes its cgroups and the cluster's
+// directory, and what the kubelet made of hostPaths that were not there
+// before. It returns what it could not clean or should not have found:
+// processes naming the cluster's directory, cgroups still holding
+// processes, files the kubelet left under hostPaths
+// but the hardwired one.
 func (c *Cluster) Stop() []string {
 	var left []string
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -319,9 +328,22 @@ func (c *Cluster) Stop() []string {
 		left = append(left, err.Error())
 	}
 	for _, m := range containerdtest.MountsUnder(c.Dir) {
+		// The kubelet bind-mounts its root directory on itself to make it
+		// a shared mount (for mount propagation), and leaves it.
+		if m != c.KubeletRoot() {
+			left = append(left, "mount left: "+m)
+		}
 		_ = unix.Unmount(m, unix.MNT_DETACH)
 	}
+	for _, p := range containerdtest.Processes(c.Dir) {
+		left = append(left, "process left: "+p)
+	}
 	left = append(left, removeCgroupRoot(c.CgroupRoot)...)
+	for _, p := range hostPaths {
+		if !c.preexisting[p] {
+			left = append(left, removeHostPath(p)...)
+		}
+	}
 	os.RemoveAll(c.Dir)
 	return left
 }
@@ -342,4 +364,29 @@ func (c *Cluster) removeSandboxes(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hostPaths are where a kubelet keeps state by default. The cluster's
+// configuration moves most under its directory; two no setting moves:
+// the device manager's socket directory and the container log links.
+var hostPaths = []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/etc/kubernetes"}
+
+// hardwired is the one file a kubelet may leave under hostPaths whatever
+// its configuration says: the device manager's socket.
+const hardwired = "/var/lib/kubelet/device-plugins/kubelet.sock"
+
+// removeHostPath removes p, which the cluster's kubelet created, and
+// reports the files in it but the hardwired one.
+func removeHostPath(p string) []string {
+	var left []string
+	_ = filepath.WalkDir(p, func(path string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && path != hardwired {
+			left = append(left, "the kubelet left "+path)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(p); err != nil {
+		left = append(left, err.Error())
+	}
+	return left
 }
