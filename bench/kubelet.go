@@ -27,23 +27,11 @@ func (b *bench) kubeletPodStart(ctx context.Context, out, bin string, runs int) 
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := containerdtest.Start(containerdtest.Options{Bin: bin, Out: out, CRI: true, SandboxImage: containerdtest.PauseImage, PodNetwork: benchKubeNetwork})
+	d, stop, err := criDaemon(ctx, out, bin, benchKubeNetwork)
 	if err != nil {
 		return nil, nil, err
 	}
-	const ns = "k8s.io"
-	defer func() {
-		d.Stop()
-		if lerr := d.Leftovers(ns); lerr != nil && err == nil {
-			err = fmt.Errorf("after the pods: %w", lerr)
-		}
-	}()
-	if err := d.ImportBusybox(ctx, ns); err != nil {
-		return nil, nil, err
-	}
-	if err := d.ImportPause(ctx, ns); err != nil {
-		return nil, nil, err
-	}
+	defer stop(&err)
 	c, err := kubetest.Start(ctx, d, repo)
 	if err != nil {
 		return nil, nil, err
