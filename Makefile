@@ -112,7 +112,8 @@ $(CRIO):
 # ./staging, so it builds from a wrapper module (packaging/kubernetes/build:
 # go.mod pins each staging module to the release's v0.x.y). The
 # version variables are the ones hack/lib/version.sh sets, so that
-# `kubectl version` and the kubelet report the release.
+# `kubectl version` and the kubelet report the release; no VCS stamp (the
+# wrapper sits in this clone). About 6.5 minutes cold on 2 cores.
 KUBERNETES_VERSION := v1.34.2
 KUBERNETES_DIR := $(COCOON_CACHE)/kubernetes-$(KUBERNETES_VERSION:v%=%)
 KUBERNETES := $(KUBERNETES_DIR)/bin/kubelet
@@ -124,9 +125,9 @@ kubernetes: $(KUBERNETES)
 $(KUBERNETES):
 	@mkdir -p $(COCOON_CACHE)
 	tmp=$(KUBERNETES_DIR).tmp.$$$$ && rm -rf $$tmp && mkdir -p $$tmp/bin && \
-	  cd packaging/kubernetes/build && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBERNETES_LDFLAGS)' -o $$tmp/bin/ \
-	    ./etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet && \
-	  rm -rf $(KUBERNETES_DIR) && mv $$tmp $(KUBERNETES_DIR)
+	  (cd packaging/kubernetes/build && CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags '$(KUBERNETES_LDFLAGS)' -o $$tmp/bin/ \
+	    ./etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet) && \
+	  rm -rf $(KUBERNETES_DIR) && mv $$tmp $(KUBERNETES_DIR) || { rm -rf $$tmp; exit 1; }
 
 # The guest kernel is cached under $(COCOON_CACHE), keyed by its fragments:
 # the first build takes about 15 minutes on 2 cores, later ones are instant.
