@@ -156,10 +156,10 @@ func TestLogsExecPortForward(t *testing.T) {
 }
 
 // TestResources: the pod's CPU and memory limits size its VM (-smp: the
-// CPU limit rounded up, -m:
-// the limit plus the guest's base, as the guest sees in nproc and
-// /proc/meminfo), and the kubelet's pod cgroup on the host limits the
-// memory to the limits plus the RuntimeClass's overhead (210Mi).
+// CPU limit rounded up, -m: the memory limit plus the guest's base, as the
+// guest sees in nproc and /proc/meminfo), and the kubelet's pod cgroup on the host, which holds
+// the VM, limits the memory to the limits plus the RuntimeClass's overhead
+// (210Mi).
 func TestResources(t *testing.T) {
 	c := sh("app", sleeper)
 	// 1.5 CPUs: two vCPUs (the node has two CPUs, and the overhead's
@@ -170,7 +170,7 @@ func TestResources(t *testing.T) {
 	if got := podField(t, "sized-pod", ".spec.overhead.memory"); got != "210Mi" {
 		t.Errorf("the pod's overhead: %q, want the RuntimeClass's 210Mi", got)
 	}
-	_, cl := podQEMU(t, "sized-pod")
+	qemu, cl := podQEMU(t, "sized-pod")
 	const guestMiB = 1024 + container.GuestBaseMiB
 	for _, want := range []string{" -smp 2 ", fmt.Sprintf(" -m %d ", guestMiB)} {
 		if !strings.Contains(cl, want) {
@@ -200,6 +200,15 @@ func TestResources(t *testing.T) {
 	}
 	if got, want := strings.TrimSpace(string(data)), strconv.Itoa((1024+210)<<20); got != want {
 		t.Errorf("the pod cgroup's memory limit: %s, want %s (1Gi + 210Mi overhead)", got, want)
+	}
+	// The VM is in that cgroup: the limit binds it.
+	own, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", qemu))
+	if err != nil {
+		t.Fatal(err)
+	}
+	podCgroup := strings.TrimPrefix(cgroups[0], "/sys/fs/cgroup/memory")
+	if !regexp.MustCompile(`(?m)^\d+:memory:` + regexp.QuoteMeta(podCgroup) + `/`).Match(own) {
+		t.Errorf("the pod's QEMU is not under its pod cgroup %s:\n%s", podCgroup, own)
 	}
 }
 
