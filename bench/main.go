@@ -28,6 +28,7 @@ import (
 	"github.com/cocoon-containers/cocoon/hypervisor"
 	"github.com/cocoon-containers/cocoon/hypervisor/qemu"
 	"github.com/cocoon-containers/cocoon/initrd"
+	"github.com/cocoon-containers/cocoon/integration/kubetest"
 	"github.com/cocoon-containers/cocoon/sandbox"
 )
 
@@ -42,11 +43,12 @@ func main() {
 	densMax := flag.Int("density-max", 100, "the most idle containers the density bench starts (0: no density bench)")
 	kernOnly := flag.Bool("kernels", false, "only the guest kernel bench: the configured kernel against an older one")
 	kernBase := flag.String("kernel-base", "", "git revision whose kernel/fragments build the older kernel (default: the parent of the last commit that changed them)")
+	kubeOnly := flag.Bool("kubelet", false, "only the kubelet bench: pod start through a kubelet, runc against cocoon")
 	oldKernel := flag.String("old-kernel", "", "the older kernel's vmlinux, instead of building it (-kernel-base)")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
 	sel := selection{net: *netOnly, sharedFS: *fsOnly, templates: *tmplOnly, density: *densOnly, densityMax: *densMax,
-		kernels: *kernOnly, kernelBase: *kernBase, oldKernel: *oldKernel}
+		kernels: *kernOnly, kubelet: *kubeOnly, kernelBase: *kernBase, oldKernel: *oldKernel}
 	if err := run(context.Background(), *out, *bin, *runs, sel); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -55,7 +57,7 @@ func main() {
 
 // selection says which benches run: one section alone, or all of them.
 type selection struct {
-	net, sharedFS, templates, density, kernels bool
+	net, sharedFS, templates, density, kernels, kubelet bool
 	// kernelBase and oldKernel pick the kernels bench's older kernel.
 	kernelBase, oldKernel string
 	// densityMax bounds the density bench; 0 leaves it out of a full run.
@@ -113,6 +115,17 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	if sel.kernels {
 		return b.kernelSection(ctx, cfg, sel, runs)
 	}
+	if sel.kubelet {
+		runcKube, cocoonKube, err := b.kubeletPodStart(ctx, out, bin, runs)
+		if err != nil {
+			return fmt.Errorf("pod start through the kubelet: %w", err)
+		}
+		fmt.Printf("cocoon kubelet bench: %s, machine %s, Kubernetes %s, %d runs, interleaved\n\n", accel, cfg.Hypervisor.Machine, kubetest.Version, runs)
+		fmt.Printf("| %-50s | %-22s |\n", "measurement", "min / median / max")
+		fmt.Printf("|%s|%s|\n", strings.Repeat("-", 52), strings.Repeat("-", 24))
+		kubeletRows(runcKube, cocoonKube)
+		return nil
+	}
 	if sel.sharedFS {
 		res, err := b.sharedFS(ctx, cfg, bin, runs)
 		if err != nil {
@@ -156,6 +169,10 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	if err != nil {
 		return fmt.Errorf("pod start with a CNI network: %w", err)
 	}
+	runcKube, cocoonKube, err := b.kubeletPodStart(ctx, out, bin, runs)
+	if err != nil {
+		return fmt.Errorf("pod start through the kubelet: %w", err)
+	}
 	runcConmon, cocoonConmon, err := b.conmonTrue(ctx, filepath.Join(b.work, "bundle"), out, bin, runs)
 	if err != nil {
 		return fmt.Errorf("conmon: %w", err)
@@ -186,6 +203,7 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	row("CRI runp + create + start, cocoon (s)", seconds(cocoonPod))
 	row("same, CNI bridge pod network, runc (s)", seconds(runcPodNet))
 	row("same, CNI bridge pod network, cocoon (s)", seconds(cocoonPodNet))
+	kubeletRows(runcKube, cocoonKube)
 	if len(runcConmon) > 0 {
 		row("conmon (CRI-O) create+start, true, runc (s)", seconds(runcConmon))
 	}

@@ -24,23 +24,11 @@ func (b *bench) podStart(ctx context.Context, out, bin string, runs int, podNet 
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := containerdtest.Start(containerdtest.Options{Bin: bin, Out: out, CRI: true, SandboxImage: containerdtest.PauseImage, PodNetwork: podNet})
+	d, stop, err := criDaemon(ctx, out, bin, podNet)
 	if err != nil {
 		return nil, nil, err
 	}
-	const ns = "k8s.io"
-	defer func() {
-		d.Stop()
-		if lerr := d.Leftovers(ns); lerr != nil && err == nil {
-			err = fmt.Errorf("after the pods: %w", lerr)
-		}
-	}()
-	if err := d.ImportBusybox(ctx, ns); err != nil {
-		return nil, nil, err
-	}
-	if err := d.ImportPause(ctx, ns); err != nil {
-		return nil, nil, err
-	}
+	defer stop(&err)
 	dir, err := os.MkdirTemp(b.work, "pods-")
 	if err != nil {
 		return nil, nil, err
@@ -97,4 +85,33 @@ func (b *bench) podStart(ctx context.Context, out, bin string, runs int, podNet 
 		cocoon = append(cocoon, c)
 	}
 	return runc, cocoon, nil
+}
+
+// criNamespace is the containerd namespace of the CRI plugin.
+const criNamespace = "k8s.io"
+
+// criDaemon starts a private containerd with the CRI plugin, the pod
+// network podNet (nil: host-network pods only), and the busybox and pause
+// images in its CRI namespace. stop stops it and sets *err to what it left
+// behind, unless *err is set already.
+func criDaemon(ctx context.Context, out, bin string, podNet *containerdtest.PodNetwork) (d *containerdtest.Daemon, stop func(*error), err error) {
+	d, err = containerdtest.Start(containerdtest.Options{Bin: bin, Out: out, CRI: true, SandboxImage: containerdtest.PauseImage, PodNetwork: podNet})
+	if err != nil {
+		return nil, nil, err
+	}
+	stop = func(err *error) {
+		d.Stop()
+		if lerr := d.Leftovers(criNamespace); lerr != nil && *err == nil {
+			*err = fmt.Errorf("after the pods: %w", lerr)
+		}
+	}
+	if err := d.ImportBusybox(ctx, criNamespace); err != nil {
+		stop(&err)
+		return nil, nil, err
+	}
+	if err := d.ImportPause(ctx, criNamespace); err != nil {
+		stop(&err)
+		return nil, nil, err
+	}
+	return d, stop, nil
 }

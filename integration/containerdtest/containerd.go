@@ -48,12 +48,11 @@ type Daemon struct {
 	// Templates are the daemon's VM templates, with Options.Templates.
 	Templates *testutil.Templates
 
-	pid    int
-	ctr    string // the ctr beside the daemon's binary
+	proc   *testutil.Daemon // the daemon's process
+	ctr    string           // the ctr beside the daemon's binary
 	podNet *PodNetwork
 	// hostNSConfig is HostNSRuntime's configuration.
 	hostNSConfig string
-	exited       chan struct{}
 	log          string
 	lastLog      string   // the log's tail, kept by Stop
 	cniLeft      []string // what Stop found of the pod network
@@ -127,7 +126,7 @@ func Start(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{Dir: dir, Socket: filepath.Join(dir, "containerd.sock"), Bin: bin, Out: out, Major: major, Version: version,
-		ctr: filepath.Join(filepath.Dir(containerd), "ctr"), exited: make(chan struct{}), log: filepath.Join(dir, "containerd.log")}
+		ctr: filepath.Join(filepath.Dir(containerd), "ctr"), log: filepath.Join(dir, "containerd.log")}
 	if o.CRI && o.PodNetwork != nil {
 		if err := d.setupCNI(o.PodNetwork); err != nil {
 			os.RemoveAll(dir)
@@ -161,29 +160,28 @@ func Start(o Options) (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	logFile, err := os.Create(d.log)
-	if err != nil {
+	d.proc = &testutil.Daemon{Name: "containerd", Path: containerd, Args: []string{"--config", cfg}, Log: d.log,
+		Env: append(os.Environ(), "PATH="+bin+":"+filepath.Dir(containerd)+":"+os.Getenv("PATH"), "COCOON_CONFIG="+config)}
+	if err := d.proc.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	defer logFile.Close()
-	cmd := exec.Command(containerd, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(),
-		"PATH="+bin+":"+filepath.Dir(containerd)+":"+os.Getenv("PATH"),
-		"COCOON_CONFIG="+config)
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting containerd: %w", err)
-	}
-	d.pid = cmd.Process.Pid
-	go func() { _ = cmd.Wait(); close(d.exited) }()
 	if err := d.wait(); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// Restart stops the daemon by its PID (TERM) and starts it again on the
+// same directories, as a node's service manager restarts it: the shims and
+// their sandboxes keep running, and the new daemon reconnects to them.
+func (d *Daemon) Restart() error {
+	d.proc.Stop(30 * time.Second)
+	if err := d.proc.Start(); err != nil {
+		return err
+	}
+	return d.wait()
 }
 
 // containerdVersion returns the version and major version of the
@@ -274,7 +272,7 @@ func (d *Daemon) wait() error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		select {
-		case <-d.exited:
+		case <-d.proc.Exited():
 			return fmt.Errorf("containerd exited: %s", d.LogTail())
 		default:
 		}
@@ -327,13 +325,7 @@ func (d *Daemon) LogTail() string {
 // left under its directory, removes the pod network's bridge and the
 // directory. Leftovers still sees the pod network's state afterwards.
 func (d *Daemon) Stop() {
-	_ = unix.Kill(d.pid, unix.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		_ = unix.Kill(d.pid, unix.SIGKILL)
-		<-d.exited
-	}
+	d.proc.Stop(30 * time.Second)
 	d.lastLog = d.LogTail()
 	for _, m := range MountsUnder(d.Dir) {
 		_ = unix.Unmount(m, unix.MNT_DETACH)
@@ -424,10 +416,9 @@ func (d *Daemon) Leftovers(namespaces ...string) error {
 		}
 	}
 	if d.podNet != nil {
-		select {
-		case <-d.exited: // Stop looked before removing the state
+		if !d.proc.Running() { // Stop looked before removing the state
 			problems = append(problems, d.cniLeft...)
-		default:
+		} else {
 			problems = append(problems, d.cniLeftovers(d.podNet)...)
 		}
 	}

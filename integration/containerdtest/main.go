@@ -7,8 +7,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"testing"
 	"time"
+
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // RunTests is a test package's TestMain: it starts a daemon, runs setup
@@ -17,7 +18,7 @@ import (
 // that nothing is left of namespace ns. It returns the exit
 // code; the daemon's log tail is printed on failure, or always with
 // COCOON_TEST_DAEMON_LOG set.
-func RunTests(m *testing.M, o Options, ns string, setup func(context.Context, *Daemon) error) int {
+func RunTests(m testutil.Suite, o Options, ns string, setup func(context.Context, *Daemon) error) int {
 	d, err := Start(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -5,7 +5,6 @@ package cri_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 	"github.com/cocoon-containers/cocoon/network"
 )
 
@@ -79,23 +79,7 @@ func httpdCommand(body string) []string {
 // httpGet fetches url from the host until it answers or the deadline.
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	deadline := time.Now().Add(commandTimeout)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			body, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if rerr == nil && resp.StatusCode == http.StatusOK {
-				return strings.TrimSpace(string(body))
-			}
-			err = fmt.Errorf("status %s, %v", resp.Status, rerr)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s from the host: %v", url, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return testutil.HTTPGet(t, url, commandTimeout)
 }
 
 // wgetIn fetches url with busybox wget in container id, retrying while

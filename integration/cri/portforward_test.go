@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
 // syncBuffer is a buffer that a command writes while the test reads it.
@@ -55,14 +56,7 @@ func portForward(t *testing.T, pod string, remote int) (addr string, stderr func
 	}
 	var out, errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-	})
+	testutil.StartUntilCleanup(t, cmd, cancel)
 	deadline := time.Now().Add(time.Minute)
 	for !strings.Contains(out.String(), "Forwarding from") {
 		if time.Now().After(deadline) {

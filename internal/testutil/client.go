@@ -46,3 +46,17 @@ func RunClient(t testing.TB, timeout time.Duration, stdin string, build func(con
 	}
 	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
 }
+
+// StartUntilCleanup starts cmd, made with a context that cancel ends, and
+// stops it (cancel, then wait) when the test ends.
+func StartUntilCleanup(t testing.TB, cmd *exec.Cmd, cancel context.CancelFunc) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+}
