@@ -84,7 +84,9 @@ func TestTaskLifecycle(t *testing.T) {
 	pub := &recorder{}
 	shutdown := make(chan struct{})
 	s := &Service{ctx: ctx, id: "c1", publisher: pub, events: true, shutdown: func() { close(shutdown) },
-		tasks: map[string]*task{}, manager: sandboxtest.New(t, a).Manager}
+		tasks: map[string]*task{}}
+	fakes := sandboxtest.New(t, a)
+	s.manager = fakes.Manager
 
 	bundle := t.TempDir()
 	if err := os.Mkdir(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
@@ -109,8 +111,8 @@ func TestTaskLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cr.Pid != 4242 {
-		t.Errorf("create: pid %d, want the VM's 4242", cr.Pid)
+	if pids := fakes.PIDs(); len(pids) != 1 || int(cr.Pid) != pids[0] {
+		t.Errorf("create: pid %d, want the VM's (%v)", cr.Pid, pids)
 	}
 	if _, err := s.Start(ctx, &taskAPI.StartRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)

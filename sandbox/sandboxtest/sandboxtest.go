@@ -146,6 +146,18 @@ func (f *Fakes) Machine(dir string) *hypervisortest.Machine {
 	return f.machines[dir]
 }
 
+// PIDs returns the PIDs of the fake VMs' processes (VMMProcess), in no
+// particular order.
+func (f *Fakes) PIDs() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var pids []int
+	for _, vm := range f.vms {
+		pids = append(pids, vm.State().PID)
+	}
+	return pids
+}
+
 // Started returns how many VMs the manager has started.
 func (f *Fakes) Started() int {
 	f.mu.Lock()
