@@ -162,6 +162,9 @@ func TestTaskLifecycle(t *testing.T) {
 	if entries, _ := os.ReadDir(s.manager.Root); len(entries) != 0 {
 		t.Errorf("sandboxes left: %v", entries)
 	}
+	if _, err := os.Stat(filepath.Join(bundle, oomFile)); !os.IsNotExist(err) {
+		t.Errorf("an exit without an OOM kill left the oom file: %v", err)
+	}
 	if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,4 +202,17 @@ func TestEventsNeedAnAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMarkOOM: an init killed by the guest's OOM killer leaves the oom
+// file in its bundle, where CRI-O's vm runtime type looks (it reads no OOM
+// event); an unknown container is no error.
+func TestMarkOOM(t *testing.T) {
+	bundle := t.TempDir()
+	s := &Service{ctx: context.Background(), tasks: map[string]*task{"c1": {bundle: bundle}}}
+	s.markOOM("c1")
+	if _, err := os.Stat(filepath.Join(bundle, oomFile)); err != nil {
+		t.Errorf("no oom file in the bundle: %v", err)
+	}
+	s.markOOM("gone")
 }
