@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -135,8 +136,13 @@ func TestLogsExecPortForward(t *testing.T) {
 		"echo log-line-1; echo log-line-2 >&2; mkdir -p /www; echo served-by-httpd > /www/index.html; "+
 			"httpd -f -p 8080 -h /www & "+sleeper)))
 
+	// stdout's and stderr's lines, in either order: the two streams are
+	// read apart (as from runc's pipes), so the log may have either first.
 	waitFor(t, "io-pod's log", func() string {
-		if out := kubectl(t, "logs", "io-pod"); out != "log-line-1\nlog-line-2" {
+		out := kubectl(t, "logs", "io-pod")
+		lines := strings.Split(out, "\n")
+		slices.Sort(lines)
+		if !slices.Equal(lines, []string{"log-line-1", "log-line-2"}) {
 			return fmt.Sprintf("log %q", out)
 		}
 		return ""
