@@ -171,7 +171,7 @@ unit:
 # (critest: its tallies and the exceptions are printed) and the kubelet
 # suite (a kubelet of make kubernetes on that containerd) run first against
 # Debian's containerd 1.6 (on PATH), then against containerd 2.x (make
-# containerd2).
+# containerd2); the kubelet suite runs a third time on CRI-O (make crio).
 CONTAINERD_PKGS := ./integration/containerd/ ./integration/cri/ ./integration/critest/ ./integration/kubelet/
 QEMU_72 := $(COCOON_CACHE)/qemu-7.2/usr/bin/qemu-system-x86_64
 integration:
@@ -180,12 +180,14 @@ integration:
 	  { $(GO) test -tags integration -count=1 -p 1 -timeout 25m -v $(INTEGRATION_PKGS) && \
 	    COCOON_TEST_QEMU=$(QEMU_72) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v ./integration/runtime/ && \
 	    echo "--- containerd $(CONTAINERD2_VERSION) ($(CONTAINERD2)): the containerd, CRI, CRI validation and kubelet suites again" && \
-	    COCOON_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v $(CONTAINERD_PKGS); } > $(OUT)/integration.log 2>&1; rc=$$?; \
+	    COCOON_TEST_CONTAINERD=$(CONTAINERD2) $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v $(CONTAINERD_PKGS) && \
+	    echo "--- CRI-O $(CRIO_VERSION): the kubelet suite on CRI-O" && \
+	    COCOON_TEST_KUBELET_CRI=crio $(GO) test -tags integration -count=1 -p 1 -timeout 15m -v ./integration/kubelet/; } > $(OUT)/integration.log 2>&1; rc=$$?; \
 	  grep -E '^(--- |ok |FAIL)|^[a-z ]*throughput|left behind|^critest: (containerd|exception|passes)' $(OUT)/integration.log; \
 	  if [ $$rc -ne 0 ]; then echo "--- integration log tail ($(OUT)/integration.log):"; tail -n 150 $(OUT)/integration.log; fi; \
 	  exit $$rc
 
-bench: deps kernel image crictl kubernetes
+bench: deps kernel image crictl kubernetes crio
 	$(GO) run ./bench -out $(CURDIR)/$(OUT) -bin $(CURDIR)/$(BIN)
 
 # The density section alone (it is also the last section of bench): up to

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+	"github.com/cocoon-containers/cocoon/integration/criotest"
 	"github.com/cocoon-containers/cocoon/integration/kubetest"
 )
 
@@ -16,23 +17,60 @@ import (
 // its own in the benchmarking range, apart from the kubelet suite's.
 var benchKubeNetwork = &containerdtest.PodNetwork{Name: "cocoon-bench-kube", Bridge: "cocoon-bkube0", Subnet: "198.18.92.0/24"}
 
+// kubeletTimes are the kubelet bench's pod starts, runc's and cocoon's,
+// on each CRI runtime.
+type kubeletTimes struct {
+	containerd, crio  string // their versions
+	containerdRunc    []time.Duration
+	containerdCocoon  []time.Duration
+	crioRunc, crioOCI []time.Duration
+}
+
 // kubeletPodStart times a pod's start through a real kubelet (kubetest's
-// one-node cluster on a private containerd): from `kubectl create` of a
-// pod of one busybox container to `kubectl wait` seeing it Running, with
-// the default runtime (runc) and the RuntimeClass cocoon, interleaved.
-// Both sides pay the same two kubectl starts. Deleting the pod is not
-// timed.
-func (b *bench) kubeletPodStart(ctx context.Context, out, bin string, runs int) (runc, cocoon []time.Duration, err error) {
+// one-node cluster), first on a private containerd (Debian's), then on a
+// private CRI-O (criotest; cocoon's "cocoon" handler, under conmon).
+func (b *bench) kubeletPodStart(ctx context.Context, out, bin string, runs int) (k kubeletTimes, err error) {
 	repo, err := os.Getwd()
 	if err != nil {
-		return nil, nil, err
+		return k, err
 	}
 	d, stop, err := criDaemon(ctx, out, bin, benchKubeNetwork)
 	if err != nil {
-		return nil, nil, err
+		return k, err
 	}
-	defer stop(&err)
-	c, err := kubetest.Start(ctx, d, repo)
+	k.containerd = d.Version
+	err = func() (err error) {
+		defer stop(&err)
+		k.containerdRunc, k.containerdCocoon, err = timeKubePods(ctx, d, repo, runs)
+		return err
+	}()
+	if err != nil {
+		return k, fmt.Errorf("on containerd: %w", err)
+	}
+	c, err := criotest.Start(ctx, criotest.Options{Bin: bin, Out: out, Repo: repo, PodNetwork: benchKubeNetwork})
+	if err != nil {
+		return k, err
+	}
+	defer c.Remove()
+	k.crio = criotest.Version
+	k.crioRunc, k.crioOCI, err = timeKubePods(ctx, c, repo, runs)
+	c.Stop()
+	if left := c.Leftovers(); len(left) > 0 && err == nil {
+		err = fmt.Errorf("after the pods: %s", strings.Join(left, "; "))
+	}
+	if err != nil {
+		return k, fmt.Errorf("on CRI-O: %w", err)
+	}
+	return k, nil
+}
+
+// timeKubePods starts a one-node cluster on rt and times pods' starts
+// from `kubectl create` of a pod of one busybox container to `kubectl
+// wait` seeing it Running, with the default runtime (runc) and the
+// RuntimeClass cocoon, interleaved. Both sides pay the same two kubectl
+// starts. Deleting the pod is not timed.
+func timeKubePods(ctx context.Context, rt kubetest.Runtime, repo string, runs int) (runc, cocoon []time.Duration, err error) {
+	c, err := kubetest.Start(ctx, rt, repo)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,7 +128,9 @@ func timeKubePod(ctx context.Context, c *kubetest.Cluster, name, runtimeClass st
 }
 
 // kubeletRows prints the kubelet bench's rows.
-func kubeletRows(runc, cocoon []time.Duration) {
-	row("kubelet: kubectl create to Running, runc (s)", seconds(runc))
-	row("kubelet: kubectl create to Running, cocoon (s)", seconds(cocoon))
+func kubeletRows(k kubeletTimes) {
+	row("kubelet on containerd "+k.containerd+", runc (s)", seconds(k.containerdRunc))
+	row("kubelet on containerd "+k.containerd+", cocoon (s)", seconds(k.containerdCocoon))
+	row("kubelet on CRI-O "+k.crio+", runc (s)", seconds(k.crioRunc))
+	row("kubelet on CRI-O "+k.crio+", cocoon (s)", seconds(k.crioOCI))
 }

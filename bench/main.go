@@ -116,14 +116,14 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 		return b.kernelSection(ctx, cfg, sel, runs)
 	}
 	if sel.kubelet {
-		runcKube, cocoonKube, err := b.kubeletPodStart(ctx, out, bin, runs)
+		kube, err := b.kubeletPodStart(ctx, out, bin, runs)
 		if err != nil {
 			return fmt.Errorf("pod start through the kubelet: %w", err)
 		}
-		fmt.Printf("cocoon kubelet bench: %s, machine %s, Kubernetes %s, %d runs, interleaved\n\n", accel, cfg.Hypervisor.Machine, kubetest.Version, runs)
+		fmt.Printf("cocoon kubelet bench: %s, machine %s, Kubernetes %s, kubectl create to Running, %d runs, interleaved\n\n", accel, cfg.Hypervisor.Machine, kubetest.Version, runs)
 		fmt.Printf("| %-50s | %-22s |\n", "measurement", "min / median / max")
 		fmt.Printf("|%s|%s|\n", strings.Repeat("-", 52), strings.Repeat("-", 24))
-		kubeletRows(runcKube, cocoonKube)
+		kubeletRows(kube)
 		return nil
 	}
 	if sel.sharedFS {
@@ -169,7 +169,7 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	if err != nil {
 		return fmt.Errorf("pod start with a CNI network: %w", err)
 	}
-	runcKube, cocoonKube, err := b.kubeletPodStart(ctx, out, bin, runs)
+	kube, err := b.kubeletPodStart(ctx, out, bin, runs)
 	if err != nil {
 		return fmt.Errorf("pod start through the kubelet: %w", err)
 	}
@@ -203,7 +203,7 @@ func run(ctx context.Context, out, bin string, runs int, sel selection) error {
 	row("CRI runp + create + start, cocoon (s)", seconds(cocoonPod))
 	row("same, CNI bridge pod network, runc (s)", seconds(runcPodNet))
 	row("same, CNI bridge pod network, cocoon (s)", seconds(cocoonPodNet))
-	kubeletRows(runcKube, cocoonKube)
+	kubeletRows(kube)
 	if len(runcConmon) > 0 {
 		row("conmon (CRI-O) create+start, true, runc (s)", seconds(runcConmon))
 	}

@@ -91,6 +91,9 @@ type group struct {
 	// the first Add for a systemd scope (a scope is made with its first
 	// process).
 	applied bool
+	// overhead is set for the overhead cgroup, whose CPU quota (the
+	// container's plus the VM's) is held to its ancestors' (capCPUQuota).
+	overhead bool
 }
 
 // Create creates the caller's cgroup and the overhead cgroup beside it, and
@@ -107,7 +110,7 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", spec.Path, err)
 	}
-	caller, err := newGroup(spec.Path, spec.Systemd, Exact(spec.Resources))
+	caller, err := newGroup(spec.Path, spec.Systemd, Exact(spec.Resources), false)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +119,7 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 			caller.remove()
 		}
 	}()
-	vmm, err := newGroup(vmmPath, spec.Systemd, Resources(spec.Resources, spec.GuestMemoryMiB))
+	vmm, err := newGroup(vmmPath, spec.Systemd, Resources(spec.Resources, spec.GuestMemoryMiB), true)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +132,9 @@ func Create(spec Spec) (_ *Cgroup, retErr error) {
 }
 
 // newGroup makes the cgroup at path with the limits res: at once with
-// cgroupfs, with its first process under systemd.
-func newGroup(path string, useSystemd bool, res *cgroups.Resources) (*group, error) {
+// cgroupfs, with its first process under systemd; overhead marks the
+// overhead cgroup.
+func newGroup(path string, useSystemd bool, res *cgroups.Resources, overhead bool) (*group, error) {
 	cfg, dir, err := config(path, useSystemd)
 	if err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", path, err)
@@ -140,7 +144,7 @@ func newGroup(path string, useSystemd bool, res *cgroups.Resources) (*group, err
 	if err != nil {
 		return nil, fmt.Errorf("creating host cgroup %s: %w", path, err)
 	}
-	g := &group{m: m, res: res}
+	g := &group{m: m, res: res, overhead: overhead}
 	var parents []string
 	if !cfg.Systemd {
 		parents = missingParents(m.GetPaths())
@@ -171,6 +175,7 @@ func (g *group) apply(pid int) error {
 	}
 	g.applied = true
 	g.st.Paths = g.dirs()
+	g.capCPUQuota(g.res)
 	if err := g.m.Set(g.res); err != nil {
 		return fmt.Errorf("setting the limits of host cgroup %s: %w", g.st.Path, err)
 	}
@@ -265,6 +270,7 @@ func Load(st State) (*Cgroup, error) {
 		if c.vmm, err = loadGroup(*st.VMM); err != nil {
 			return nil, err
 		}
+		c.vmm.overhead = true
 	}
 	return c, nil
 }
@@ -396,6 +402,7 @@ func (g *group) update(res *cgroups.Resources) error {
 		g.res = res
 		return nil
 	}
+	g.capCPUQuota(res)
 	if err := g.m.Set(res); err != nil {
 		return fmt.Errorf("updating host cgroup %s: %w", g.st.Path, err)
 	}

@@ -416,3 +416,63 @@ func testCreate(t *testing.T, path, parent string) {
 		}
 	}
 }
+
+// TestOverheadQuotaUnderParent: under a parent whose CPU quota is below
+// the container's plus CPUOverheadMilli (a Kubernetes pod's cgroup: its
+// limits plus the RuntimeClass's overhead), the overhead cgroup gets the
+// parent's quota, at Create and at an Update through Load, where cgroup v1
+// would refuse more; the caller's cgroup keeps the container's.
+func TestOverheadQuotaUnderParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create cgroups")
+	}
+	if cgroups.IsCgroup2UnifiedMode() {
+		t.Skip("cgroup v1: on v2 a child's cpu.max may exceed its parent's")
+	}
+	parent := fmt.Sprintf("/cocoon-hostcgroup-quota-%d", os.Getpid())
+	root, err := cgroups.FindCgroupMountpoint("", "cpu")
+	if err != nil {
+		t.Skip("no cpu hierarchy:", err)
+	}
+	pod := filepath.Join(root, parent)
+	if err := os.Mkdir(pod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(pod) })
+	for f, v := range map[string]string{"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "160000"} {
+		if err := os.WriteFile(filepath.Join(pod, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cpu := func(quota int64) *specs.LinuxResources {
+		return &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(quota), Period: u64(100000)}}
+	}
+	c, err := Create(Spec{Path: parent + "/ctr", Resources: cpu(150000), GuestMemoryMiB: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Destroy(context.Background()) })
+	if got := readFile(t, c, "cpu", "cpu.cfs_quota_us"); got != "150000" {
+		t.Errorf("caller's quota %s, want the container's 150000", got)
+	}
+	if got := readIn(t, c.VMMPaths(), "cpu", "cpu.cfs_quota_us"); got != "160000" {
+		t.Errorf("overhead quota %s, want the parent's 160000", got)
+	}
+	// Within the parent's, the overhead is added as usual.
+	l, err := Load(c.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Update(cpu(100000), 1024); err != nil {
+		t.Fatal(err)
+	}
+	if got := readIn(t, c.VMMPaths(), "cpu", "cpu.cfs_quota_us"); got != "125000" {
+		t.Errorf("overhead quota after an update to 100000: %s, want 125000", got)
+	}
+	if err := l.Update(cpu(150000), 1024); err != nil {
+		t.Fatal(err)
+	}
+	if got := readIn(t, c.VMMPaths(), "cpu", "cpu.cfs_quota_us"); got != "160000" {
+		t.Errorf("overhead quota after an update to 150000: %s, want the parent's 160000", got)
+	}
+}

@@ -1,6 +1,11 @@
 package hostcgroup
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
 	"github.com/opencontainers/cgroups"
 	devices "github.com/opencontainers/cgroups/devices/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -108,6 +113,53 @@ func Resources(r *specs.LinuxResources, guestMiB int) *cgroups.Resources {
 	}
 	setDevices(res, r.Devices)
 	return res
+}
+
+// capCPUQuota holds the overhead cgroup's CPU quota to its ancestors'
+// on cgroup v1, where the kernel refuses (EINVAL) a quota above an
+// ancestor's: a Kubernetes pod's cgroup carries the sum of its containers'
+// limits and the RuntimeClass's CPU overhead, which can be less than
+// CPUOverheadMilli (CRI-O's conmon handler sizes the VM by a pod's first
+// container, whose own quota is in res). On cgroup v2 a child's cpu.max
+// may exceed its parent's, which still binds.
+func (g *group) capCPUQuota(res *cgroups.Resources) {
+	dir, ok := g.st.Paths["cpu"]
+	if !g.overhead || !ok || res.CpuQuota <= 0 || res.CpuPeriod == 0 {
+		return
+	}
+	if ceiling := ancestorsCPUQuota(dir, res.CpuPeriod); ceiling > 0 && ceiling < res.CpuQuota {
+		res.CpuQuota = ceiling
+	}
+}
+
+// ancestorsCPUQuota is the smallest CPU bandwidth of the ancestors of the
+// cgroup v1 directory dir, as a quota of period; 0 when none has a quota.
+// It reads up to the hierarchy's root (the first directory without
+// cpu.cfs_quota_us).
+func ancestorsCPUQuota(dir string, period uint64) int64 {
+	var least int64
+	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
+		quota, err := readInt(filepath.Join(d, "cpu.cfs_quota_us"))
+		if err != nil {
+			break
+		}
+		p, err := readInt(filepath.Join(d, "cpu.cfs_period_us"))
+		if err != nil || quota <= 0 || p <= 0 {
+			continue
+		}
+		if q := quota * int64(period) / p; least == 0 || q < least {
+			least = q
+		}
+	}
+	return least
+}
+
+func readInt(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }
 
 // Exact is the limits of the caller's cgroup: the container's, as runc

@@ -171,14 +171,21 @@ func checkLinux(l *specs.Linux, log *logrus.Entry) error {
 }
 
 // checkResources refuses the limits the guest kernel has no controller for,
-// and those that name host devices.
+// and those that name host devices. Hugepage limits of 0 are dropped: the
+// guest kernel has no huge pages (no hugetlbfs), so no container can use
+// any, which is all such a limit asks; the kubelet sets one for each page
+// size of the host on every container, and CRI-O passes them on.
 func checkResources(r *specs.LinuxResources) error {
 	if r == nil {
 		return nil
 	}
+	for _, l := range r.HugepageLimits {
+		if l.Limit != 0 {
+			return invalidf("hugepageLimits: %s pages limited to %d bytes: the guest kernel has no huge pages", l.Pagesize, l.Limit)
+		}
+	}
+	r.HugepageLimits = nil
 	switch {
-	case len(r.HugepageLimits) > 0:
-		return invalidf("hugepageLimits: the guest kernel has no hugetlb controller")
 	case r.Network != nil:
 		return invalidf("network: the guest kernel has no net_cls or net_prio controller")
 	case len(r.Rdma) > 0:

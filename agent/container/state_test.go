@@ -196,6 +196,23 @@ func TestUpdate(t *testing.T) {
 	if err := c.Update(ctx, &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1}}}); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("hugepage update: %v, want ErrInvalidArgument", err)
 	}
+	if err := c.Update(ctx, &specs.LinuxResources{HugepageLimits: zeroHugepages}); err != nil {
+		t.Errorf("update with hugepage limits of 0: %v", err)
+	}
+}
+
+// zeroHugepages are the limits the kubelet sets on every container of a
+// host with 2 MiB and 1 GiB pages that asks for none.
+var zeroHugepages = []specs.LinuxHugepageLimit{{Pagesize: "2MB"}, {Pagesize: "1GB"}}
+
+// TestZeroHugepageLimits: hugepage limits of 0 are met (the guest has no
+// huge pages), not refused, whether or not a hugetlb controller is there.
+func TestZeroHugepageLimits(t *testing.T) {
+	spec := testSpec("true")
+	spec.Linux.Resources = &specs.LinuxResources{HugepageLimits: zeroHugepages}
+	if _, stderr, st := run(t, newManager(t), "hugepages-zero", spec); st.Code != 0 {
+		t.Errorf("a container with hugepage limits of 0: status %d, stderr %q", st.Code, stderr)
+	}
 }
 
 func TestSeccomp(t *testing.T) {
@@ -251,7 +268,7 @@ func TestSpecRejected(t *testing.T) {
 		"mount label": func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0" },
 		"net devices": func(s *specs.Spec) { s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth1": {}} },
 		"hugepages": func(s *specs.Spec) {
-			s.Linux.Resources = &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB"}}}
+			s.Linux.Resources = &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 2 << 20}}}
 		},
 		"net_cls": func(s *specs.Spec) { s.Linux.Resources = &specs.LinuxResources{Network: &specs.LinuxNetwork{}} },
 		"blkio device": func(s *specs.Spec) {

@@ -104,3 +104,6 @@ func writeJSON(path string, v any) (string, error) {
 	}
 	return path, os.WriteFile(path, data, 0o644)
 }
+
+// CRISocket is the daemon's CRI socket (kubetest.Runtime).
+func (d *Daemon) CRISocket() string { return d.Socket }

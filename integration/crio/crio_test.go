@@ -23,12 +23,6 @@ import (
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
 
-// The handlers of packaging/crio/50-cocoon.conf.
-const (
-	ociHandler = "cocoon"    // cocoon-runtime under conmon
-	vmHandler  = "cocoon-vm" // containerd-shim-cocoon-v2, runtime_type "vm"
-)
-
 // writeJSON writes v as JSON to dir/name and returns the path.
 func writeJSON(t *testing.T, dir, name string, v any) string {
 	t.Helper()
@@ -380,12 +374,12 @@ func testPod(t *testing.T, handler string) {
 		if entries, _ := os.ReadDir(ociRoot()); len(entries) > 0 {
 			left = append(left, fmt.Sprintf("%d entries in %s", len(entries), ociRoot()))
 		}
-		if _, err := os.Stat(filepath.Join(testutil.SandboxRoot(ociRoot()), container.SandboxIDFor(pod))); err == nil {
+		if _, err := os.Stat(crio.SandboxDir(pod)); err == nil {
 			left = append(left, "the VM's state")
 		}
 	case vmHandler:
 		// The shim keeps the VM beside the pod's bundles.
-		vm := container.ContainerdSandboxRoot(filepath.Join(runroot(), "vfs-containers", pod))
+		vm := crio.VMSandboxDir(pod)
 		if _, err := os.Stat(vm); err == nil {
 			left = append(left, "the VM's state "+vm)
 		}

@@ -35,14 +35,9 @@ func TestRuncAndCocoonPods(t *testing.T) {
 	p := pod("shared-pod", "cocoon",
 		sh("writer", "echo written-by-writer > /data/msg; echo in-memory > /mem/msg; "+sleeper),
 		sh("reader", "while [ ! -f /data/msg ] || [ ! -f /mem/msg ]; do sleep 0.2; done; cat /data/msg /mem/msg; "+sleeper))
-	spec := p["spec"].(map[string]any)
-	spec["volumes"] = []map[string]any{
-		{"name": "data", "emptyDir": map[string]any{}},
-		{"name": "mem", "emptyDir": map[string]any{"medium": "Memory", "sizeLimit": "16Mi"}},
-	}
-	for _, c := range spec["containers"].([]map[string]any) {
-		c["volumeMounts"] = []map[string]any{{"name": "data", "mountPath": "/data"}, {"name": "mem", "mountPath": "/mem"}}
-	}
+	shareVolumes(p,
+		map[string]any{"name": "data", "emptyDir": map[string]any{}},
+		map[string]any{"name": "mem", "emptyDir": map[string]any{"medium": "Memory", "sizeLimit": "16Mi"}})
 	createPod(t, p)
 
 	want := "written-by-writer\nin-memory"
@@ -78,6 +73,46 @@ func TestRuncAndCocoonPods(t *testing.T) {
 	if q := sandboxQEMUs(sandboxID(t, "runc-pod")); len(q) != 0 {
 		t.Errorf("QEMU processes of the runc pod: %v, want none", q)
 	}
+}
+
+// TestVMHandler: on CRI-O, the RuntimeClass cocoon-vm runs a pod through
+// CRI-O's handler "cocoon-vm" (the shim v2, runtime_type "vm"): its two
+// containers share an emptyDir in one VM on the guest's kernel, logs and
+// exec work, and delete leaves nothing of the VM, the shim's state
+// included.
+func TestVMHandler(t *testing.T) {
+	if node.vmSandboxDir == nil {
+		t.Skip(`containerd has one cocoon handler, "cocoon": the shim v2 that every other test runs; "cocoon-vm" is CRI-O's`)
+	}
+	p := pod("vm-pod", "cocoon-vm",
+		sh("writer", "echo from-writer > /data/msg; "+sleeper),
+		sh("reader", "while [ ! -f /data/msg ]; do sleep 0.2; done; cat /data/msg; "+sleeper))
+	shareVolumes(p, map[string]any{"name": "data", "emptyDir": map[string]any{}})
+	createPod(t, p)
+	waitFor(t, "the reader's log", func() string {
+		if out := kubectl(t, "logs", "vm-pod", "-c", "reader"); out != "from-writer" {
+			return fmt.Sprintf("reader's log %q, want the writer's line", out)
+		}
+		return ""
+	})
+	if got, guest := kubectl(t, "exec", "vm-pod", "-c", "writer", "--", "uname", "-r"), guestRelease(t); got != guest {
+		t.Errorf("uname -r in the cocoon-vm pod: %q, want the guest's %q", got, guest)
+	}
+	id := sandboxID(t, "vm-pod")
+	podQEMU(t, "vm-pod")
+	if dir := node.vmSandboxDir(id); !fileExists(dir) {
+		t.Errorf("no VM state of the shim at %s: not the cocoon-vm handler's pod?", dir)
+	}
+	kubectl(t, "delete", "pod", "vm-pod", "--grace-period=30", "--timeout=3m")
+	waitFor(t, "the deleted pod's VM gone", func() string {
+		if left := sandboxGone(t, id); left != "" {
+			return left
+		}
+		if dir := node.vmSandboxDir(id); fileExists(dir) {
+			return dir + " left"
+		}
+		return ""
+	})
 }
 
 // TestProbes: a readiness probe keeps the pod unready until its file
@@ -255,10 +290,11 @@ func TestDelete(t *testing.T) {
 	})
 }
 
-// TestRestartKubeletAndContainerd: a cocoon pod keeps running, in the
-// same VM, through a restart of the kubelet and then of containerd, and
-// stays manageable: exec works, and delete leaves nothing.
-func TestRestartKubeletAndContainerd(t *testing.T) {
+// TestRestartKubeletAndRuntime: a cocoon pod keeps running, in the same
+// VM, through a restart of the kubelet and then of the node's runtime
+// (containerd or CRI-O), and stays manageable: exec works, and delete
+// leaves nothing.
+func TestRestartKubeletAndRuntime(t *testing.T) {
 	createPod(t, pod("restart-pod", "cocoon", sh("app", "echo started; "+sleeper)))
 	id := sandboxID(t, "restart-pod")
 	qemu, _ := podQEMU(t, "restart-pod")
@@ -289,16 +325,17 @@ func TestRestartKubeletAndContainerd(t *testing.T) {
 	}
 	check("the kubelet's restart")
 
-	if err := daemon.Restart(); err != nil {
+	if err := node.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the node Ready after containerd's restart", func() string {
+	restarted := node.name + "'s restart"
+	waitFor(t, "the node Ready after "+restarted, func() string {
 		if got := kubectl(t, "get", "node", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`); got != "True" {
 			return "Ready " + got
 		}
 		return ""
 	})
-	check("containerd's restart")
+	check(restarted)
 
 	kubectl(t, "delete", "pod", "restart-pod", "--timeout=3m")
 	waitFor(t, "the pod's VM gone", func() string { return sandboxGone(t, id) })

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoon-containers/cocoon/integration/containerdtest"
+	"github.com/cocoon-containers/cocoon/container"
 	"github.com/cocoon-containers/cocoon/integration/kubetest"
 	"github.com/cocoon-containers/cocoon/internal/testutil"
 )
@@ -76,6 +76,20 @@ func pod(name, runtimeClass string, containers ...map[string]any) map[string]any
 	}
 }
 
+// shareVolumes gives pod p the volumes, each mounted at /<its name> in
+// every container.
+func shareVolumes(p map[string]any, volumes ...map[string]any) {
+	spec := p["spec"].(map[string]any)
+	spec["volumes"] = volumes
+	var mounts []map[string]any
+	for _, v := range volumes {
+		mounts = append(mounts, map[string]any{"name": v["name"], "mountPath": "/" + v["name"].(string)})
+	}
+	for _, c := range spec["containers"].([]map[string]any) {
+		c["volumeMounts"] = mounts
+	}
+}
+
 // createPod creates the pod, deletes it at the end of the test if it is
 // still there, and waits for it to run.
 func createPod(t *testing.T, p map[string]any) {
@@ -132,17 +146,13 @@ func waitPod(t testing.TB, name, phase string) {
 	})
 }
 
-// crictl runs crictl against the node's containerd and returns its
-// trimmed stdout.
+// crictl runs crictl against the node's runtime and returns its trimmed
+// stdout.
 func crictl(t testing.TB, args ...string) string {
 	t.Helper()
-	path, err := containerdtest.CrictlPath()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	out, err := daemon.Crictl(ctx, path, args...)
+	out, err := cluster.Crictl(ctx, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,12 +170,12 @@ func sandboxID(t testing.TB, name string) string {
 	return ids
 }
 
-// sandboxQEMUs returns the QEMU processes of a sandbox ("PID: command
-// line").
+// sandboxQEMUs returns the QEMU processes of a CRI sandbox, named after
+// it ("PID: command line").
 func sandboxQEMUs(id string) []string {
 	var found []string
-	for _, p := range containerdtest.QEMUs(daemon.SandboxRoot(namespace)) {
-		if strings.Contains(p, "-name "+id+" ") {
+	for _, p := range testutil.ProcessesOf("-name " + container.SandboxIDFor(id) + " ") {
+		if strings.Contains(p, "qemu-system") {
 			found = append(found, p)
 		}
 	}
@@ -189,25 +199,29 @@ func podQEMU(t testing.TB, name string) (int, string) {
 }
 
 // sandboxGone checks that nothing of a sandbox is left: no QEMU, no state
-// under cocoon's sandbox root, and in containerd neither the sandbox nor a
-// container of it (the kubelet's garbage collector removes them, within a
-// minute, after it stopped them).
+// under cocoon's sandbox root, and in the runtime neither the sandbox nor
+// a container of it (the kubelet's garbage collector removes them, within
+// a minute, after it stopped them).
 func sandboxGone(t testing.TB, id string) string {
 	t.Helper()
 	if q := sandboxQEMUs(id); len(q) > 0 {
 		return fmt.Sprintf("QEMU left: %v", q)
 	}
-	dir := filepath.Join(daemon.SandboxRoot(namespace), id)
-	if _, err := os.Stat(dir); err == nil {
+	if dir := node.sandboxDir(id); fileExists(dir) {
 		return dir + " left"
 	}
 	if ids := crictl(t, "ps", "-a", "-q", "--pod", id); ids != "" {
-		return "containers left in containerd: " + ids
+		return "containers left in " + node.name + ": " + ids
 	}
 	if ids := crictl(t, "pods", "-q", "--id", id); ids != "" {
-		return "sandbox left in containerd: " + ids
+		return "sandbox left in " + node.name + ": " + ids
 	}
 	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // guestRelease is the guest kernel's release (make kernel).

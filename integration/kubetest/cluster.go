@@ -1,8 +1,8 @@
 // Package kubetest runs a one-node Kubernetes cluster for cocoon's kubelet
 // tests: etcd, kube-apiserver and a kubelet built by `make kubernetes`,
-// and a private containerd (containerdtest) with cocoon registered as the
-// CRI handler "cocoon", on private directories under a temporary
-// directory, ports of 127.0.0.1 chosen free and a cgroup root of their
+// on a private CRI runtime with cocoon registered as the handler "cocoon"
+// (containerd of containerdtest, or CRI-O of criotest), on private
+// directories under a temporary directory, ports of 127.0.0.1 chosen free and a cgroup root of their
 // own. There is no scheduler nor controller manager: pods name their node
 // (spec.nodeName); the API server's admission needs neither (no
 // ServiceAccount admission, so pods mount no token). Everything is stopped
@@ -51,14 +51,23 @@ func BinDir() (string, error) {
 	return filepath.Dir(kubelet), nil
 }
 
+// Runtime is the node's CRI runtime, started and stopped by its test
+// package: containerdtest's containerd or criotest's CRI-O.
+type Runtime interface {
+	// CRISocket is the path of its CRI socket.
+	CRISocket() string
+	// Restart stops it and starts it again, as a service manager does.
+	Restart() error
+}
+
 // Cluster is a running one-node cluster.
 type Cluster struct {
 	// Dir holds everything of the cluster but containerd's.
 	Dir string
 	// Bin holds the Kubernetes binaries.
 	Bin string
-	// Containerd is the node's container runtime.
-	Containerd *containerdtest.Daemon
+	// Runtime is the node's container runtime.
+	Runtime Runtime
 	// Kubeconfig is the kubeconfig of kubectl and the kubelet.
 	Kubeconfig string
 	// CgroupRoot is the kubelet's cgroup root (its kubepods cgroup is
@@ -67,6 +76,7 @@ type Cluster struct {
 
 	etcd, apiserver, kubelet                 *testutil.Daemon
 	preexisting                              map[string]bool // of hostPaths
+	hugetlb                                  bool            // mountHugetlb mounted it
 	etcdURL, token                           string
 	apiPort, kubeletPort, kubeletHealthzPort int
 }
@@ -79,11 +89,11 @@ func (c *Cluster) path(elem ...string) string {
 // KubeletRoot is the kubelet's --root-dir.
 func (c *Cluster) KubeletRoot() string { return c.path("kubelet") }
 
-// Start starts etcd, the API server and the kubelet against d (a daemon
-// with the CRI plugin and a pod network), waits for the node to be
+// Start starts etcd, the API server and the kubelet against rt (with a
+// pod network), waits for the node to be
 // Ready and installs the RuntimeClass "cocoon" with repo's
 // packaging/kubernetes/register.sh.
-func Start(ctx context.Context, d *containerdtest.Daemon, repo string) (*Cluster, error) {
+func Start(ctx context.Context, rt Runtime, repo string) (*Cluster, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -92,7 +102,7 @@ func Start(ctx context.Context, d *containerdtest.Daemon, repo string) (*Cluster
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Bin: bin, Containerd: d, Kubeconfig: filepath.Join(dir, "kubeconfig"),
+	c := &Cluster{Dir: dir, Bin: bin, Runtime: rt, Kubeconfig: filepath.Join(dir, "kubeconfig"),
 		CgroupRoot: fmt.Sprintf("/cocoon-kubelet-%d", os.Getpid()), preexisting: map[string]bool{}}
 	for _, p := range hostPaths {
 		if _, err := os.Stat(p); err == nil {
@@ -198,6 +208,10 @@ func (c *Cluster) startAPIServer() error {
 // startKubelet makes the kubelet's cgroup root, starts it and waits for
 // its node to be Ready.
 func (c *Cluster) startKubelet(ctx context.Context) error {
+	var err error
+	if c.hugetlb, err = mountHugetlb(); err != nil {
+		return err
+	}
 	if err := makeCgroupRoot(c.CgroupRoot); err != nil {
 		return err
 	}
@@ -304,7 +318,8 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 // stops the kubelet, removes the pods' sandboxes that its garbage
 // collector had not removed yet (crictl rmp, as it would), stops the API
 // server and etcd, unmounts what the kubelet left mounted under its root
-// directory (pod volumes: a leftover), removes its cgroups and the cluster's
+// directory (pod volumes: a leftover), removes its cgroups (and the hugetlb
+// hierarchy it mounted) and the cluster's
 // directory, and what the kubelet made of hostPaths that were not there
 // before. It returns what it could not clean or should not have found:
 // processes naming the cluster's directory, cgroups still holding
@@ -339,6 +354,11 @@ func (c *Cluster) Stop() []string {
 		left = append(left, "process left: "+p)
 	}
 	left = append(left, removeCgroupRoot(c.CgroupRoot)...)
+	if c.hugetlb {
+		if err := unmountHugetlb(); err != nil {
+			left = append(left, err.Error())
+		}
+	}
 	for _, p := range hostPaths {
 		if !c.preexisting[p] {
 			left = append(left, removeHostPath(p)...)
@@ -348,22 +368,35 @@ func (c *Cluster) Stop() []string {
 	return left
 }
 
-// removeSandboxes removes every pod sandbox left in containerd.
+// removeSandboxes removes every pod sandbox left in the runtime.
 func (c *Cluster) removeSandboxes(ctx context.Context) error {
-	crictl, err := containerdtest.CrictlPath()
-	if err != nil {
-		return err
-	}
-	ids, err := c.Containerd.Crictl(ctx, crictl, "pods", "-q")
+	ids, err := c.Crictl(ctx, "pods", "-q")
 	if err != nil {
 		return err
 	}
 	for _, id := range strings.Fields(ids) {
-		if _, err := c.Containerd.Crictl(ctx, crictl, "rmp", "-f", id); err != nil {
+		if _, err := c.Crictl(ctx, "rmp", "-f", id); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Crictl runs crictl against the node's runtime and returns its trimmed
+// stdout.
+func (c *Cluster) Crictl(ctx context.Context, args ...string) (string, error) {
+	crictl, err := containerdtest.CrictlPath()
+	if err != nil {
+		return "", err
+	}
+	ep := "unix://" + c.Runtime.CRISocket()
+	cmd := exec.CommandContext(ctx, crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "180s"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String()), nil
 }
 
 // hostPaths are where a kubelet keeps state by default. The cluster's

@@ -10,7 +10,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // freePort returns a TCP port of 127.0.0.1 that nothing listens on now:
@@ -124,7 +127,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 syncFrequency: 10s
 maxPods: 20
-`, c.kubeletPort, c.kubeletHealthzPort, c.Containerd.Socket, c.CgroupRoot, c.path("pod-logs"))
+`, c.kubeletPort, c.kubeletHealthzPort, c.Runtime.CRISocket(), c.CgroupRoot, c.path("pod-logs"))
 }
 
 // cgroupHierarchies are the host's cgroup v1 hierarchies (and the unified
@@ -159,6 +162,56 @@ func makeCgroupRoot(root string) error {
 		}
 	}
 	return nil
+}
+
+// hugetlbHierarchy is where a node's init mounts the hugetlb controller's
+// cgroup v1 hierarchy.
+const hugetlbHierarchy = "/sys/fs/cgroup/hugetlb"
+
+// mountHugetlb mounts the hugetlb controller's hierarchy on a cgroup v1
+// host whose kernel has the controller but where no hierarchy of it is
+// mounted (this machine's init mounts none), as systemd on a node mounts
+// every controller: the kubelet gives every container a hugepage limit (0)
+// for each page size of the host, CRI-O passes them to runc, and runc
+// fails without the controller. It says whether it mounted it
+// (unmountHugetlb undoes that).
+func mountHugetlb() (bool, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &fs); err != nil || fs.Type == unix.CGROUP2_SUPER_MAGIC {
+		return false, nil // cgroup v2: hugetlb is a controller of the one hierarchy
+	}
+	if _, err := os.Stat(hugetlbHierarchy); err == nil {
+		return false, nil
+	}
+	enabled, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return false, err
+	}
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return false, err
+	}
+	if !regexp.MustCompile(`(?m)^hugetlb\s+\d+\s+\d+\s+1$`).Match(enabled) ||
+		regexp.MustCompile(`(?m)^\S+ \S+ cgroup \S*\bhugetlb\b`).Match(mounts) {
+		return false, nil // not in the kernel, or mounted elsewhere
+	}
+	if err := os.Mkdir(hugetlbHierarchy, 0o755); err != nil {
+		return false, fmt.Errorf("mounting the hugetlb cgroup hierarchy: %w", err)
+	}
+	if err := unix.Mount("cgroup", hugetlbHierarchy, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hugetlb"); err != nil {
+		_ = os.Remove(hugetlbHierarchy)
+		return false, fmt.Errorf("mounting the hugetlb cgroup hierarchy: %w", err)
+	}
+	return true, nil
+}
+
+// unmountHugetlb unmounts what mountHugetlb mounted, once its cgroups
+// are removed.
+func unmountHugetlb() error {
+	if err := unix.Unmount(hugetlbHierarchy, 0); err != nil {
+		return fmt.Errorf("unmounting %s: %w", hugetlbHierarchy, err)
+	}
+	return os.Remove(hugetlbHierarchy)
 }
 
 // removeCgroupRoot removes the cgroup root's tree from every hierarchy,

@@ -248,7 +248,7 @@ func TestSetupHostInstallRegisterUninstall(t *testing.T) {
 
 	t.Run("kubernetes", func(t *testing.T) {
 		rc := read(t, files.runtimeClass)
-		for _, want := range []string{"kind: RuntimeClass", "\n  name: cocoon\n", "\nhandler: cocoon\n", "podFixed:", `memory: "210Mi"`, `cpu: "100m"`} {
+		for _, want := range []string{"kind: RuntimeClass", "\n  name: cocoon\n", "\nhandler: cocoon\n", "\n  name: cocoon-vm\n", "\nhandler: cocoon-vm\n", "podFixed:", `memory: "210Mi"`, `cpu: "100m"`} {
 			if !strings.Contains(rc, want) {
 				t.Errorf("RuntimeClass lacks %q:\n%s", want, rc)
 			}

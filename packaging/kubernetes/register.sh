@@ -1,10 +1,12 @@
 #!/bin/bash
-# Registers the RuntimeClass "cocoon" with a Kubernetes cluster, or removes it:
+# Registers the RuntimeClasses "cocoon" and "cocoon-vm" with a Kubernetes
+# cluster, or removes them:
 #
 #   packaging/kubernetes/register.sh [register|unregister]
 #
-# Applies packaging/kubernetes/runtimeclass.yaml (handler "cocoon", with the
-# pod overhead of a cocoon VM) with kubectl; `kubectl apply` and
+# Applies packaging/kubernetes/runtimeclass.yaml (handler "cocoon"; and
+# "cocoon-vm", CRI-O's shim v2 handler, for CRI-O nodes; both with the pod
+# overhead of a cocoon VM) with kubectl; `kubectl apply` and
 # `kubectl delete --ignore-not-found` make both idempotent. Every node that
 # runs such pods needs cocoon installed and registered with its container
 # runtime (packaging/containerd/register.sh or packaging/crio/register.sh).
@@ -27,7 +29,7 @@ if [ -n "${RUNTIMECLASS_OUT:-}" ]; then
 	else
 		rm -f "$RUNTIMECLASS_OUT"
 	fi
-	echo "$action: RuntimeClass cocoon in $RUNTIMECLASS_OUT" >&2
+	echo "$action: RuntimeClasses cocoon and cocoon-vm in $RUNTIMECLASS_OUT" >&2
 	exit 0
 fi
 if [ "$action" = register ]; then
