@@ -34,6 +34,15 @@ func (b *bench) kubeletPodStart(ctx context.Context, out, bin string, runs int) 
 	if err != nil {
 		return k, err
 	}
+	unmount, err := kubetest.MountHugetlb()
+	if err != nil {
+		return k, err
+	}
+	defer func() {
+		if uerr := unmount(); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
 	d, stop, err := criDaemon(ctx, out, bin, benchKubeNetwork)
 	if err != nil {
 		return k, err

@@ -71,7 +71,22 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s := &suite{m: m}
+	unmount, err := kubetest.MountHugetlb()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := onRuntime(&suite{m: m}, repo)
+	if err := unmount(); err != nil {
+		fmt.Fprintln(os.Stderr, "left behind after the suite:", err)
+		code = 1
+	}
+	return code
+}
+
+// onRuntime runs the suite on the CRI runtime COCOON_TEST_KUBELET_CRI
+// names.
+func onRuntime(s *suite, repo string) int {
 	switch cri := os.Getenv("COCOON_TEST_KUBELET_CRI"); cri {
 	case "", "containerd":
 		return onContainerd(s, repo)

@@ -76,7 +76,6 @@ type Cluster struct {
 
 	etcd, apiserver, kubelet                 *testutil.Daemon
 	preexisting                              map[string]bool // of hostPaths
-	hugetlb                                  bool            // mountHugetlb mounted it
 	etcdURL, token                           string
 	apiPort, kubeletPort, kubeletHealthzPort int
 }
@@ -208,10 +207,6 @@ func (c *Cluster) startAPIServer() error {
 // startKubelet makes the kubelet's cgroup root, starts it and waits for
 // its node to be Ready.
 func (c *Cluster) startKubelet(ctx context.Context) error {
-	var err error
-	if c.hugetlb, err = mountHugetlb(); err != nil {
-		return err
-	}
 	if err := makeCgroupRoot(c.CgroupRoot); err != nil {
 		return err
 	}
@@ -318,8 +313,7 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 // stops the kubelet, removes the pods' sandboxes that its garbage
 // collector had not removed yet (crictl rmp, as it would), stops the API
 // server and etcd, unmounts what the kubelet left mounted under its root
-// directory (pod volumes: a leftover), removes its cgroups (and the hugetlb
-// hierarchy it mounted) and the cluster's
+// directory (pod volumes: a leftover), removes its cgroups and the cluster's
 // directory, and what the kubelet made of hostPaths that were not there
 // before. It returns what it could not clean or should not have found:
 // processes naming the cluster's directory, cgroups still holding
@@ -354,11 +348,6 @@ func (c *Cluster) Stop() []string {
 		left = append(left, "process left: "+p)
 	}
 	left = append(left, removeCgroupRoot(c.CgroupRoot)...)
-	if c.hugetlb {
-		if err := unmountHugetlb(); err != nil {
-			left = append(left, err.Error())
-		}
-	}
 	for _, p := range hostPaths {
 		if !c.preexisting[p] {
 			left = append(left, removeHostPath(p)...)

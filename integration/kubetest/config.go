@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -168,13 +170,23 @@ func makeCgroupRoot(root string) error {
 // cgroup v1 hierarchy.
 const hugetlbHierarchy = "/sys/fs/cgroup/hugetlb"
 
-// mountHugetlb mounts the hugetlb controller's hierarchy on a cgroup v1
+// MountHugetlb mounts the hugetlb controller's hierarchy on a cgroup v1
 // host whose kernel has the controller but where no hierarchy of it is
 // mounted (this machine's init mounts none), as systemd on a node mounts
 // every controller: the kubelet gives every container a hugepage limit (0)
 // for each page size of the host, CRI-O passes them to runc, and runc
-// fails without the controller. It says whether it mounted it
-// (unmountHugetlb undoes that).
+// fails without the controller. Call it before the CRI runtime starts;
+// the function it returns unmounts what it mounted (nothing where it
+// mounted nothing), to be called once the runtime has stopped and the
+// processes of its pods are reaped: a zombie holds its cgroups.
+func MountHugetlb() (unmount func() error, err error) {
+	mounted, err := mountHugetlb()
+	if err != nil || !mounted {
+		return func() error { return nil }, err
+	}
+	return unmountHugetlb, nil
+}
+
 func mountHugetlb() (bool, error) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &fs); err != nil || fs.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -206,12 +218,61 @@ func mountHugetlb() (bool, error) {
 }
 
 // unmountHugetlb unmounts what mountHugetlb mounted, once its cgroups
-// are removed.
+// are removed, and waits for the kernel to destroy the hierarchy. A v1
+// hierarchy unmounted while it still has child cgroups (removed ones the
+// kernel has not released yet count) outlives its mount: every process
+// then shows "hugetlb:/" in /proc/PID/cgroup, with no mount to see it
+// through. So it unmounts only when the root is the hierarchy's one
+// cgroup, and mounts it again to unmount it once more where it lingers.
 func unmountHugetlb() error {
-	if err := unix.Unmount(hugetlbHierarchy, 0); err != nil {
-		return fmt.Errorf("unmounting %s: %w", hugetlbHierarchy, err)
+	defer os.Remove(hugetlbHierarchy)
+	deadline := time.Now().Add(30 * time.Second)
+	mounted, unmounted := true, time.Time{}
+	for {
+		hierarchy, cgroups, err := hugetlbState()
+		if err != nil {
+			return err
+		}
+		switch {
+		case hierarchy == 0 && !mounted:
+			return nil
+		case !mounted && time.Since(unmounted) > 2*time.Second:
+			// The kernel destroys a hierarchy shortly after its last
+			// unmount; one still there was unmounted with children.
+			if err := unix.Mount("cgroup", hugetlbHierarchy, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hugetlb"); err != nil {
+				return fmt.Errorf("mounting the lingering hugetlb cgroup hierarchy %d again: %w", hierarchy, err)
+			}
+			mounted = true
+		case mounted && cgroups == 1:
+			if err := unix.Unmount(hugetlbHierarchy, 0); err != nil {
+				return fmt.Errorf("unmounting %s: %w", hugetlbHierarchy, err)
+			}
+			mounted, unmounted = false, time.Now()
+		}
+		if time.Now().After(deadline) {
+			if mounted {
+				_ = unix.Unmount(hugetlbHierarchy, 0)
+			}
+			return fmt.Errorf("the hugetlb cgroup hierarchy %d (%d cgroups) still there 30s after the cluster stopped", hierarchy, cgroups)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return os.Remove(hugetlbHierarchy)
+}
+
+// hugetlbState reads the hugetlb controller's hierarchy ID (0: none) and
+// its number of cgroups from /proc/cgroups.
+func hugetlbState() (hierarchy, cgroups int, err error) {
+	b, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return 0, 0, err
+	}
+	m := regexp.MustCompile(`(?m)^hugetlb\s+(\d+)\s+(\d+)\s+\d+$`).FindSubmatch(b)
+	if m == nil {
+		return 0, 0, fmt.Errorf("no hugetlb controller in /proc/cgroups")
+	}
+	hierarchy, _ = strconv.Atoi(string(m[1]))
+	cgroups, _ = strconv.Atoi(string(m[2]))
+	return hierarchy, cgroups, nil
 }
 
 // removeCgroupRoot removes the cgroup root's tree from every hierarchy,
