@@ -201,8 +201,11 @@ func TestExecAndKill(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
+	// ctr exec gives no console size in the process spec and resizes the
+	// terminal only once the process has started (with runc too), so the
+	// process waits for the size: 0x0 until then, which stty refuses.
 	term, code, err := containerdtest.RunInTerminal(daemon.CtrCommand(ctx, "", "task", "exec", "-t", "--exec-id", "e3", id,
-		"sh", "-c", "tty; stty size; exit 6"), 20, 70, "", 0)
+		"sh", "-c", "tty; until stty size 2>/dev/null; do sleep 0.1; done; exit 6"), 20, 70, "", 0)
 	if err != nil || code != 6 || !strings.Contains(term, "/dev/pts/") || !strings.Contains(term, "20 70") {
 		t.Errorf("exec -t: %v, exit %d, %q; want 6 on a 20x70 terminal", err, code, term)
 	}
