@@ -20,10 +20,6 @@ var benchPodNetwork = &containerdtest.PodNetwork{Name: "cocoon-bench", Bridge: "
 // its own that CNI (bridge + host-local) fills from podNet. Stopping and
 // removing the pod is not timed.
 func (b *bench) podStart(ctx context.Context, out, bin string, runs int, podNet *containerdtest.PodNetwork) (runc, cocoon []time.Duration, err error) {
-	crictl, err := containerdtest.CrictlPath()
-	if err != nil {
-		return nil, nil, err
-	}
 	d, stop, err := criDaemon(ctx, out, bin, podNet)
 	if err != nil {
 		return nil, nil, err
@@ -40,7 +36,7 @@ func (b *bench) podStart(ctx context.Context, out, bin string, runs int, podNet 
 	crictlRun := func(args ...string) (string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		return d.Crictl(cctx, crictl, args...)
+		return d.Crictl(cctx, args...)
 	}
 	timePod := func(handler string, i int) (time.Duration, error) {
 		podConfig, runtime := containerdtest.PodConfig, handler

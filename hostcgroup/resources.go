@@ -1,13 +1,11 @@
 package hostcgroup
 
 import (
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/opencontainers/cgroups"
 	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/cgroups/fscommon"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -139,11 +137,11 @@ func (g *group) capCPUQuota(res *cgroups.Resources) {
 func ancestorsCPUQuota(dir string, period uint64) int64 {
 	var least int64
 	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
-		quota, err := readInt(filepath.Join(d, "cpu.cfs_quota_us"))
+		quota, err := fscommon.GetCgroupParamInt(d, "cpu.cfs_quota_us")
 		if err != nil {
 			break
 		}
-		p, err := readInt(filepath.Join(d, "cpu.cfs_period_us"))
+		p, err := fscommon.GetCgroupParamInt(d, "cpu.cfs_period_us")
 		if err != nil || quota <= 0 || p <= 0 {
 			continue
 		}
@@ -152,14 +150,6 @@ func ancestorsCPUQuota(dir string, period uint64) int64 {
 		}
 	}
 	return least
-}
-
-func readInt(path string) (int64, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }
 
 // Exact is the limits of the caller's cgroup: the container's, as runc

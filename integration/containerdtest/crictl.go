@@ -22,31 +22,37 @@ func CrictlPath() (string, error) {
 	return testutil.CacheFile(filepath.Join("bin", "crictl-"+CrictlVersion), "crictl "+CrictlVersion, "make crictl")
 }
 
-// CrictlCommand returns crictl with a configuration that points it at the
-// daemon.
-func (d *Daemon) CrictlCommand(ctx context.Context, crictl string, args ...string) (*exec.Cmd, error) {
-	conf := filepath.Join(d.Dir, "crictl.yaml")
-	if _, err := os.Stat(conf); err != nil {
-		data := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 180\n", d.Socket, d.Socket)
-		if err := os.WriteFile(conf, []byte(data), 0o644); err != nil {
-			return nil, err
-		}
-	}
-	return exec.CommandContext(ctx, crictl, append([]string{"--config", conf}, args...)...), nil
+// CrictlCommandOn returns crictl pointed at the CRI socket (containerd's
+// or CRI-O's).
+func CrictlCommandOn(ctx context.Context, crictl, socket string, args ...string) *exec.Cmd {
+	ep := "unix://" + socket
+	return exec.CommandContext(ctx, crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "180s"}, args...)...)
 }
 
-// Crictl runs crictl against the daemon and returns its trimmed stdout.
-func (d *Daemon) Crictl(ctx context.Context, crictl string, args ...string) (string, error) {
-	cmd, err := d.CrictlCommand(ctx, crictl, args...)
+// CrictlOn runs crictl against the CRI socket and returns its trimmed
+// stdout.
+func CrictlOn(ctx context.Context, socket string, args ...string) (string, error) {
+	crictl, err := CrictlPath()
 	if err != nil {
 		return "", err
 	}
 	var stdout, stderr bytes.Buffer
+	cmd := CrictlCommandOn(ctx, crictl, socket, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return strings.TrimSpace(stdout.String()), nil
+}
+
+// Crictl runs crictl against the daemon and returns its trimmed stdout.
+func (d *Daemon) Crictl(ctx context.Context, args ...string) (string, error) {
+	return CrictlOn(ctx, d.Socket, args...)
+}
+
+// CrictlCommand returns crictl pointed at the daemon.
+func (d *Daemon) CrictlCommand(ctx context.Context, crictl string, args ...string) (*exec.Cmd, error) {
+	return CrictlCommandOn(ctx, crictl, d.Socket, args...), nil
 }
 
 // PodConfig writes the configuration of a host-network pod (no CNI) whose

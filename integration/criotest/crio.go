@@ -179,8 +179,7 @@ func (d *Daemon) VMSandboxDir(id string) string {
 
 // CrictlCommand returns crictl pointed at the daemon.
 func (d *Daemon) CrictlCommand(ctx context.Context, args ...string) *exec.Cmd {
-	ep := "unix://" + d.Socket
-	return exec.CommandContext(ctx, d.crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "180s"}, args...)...)
+	return containerdtest.CrictlCommandOn(ctx, d.crictl, d.Socket, args...)
 }
 
 // podmanCommand runs podman on CRI-O's storage, with a private

@@ -208,17 +208,17 @@ func removePods(t *testing.T) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := daemon.Crictl(ctx, crictlPath, "pods", "-q")
+	out, err := daemon.Crictl(ctx, "pods", "-q")
 	if err != nil {
 		t.Errorf("listing the pods the suite left: %v", err)
 		return 0
 	}
 	pods := strings.Fields(out)
 	for _, p := range pods {
-		if _, err := daemon.Crictl(ctx, crictlPath, "stopp", p); err != nil {
+		if _, err := daemon.Crictl(ctx, "stopp", p); err != nil {
 			t.Errorf("stopping pod %s that the suite left: %v", p, err)
 		}
-		if _, err := daemon.Crictl(ctx, crictlPath, "rmp", p); err != nil {
+		if _, err := daemon.Crictl(ctx, "rmp", p); err != nil {
 			t.Errorf("removing pod %s that the suite left: %v", p, err)
 		}
 	}

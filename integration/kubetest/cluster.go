@@ -374,18 +374,7 @@ func (c *Cluster) removeSandboxes(ctx context.Context) error {
 // Crictl runs crictl against the node's runtime and returns its trimmed
 // stdout.
 func (c *Cluster) Crictl(ctx context.Context, args ...string) (string, error) {
-	crictl, err := containerdtest.CrictlPath()
-	if err != nil {
-		return "", err
-	}
-	ep := "unix://" + c.Runtime.CRISocket()
-	cmd := exec.CommandContext(ctx, crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "180s"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return strings.TrimSpace(stdout.String()), nil
+	return containerdtest.CrictlOn(ctx, c.Runtime.CRISocket(), args...)
 }
 
 // hostPaths are where a kubelet keeps state by default. The cluster's

@@ -195,26 +195,28 @@ func mountHugetlb() (bool, error) {
 	if _, err := os.Stat(hugetlbHierarchy); err == nil {
 		return false, nil
 	}
-	enabled, err := os.ReadFile("/proc/cgroups")
-	if err != nil {
-		return false, err
+	if _, _, err := hugetlbState(); err != nil {
+		return false, nil // not in the kernel
 	}
 	mounts, err := os.ReadFile("/proc/self/mounts")
 	if err != nil {
 		return false, err
 	}
-	if !regexp.MustCompile(`(?m)^hugetlb\s+\d+\s+\d+\s+1$`).Match(enabled) ||
-		regexp.MustCompile(`(?m)^\S+ \S+ cgroup \S*\bhugetlb\b`).Match(mounts) {
-		return false, nil // not in the kernel, or mounted elsewhere
+	if regexp.MustCompile(`(?m)^\S+ \S+ cgroup \S*\bhugetlb\b`).Match(mounts) {
+		return false, nil // mounted elsewhere
 	}
 	if err := os.Mkdir(hugetlbHierarchy, 0o755); err != nil {
 		return false, fmt.Errorf("mounting the hugetlb cgroup hierarchy: %w", err)
 	}
-	if err := unix.Mount("cgroup", hugetlbHierarchy, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hugetlb"); err != nil {
+	if err := mountHugetlbAt(); err != nil {
 		_ = os.Remove(hugetlbHierarchy)
 		return false, fmt.Errorf("mounting the hugetlb cgroup hierarchy: %w", err)
 	}
 	return true, nil
+}
+
+func mountHugetlbAt() error {
+	return unix.Mount("cgroup", hugetlbHierarchy, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hugetlb")
 }
 
 // unmountHugetlb unmounts what mountHugetlb mounted, once its cgroups
@@ -239,7 +241,7 @@ func unmountHugetlb() error {
 		case !mounted && time.Since(unmounted) > 2*time.Second:
 			// The kernel destroys a hierarchy shortly after its last
 			// unmount; one still there was unmounted with children.
-			if err := unix.Mount("cgroup", hugetlbHierarchy, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hugetlb"); err != nil {
+			if err := mountHugetlbAt(); err != nil {
 				return fmt.Errorf("mounting the lingering hugetlb cgroup hierarchy %d again: %w", hierarchy, err)
 			}
 			mounted = true
@@ -260,15 +262,16 @@ func unmountHugetlb() error {
 }
 
 // hugetlbState reads the hugetlb controller's hierarchy ID (0: none) and
-// its number of cgroups from /proc/cgroups.
+// its number of cgroups from /proc/cgroups; an error where the kernel has
+// it not, or not enabled.
 func hugetlbState() (hierarchy, cgroups int, err error) {
 	b, err := os.ReadFile("/proc/cgroups")
 	if err != nil {
 		return 0, 0, err
 	}
-	m := regexp.MustCompile(`(?m)^hugetlb\s+(\d+)\s+(\d+)\s+\d+$`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?m)^hugetlb\s+(\d+)\s+(\d+)\s+1$`).FindSubmatch(b)
 	if m == nil {
-		return 0, 0, fmt.Errorf("no hugetlb controller in /proc/cgroups")
+		return 0, 0, fmt.Errorf("no enabled hugetlb controller in /proc/cgroups")
 	}
 	hierarchy, _ = strconv.Atoi(string(m[1]))
 	cgroups, _ = strconv.Atoi(string(m[2]))
